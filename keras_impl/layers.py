@@ -1,0 +1,113 @@
+"""The three Keras layers the twin needs beyond Keras' own, each matching a torch semantic exactly.
+
+Only `keras.ops` is used, so the model also runs on Keras' JAX and torch backends. Every layer is
+registered for `.keras` serialization.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PACKAGE = "resnet_study"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras BN whose moving variance tracks the *unbiased* batch variance, as torch's does.
+
+    Keras' own layer stores the biased variance (divide by n) in `moving_variance`; torch stores the
+    unbiased one (divide by n - 1) while normalizing with the biased one in both. We follow torch
+    (DESIGN.md trap 2), so eval-mode outputs after training agree between the twins. Momentum is
+    Keras' (moving = momentum * moving + (1 - momentum) * batch), i.e. 1 - torch's momentum.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # BN in >= fp32
+        gamma, beta = ops.cast(self.gamma, x.dtype), ops.cast(self.beta, x.dtype)
+        outputs, mean, variance = _batch_norm_train(x, gamma, beta, self._reduction_axes, self.epsilon)
+        count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.size(mean), x.dtype)
+        unbiased = variance * count / (count - 1.0)
+        momentum = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * momentum + unbiased * (1.0 - momentum))
+        return ops.cast(outputs, self.compute_dtype)
+
+
+def _batch_norm_train(x, gamma, beta, axes, epsilon):
+    """Train-mode BN over `axes` with the analytic backward pass torch (and cuDNN) use.
+
+    Autodiff through mean and variance sums three large, nearly cancelling terms; in float32 that
+    loses about three digits of the input gradient whenever the upstream gradient is nearly constant
+    per channel (as it is next to global average pooling). The closed form below does not.
+    Returns (normalized output, batch mean, biased batch variance).
+    """
+    mean = ops.mean(x, axis=axes)
+    centered = x - mean
+    variance = ops.mean(ops.square(centered), axis=axes)
+    inv_std = ops.rsqrt(variance + epsilon)
+
+    @ops.custom_gradient
+    def normalize(x, gamma, beta):
+        x_hat = centered * inv_std
+
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            mean_g = ops.mean(upstream, axis=axes)
+            mean_g_xhat = ops.mean(upstream * x_hat, axis=axes)
+            grad_x = (upstream - mean_g - x_hat * mean_g_xhat) * (gamma * inv_std)
+            count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.size(mean), x.dtype)
+            return grad_x, mean_g_xhat * count, mean_g * count
+
+        return x_hat * gamma + beta, grad
+
+    return normalize(x, gamma, beta), ops.stop_gradient(mean), ops.stop_gradient(variance)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PadShortcut(keras.layers.Layer):
+    """Option A shortcut (NHWC): subsample by the stride, append zero channels after the existing ones."""
+
+    def __init__(self, stride: int, extra_channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.stride, self.extra_channels = stride, extra_channels
+
+    def call(self, x):
+        x = x[:, :: self.stride, :: self.stride, :]
+        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.extra_channels]])
+
+    def compute_output_shape(self, input_shape):
+        batch, h, w, c = input_shape
+        s = self.stride
+        ceil = lambda v: None if v is None else -(-v // s)  # noqa: E731
+        return (batch, ceil(h), ceil(w), c + self.extra_channels)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride, "extra_channels": self.extra_channels}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaxPoolPadding2D(keras.layers.Layer):
+    """Symmetric padding with -inf before a 'valid' max-pool: torch's MaxPool2d(padding=p) semantics.
+
+    Zero padding would be wrong whenever activations can be negative (tanh), and Keras' 'same'
+    pooling pads (0, 1) at stride 2 on even inputs where torch pads (1, 1).
+    """
+
+    def __init__(self, padding: int, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+
+    def call(self, x):
+        p = self.padding
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=float("-inf"))
+
+    def compute_output_shape(self, input_shape):
+        batch, h, w, c = input_shape
+        grow = lambda v: None if v is None else v + 2 * self.padding  # noqa: E731
+        return (batch, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}

@@ -1,0 +1,114 @@
+"""Keras 3 twin: `build(spec)` returns a functional `keras.Model` for any `NetworkSpec`.
+
+Reads as the same code as `lightning_impl/models.py`, one function per concept in the same order.
+Layer names are the torch state-dict keys that `study.spec.ConvLayer.name` gives, so weights
+cross-load by name (`keras_impl.port`). Tensors are NHWC; the torch twin is NCHW. Only public Keras 3
+APIs are used, so the model is backend-neutral.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+from keras_impl.layers import BatchNormalization, MaxPoolPadding2D, PadShortcut
+from study.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
+
+
+def make_activation(spec: NetworkSpec, name: str, dtype) -> layers.Layer:
+    return layers.Activation(spec.activation, name=name, dtype=dtype)
+
+
+def apply_conv_bn(x, layer: ConvLayer, dtype):
+    """Conv (no bias) and its BN, named as the torch twin's modules."""
+    # Keras 'same' pads (0, 1) at stride 2 on even inputs, torch pads (1, 1): pad explicitly
+    # with torch's symmetric padding and convolve 'valid' (DESIGN.md trap 1).
+    if layer.padding:
+        x = layers.ZeroPadding2D(layer.padding, name=f"{layer.name}.pad", dtype=dtype)(x)
+    x = layers.Conv2D(
+        layer.out_channels,
+        layer.kernel,
+        strides=layer.stride,
+        padding="valid",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
+        name=layer.name,
+        dtype=dtype,
+    )(x)
+    if not layer.batch_norm:
+        return x
+    return BatchNormalization(momentum=1.0 - BN_MOMENTUM_TORCH, epsilon=BN_EPSILON, name=layer.bn_name, dtype=dtype)(x)
+
+
+def apply_shortcut(x, spec: NetworkSpec, block: BlockSpec, dtype):
+    """None for a plain block (no addition at all), else the tensor added to the block's output."""
+    if block.shortcut is None:
+        return None
+    if block.shortcut == "identity":
+        return x
+    if block.shortcut == "pad":
+        extra = block.out_channels - block.in_channels
+        return PadShortcut(block.stride, extra, name=f"{block.name}.downsample", dtype=dtype)(x)
+    return apply_conv_bn(x, spec.block_layers(block)[-1], dtype)
+
+
+def apply_block(x, spec: NetworkSpec, block: BlockSpec, dtype):
+    """Basic (conv3x3-BN-act-conv3x3-BN) or bottleneck (1x1-3x3-1x1) block, (+ shortcut), act."""
+    main = [layer for layer in spec.block_layers(block) if layer.main_path]
+    out = x
+    for i, layer in enumerate(main, start=1):
+        out = apply_conv_bn(out, layer, dtype)
+        if i < len(main):
+            out = make_activation(spec, f"{block.name}.act{i}", dtype)(out)
+    shortcut = apply_shortcut(x, spec, block, dtype)
+    if shortcut is not None:
+        out = layers.Add(name=f"{block.name}.add", dtype=dtype)([out, shortcut])
+    return make_activation(spec, f"{block.name}.act", dtype)(out)
+
+
+def build(spec: NetworkSpec, dtype: str = "float32") -> keras.Model:
+    """The network of `spec`, freshly initialized (seed with `keras.utils.set_random_seed`).
+
+    `dtype` is a Keras dtype policy name: "float32", "float64" or "mixed_bfloat16".
+    Input is NHWC `spec.input_shape`; output is logits (no softmax).
+    """
+    inputs = keras.Input(shape=spec.input_shape, name="input", dtype=keras.DTypePolicy(dtype).variable_dtype)
+    x = apply_conv_bn(inputs, spec.layers()[0], dtype)
+    x = make_activation(spec, "act", dtype)(x)
+    if spec.family == "imagenet":
+        x = MaxPoolPadding2D(1, name="maxpool.pad", dtype=dtype)(x)
+        x = layers.MaxPooling2D(3, 2, padding="valid", name="maxpool", dtype=dtype)(x)
+    for block in spec.blocks():
+        x = apply_block(x, spec, block, dtype)
+    x = layers.GlobalAveragePooling2D(name="avgpool", dtype=dtype)(x)
+    bound = 1.0 / math.sqrt(spec.feature_channels)  # dense U(+-1/sqrt(fan_in)), as the torch twin
+    outputs = layers.Dense(
+        spec.classes,
+        kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+        name="fc",
+        dtype=dtype,
+    )(x)
+    return keras.Model(inputs, outputs, name=spec.name.replace("-", "_"))
+
+
+def count_trainable_params(model: keras.Model) -> int:
+    return sum(math.prod(v.shape) for v in model.trainable_variables)
+
+
+def count_macs(model: keras.Model, input_shape: tuple[int, int, int]) -> int:
+    """Forward MACs per example counted from the built model (conv and dense; dense bias = 1 MAC).
+
+    `input_shape` is unused (the functional model knows its shapes); it mirrors the torch twin.
+    """
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            macs += h * w * c_out * layer.input.shape[-1] * kh * kw
+        elif isinstance(layer, layers.Dense):
+            macs += (layer.input.shape[-1] + 1) * layer.units
+    return macs

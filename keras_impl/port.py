@@ -1,0 +1,82 @@
+"""Lossless weight port between the Keras twin and torch state-dict layout.
+
+The interchange format is a torch state dict as NumPy arrays (`dict[str, np.ndarray]`, keys like
+``layer1.0.conv1.weight``, conv kernels OIHW), so this module needs no torch. A round trip
+torch -> Keras -> torch is bitwise equal: only transposes and exact copies happen here.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_impl.layers import BatchNormalization
+
+# Keras variable -> torch state-dict suffix, per layer type (DESIGN.md trap 3: kernel layouts).
+_BN_VARIABLES = (
+    ("gamma", "weight"),
+    ("beta", "bias"),
+    ("moving_mean", "running_mean"),
+    ("moving_variance", "running_var"),
+)
+
+
+def _layer_entries(layer: keras.layers.Layer):
+    if isinstance(layer, keras.layers.Conv2D) and not layer.use_bias:
+        # Keras HWIO <-> torch OIHW.
+        yield layer.kernel, f"{layer.name}.weight", (3, 2, 0, 1), (2, 3, 1, 0)
+    elif isinstance(layer, BatchNormalization):
+        for attr, suffix in _BN_VARIABLES:
+            yield getattr(layer, attr), f"{layer.name}.{suffix}", None, None
+    elif isinstance(layer, keras.layers.Dense):
+        yield layer.kernel, f"{layer.name}.weight", (1, 0), (1, 0)  # (in, out) <-> (out, in)
+        yield layer.bias, f"{layer.name}.bias", None, None
+
+
+def _entries(model: keras.Model):
+    """(keras variable, torch key, keras->torch transform, torch->keras transform) for every weight.
+
+    Every variable of the model must be mapped: a conv with a bias, say, has no torch counterpart.
+    """
+    for layer in model.layers:
+        entries = list(_layer_entries(layer))
+        if len(entries) != len(layer.weights):
+            raise TypeError(
+                f"no torch mapping for the weights of Keras layer {layer.name!r} "
+                f"({type(layer).__name__} with {[w.name for w in layer.weights]})"
+            )
+        yield from entries
+
+
+def to_torch_layout(model: keras.Model, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-variable arrays (keyed by Keras variable path, e.g. gradients) re-keyed and laid out as torch's."""
+    out = {}
+    for variable, key, to_torch, _ in _entries(model):
+        if variable.path in values:
+            value = np.asarray(values[variable.path])
+            out[key] = np.ascontiguousarray(value.transpose(to_torch) if to_torch else value)
+    return out
+
+
+def to_torch_state(model: keras.Model) -> dict[str, np.ndarray]:
+    """The model's weights and BN statistics as a torch state dict of NumPy arrays."""
+    return to_torch_layout(model, {v.path: keras.ops.convert_to_numpy(v) for v in model.weights})
+
+
+def load_torch_state(model: keras.Model, state: dict[str, np.ndarray]) -> None:
+    """Assign a torch state dict (NumPy arrays) to the model; keys must match exactly.
+
+    ``num_batches_tracked`` buffers are ignored: with a fixed BN momentum torch does not use them.
+    """
+    entries = list(_entries(model))
+    wanted = {key for _, key, _, _ in entries}
+    given = {key for key in state if not key.endswith("num_batches_tracked")}
+    if wanted != given:
+        missing, unexpected = sorted(wanted - given), sorted(given - wanted)
+        raise ValueError(f"state dict does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for variable, key, _, to_keras in entries:
+        value = np.asarray(state[key])
+        value = value.transpose(to_keras) if to_keras else value
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"{key}: shape {value.shape} does not fit Keras variable of shape {variable.shape}")
+        variable.assign(value.astype(variable.dtype))

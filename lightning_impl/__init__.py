@@ -1,0 +1,1 @@
+"""PyTorch (+ PyTorch Lightning) twin of the study's networks and training loop."""

@@ -1,0 +1,1 @@
+"""The ResNet depth-scaling study: specification, sweeps, statistics, report."""

@@ -1,0 +1,17 @@
+"""Lazy access to the two twins, so commands that need neither never import TensorFlow or torch."""
+
+from __future__ import annotations
+
+import importlib
+from types import SimpleNamespace
+
+BACKENDS = ("keras", "lightning")
+_PACKAGES = {"keras": "keras_impl", "lightning": "lightning_impl"}
+
+
+def load(backend: str) -> SimpleNamespace:
+    """The twin's modules: ``models`` (build, count_macs), ``port`` and ``probe``."""
+    package = _PACKAGES[backend]
+    return SimpleNamespace(
+        name=backend, **{m: importlib.import_module(f"{package}.{m}") for m in ("models", "port", "probe")}
+    )

@@ -1,0 +1,110 @@
+"""The specification alone: presets, validation, analytic complexity (regression-tested)."""
+
+import re
+
+import pytest
+
+from study.spec import NetworkSpec, SpecError, parse_spec, preset_names
+
+# He et al. 2015 Table 6 / torchvision: trainable parameters, exact.
+PARAMS = {
+    "resnet20": 269_722,
+    "resnet32": 464_154,
+    "resnet44": 658_586,
+    "resnet56": 853_018,
+    "resnet110": 1_727_962,
+    "resnet1202": 19_421_274,
+    "plain20": 269_722,
+    "plain32": 464_154,
+    "plain44": 658_586,
+    "plain56": 853_018,
+    "plain110": 1_727_962,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+}
+
+
+@pytest.mark.parametrize("name, params", PARAMS.items())
+def test_analytic_parameter_counts(name, params):
+    assert parse_spec(name).trainable_params == params
+
+
+def test_analytic_macs():
+    assert round(parse_spec("resnet20").macs / 1e6, 2) == 40.55
+    assert round(parse_spec("resnet56").macs / 1e6, 2) == 125.49
+    assert parse_spec("plain56").macs == parse_spec("resnet56").macs
+    assert parse_spec("resnet50").macs == 4_089_185_256
+
+
+def test_v1_strides_on_the_first_1x1_and_costs_more():
+    v15, v1 = parse_spec("resnet50"), parse_spec("resnet50", bottleneck_stride="1x1")
+    assert v1.trainable_params == v15.trainable_params
+    assert v1.macs < v15.macs  # the 3x3 conv then runs at the lower resolution
+    conv1 = next(layer for layer in v1.layers() if layer.name == "layer2.0.conv1")
+    assert conv1.stride == 2 and conv1.kernel == 1
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain56", "resnet-8", "resnet50", "plain18"])
+def test_depth_is_weighted_layers_on_the_main_path(name):
+    spec = parse_spec(name)
+    assert spec.weighted_layers == spec.depth
+
+
+def test_option_b_adds_projections_only_where_shape_changes():
+    a, b = parse_spec("resnet20"), parse_spec("resnet20", shortcut="B")
+    projections = [layer for layer in b.layers() if not layer.main_path]
+    assert [layer.name for layer in projections] == ["layer2.0.downsample.0", "layer3.0.downsample.0"]
+    assert b.trainable_params - a.trainable_params == sum(layer.params for layer in projections)
+
+
+def test_plain_twin_has_the_same_main_path_and_no_shortcut():
+    resnet, plain = parse_spec("resnet50"), parse_spec("plain50")
+    assert [x for x in resnet.layers() if x.main_path] == [x for x in plain.layers() if x.main_path]
+    assert all(block.shortcut is None for block in plain.blocks())
+    assert all(block.shortcut in ("identity", "projection") for block in resnet.blocks())
+
+
+def test_resnet_dash_depth_is_always_cifar():
+    assert parse_spec("resnet-50").family == "cifar"
+    assert parse_spec("resnet50").family == "imagenet"
+    assert parse_spec("plain-8").trainable_params == parse_spec("resnet-8").trainable_params
+
+
+def test_names_round_trip():
+    for name in preset_names() + ["resnet-8", "plain-14"]:
+        assert parse_spec(parse_spec(name).name) == parse_spec(name)
+
+
+def test_to_dict_round_trips():
+    spec = parse_spec("plain-14", activation="tanh", input_shape=(8, 8, 1), classes=3)
+    assert NetworkSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_odd_inputs_follow_torch_output_sizes():
+    spec = parse_spec("resnet-8", input_shape=(33, 45, 1))
+    assert [block.out_hw for block in spec.blocks()] == [(33, 45), (17, 23), (9, 12)]
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("resnet-21", {}, "depth must be 6n+2"),
+        ("resnet21", {}, "depth must be 6n+2"),
+        ("plain-2", {}, "depth must be 6n+2"),
+        ("resnet", {}, "unknown spec"),
+        ("vgg16", {}, "unknown spec"),
+        ("resnet20", {"activation": "gelu"}, "activation must be one of relu, tanh, sigmoid"),
+        ("resnet20", {"shortcut": "C"}, "shortcut must be one of A, B"),
+        ("resnet20", {"norm": "layer"}, "norm must be one of batch, none"),
+        ("resnet20", {"classes": 1}, "classes must be an integer >= 2"),
+        ("resnet20", {"input_shape": (3, 32, 3)}, "too small"),
+        ("resnet50", {"input_shape": (31, 64, 3)}, "at least 32"),
+        ("resnet20", {"input_shape": (32, 32, 0)}, "three positive integers"),
+    ],
+)
+def test_invalid_specs_are_rejected_with_a_clear_message(name, overrides, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(name, **overrides)
