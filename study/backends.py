@@ -15,3 +15,10 @@ def load(backend: str) -> SimpleNamespace:
     return SimpleNamespace(
         name=backend, **{m: importlib.import_module(f"{package}.{m}") for m in ("models", "port", "probe")}
     )
+
+
+def load_training(backend: str):
+    """The twin's training module (`train(spec, train_spec, dataset, run) -> records, diverged, ckpt`)."""
+    if backend not in _PACKAGES:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    return importlib.import_module(f"{_PACKAGES[backend]}.training")

@@ -1,0 +1,235 @@
+"""Keras twin training: tf.data + `model.fit` + Keras callbacks, implementing `study.spec.TrainSpec`.
+
+Mirrors `lightning_impl/training.py`: the backbone from `keras_impl.models.build` is wrapped by a thin
+`ClassifierModel` (loss, metrics, per-layer gradient norms), as the LightningModule wraps the torch
+backbone. The optimizer reproduces torch's SGD exactly (momentum form and coupled weight decay).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from study import data as datasets
+from study.spec import NetworkSpec, TrainSpec
+from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
+
+
+@keras.saving.register_keras_serializable(package="resnet_study")
+class TorchSGD(keras.optimizers.Optimizer):
+    """torch.optim.SGD (dampening 0, no Nesterov) in Keras.
+
+    Keras' SGD keeps m = mu * m - lr * g and adds m; torch keeps v = mu * v + g and subtracts lr * v.
+    They agree at constant LR and differ right after an LR drop (DESIGN.md trap 5). Weight decay is
+    torch's coupled form, g += weight_decay * w, on every trainable variable (Keras' own
+    `weight_decay` argument is decoupled, trap 4).
+    """
+
+    def __init__(
+        self, learning_rate, momentum: float = 0.9, coupled_weight_decay: float = 0.0, name="torch_sgd", **kwargs
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.momentum, self.coupled_weight_decay = momentum, coupled_weight_decay
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = [self.add_variable_from_reference(v, "velocity") for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.add(ops.cast(gradient, variable.dtype), ops.multiply(variable, self.coupled_weight_decay))
+        velocity = self.velocities[self._get_variable_index(variable)]
+        self.assign(velocity, ops.add(ops.multiply(velocity, self.momentum), gradient))
+        self.assign_sub(variable, ops.multiply(lr, velocity))
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "coupled_weight_decay": self.coupled_weight_decay}
+
+
+@keras.saving.register_keras_serializable(package="resnet_study")
+class PiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
+    """lr = values[i] for boundaries[i-1] <= step < boundaries[i] (`TrainSpec.lr_schedule`).
+
+    `dtype` matters: 0.1 as float32 is not 0.1 as float64, and float64 agreement is checked at 1e-8.
+    """
+
+    def __init__(self, boundaries, values, dtype="float32"):
+        self.boundaries, self.values, self.dtype = list(boundaries), list(values), dtype
+
+    def __call__(self, step):
+        index = ops.sum(
+            ops.cast(
+                ops.greater_equal(ops.cast(step, "int64"), ops.array(self.boundaries or [2**62], "int64")), "int32"
+            )
+        )
+        return ops.take(ops.array(self.values, self.dtype), index)
+
+    def get_config(self):
+        return {"boundaries": self.boundaries, "values": self.values, "dtype": self.dtype}
+
+
+class ClassifierModel(keras.Model):
+    """Backbone + mean cross-entropy on logits, train/test error, per-layer gradient norms.
+
+    After every train step `grad_norms` holds the L2 norm of the loss gradient of each weighted
+    layer's kernel (`study.tracking.weighted_layer_names` order), read once per epoch.
+    """
+
+    def __init__(self, backbone: keras.Model, layer_names: list[str], **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.layer_names = layer_names
+        self._kernels = [backbone.get_layer(name).kernel for name in layer_names]
+        self.grad_norms = self.add_weight(
+            shape=(len(layer_names),), initializer="zeros", trainable=False, name="grad_norms", dtype="float32"
+        )
+        self.loss_mean = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def call(self, x, training=False):
+        return self.backbone(x, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_mean, self.accuracy]
+
+    def _loss(self, y, logits):
+        logits = ops.cast(logits, keras.backend.result_type(logits.dtype, "float32"))
+        return logits, ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+
+    def train_step(self, batch):
+        x, y = batch
+        variables = self.backbone.trainable_variables
+        with tf.GradientTape() as tape:
+            logits, loss = self._loss(y, self(x, training=True))
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply(grads, variables)
+        by_ref = {id(v): g for v, g in zip(variables, grads, strict=True)}
+        self.grad_norms.assign(
+            ops.stack([ops.cast(ops.norm(ops.reshape(by_ref[id(k)], [-1])), "float32") for k in self._kernels])
+        )
+        return self._update_metrics(x, y, logits, loss) | {"batch_loss": loss}
+
+    def test_step(self, batch):
+        x, y = batch
+        logits, loss = self._loss(y, self(x, training=False))
+        return self._update_metrics(x, y, logits, loss)
+
+    def _update_metrics(self, x, y, logits, loss):
+        self.loss_mean.update_state(loss, sample_weight=ops.cast(ops.shape(x)[0], loss.dtype))
+        self.accuracy.update_state(y, logits)
+        return {"loss": self.loss_mean.result(), "accuracy": self.accuracy.result()}
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Turns Keras logs into `EpochRecord`s (and extra W&B keys), measures time and throughput,
+    and stops training when the loss becomes NaN/inf (as `keras.callbacks.TerminateOnNaN`, but
+    recording that the run diverged)."""
+
+    def __init__(self, run: RunContext, steps_per_epoch: int):
+        super().__init__()
+        self.run, self.steps_per_epoch = run, steps_per_epoch
+        self.records: list[EpochRecord] = []
+        self.batch_losses: list[float] = []
+        self.diverged = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = self.train_end = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.train_end = time.perf_counter()
+        self.batch_losses.append(float(logs["batch_loss"]))
+        if not np.isfinite(self.batch_losses[-1]):
+            self.diverged = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        grad_norms = keras.ops.convert_to_numpy(self.model.grad_norms)
+        record = self.run.record(
+            epoch=epoch,
+            train_loss=float(logs["loss"]),
+            train_error=1.0 - float(logs["accuracy"]),
+            test_loss=float(logs.get("val_loss", np.nan)),
+            test_error=1.0 - float(logs.get("val_accuracy", np.nan)),
+            wall_s=time.perf_counter() - self.start,
+            train_s=self.train_end - self.start,
+            grad_norms=dict(zip(self.model.layer_names, map(float, grad_norms), strict=True)),
+        )
+        self.records.append(record)
+        logs.update(record.metrics())  # WandbMetricsLogger, next in the list, logs them as epoch/<key>
+
+
+def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str) -> tf.data.Dataset:
+    """All epochs' batches in `study.data.epoch_batches` order: the same batches as the torch twin."""
+    h, w, c = dataset.input_shape
+    signature = (tf.TensorSpec((None, h, w, c), dtype), tf.TensorSpec((None,), tf.int64))
+
+    def one_epoch(epoch):
+        for x, y in datasets.epoch_batches(
+            dataset, train_spec.batch_size, train_spec.seed, int(epoch), train_spec.augment
+        ):
+            yield x.astype(dtype), y
+
+    epochs = tf.data.Dataset.range(train_spec.epochs)
+    batches = epochs.flat_map(
+        lambda e: tf.data.Dataset.from_generator(one_epoch, output_signature=signature, args=(e,))
+    )
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def make_training_model(
+    spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, backbone: keras.Model, dtype: str
+) -> ClassifierModel:
+    boundaries, values = train_spec.lr_schedule(steps_per_epoch)
+    model = ClassifierModel(backbone, weighted_layer_names(spec))
+    variable_dtype = keras.DTypePolicy(dtype).variable_dtype
+    optimizer = TorchSGD(
+        PiecewiseConstant(boundaries, values, variable_dtype), train_spec.momentum, train_spec.weight_decay
+    )
+    model.compile(optimizer=optimizer, jit_compile=False)
+    return model
+
+
+def train(
+    spec: NetworkSpec,
+    train_spec: TrainSpec,
+    dataset: datasets.Dataset,
+    run: RunContext,
+    backbone: keras.Model | None = None,
+    verbose: int = 1,
+) -> TrainOutcome:
+    """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset`."""
+    import keras_impl.models as models
+
+    dtype = {"32": "float32", "bf16": "mixed_bfloat16", "64": "float64"}[run.precision]
+    keras.utils.set_random_seed(train_spec.seed)
+    tf.config.experimental.enable_op_determinism()
+    backbone = backbone if backbone is not None else models.build(spec, dtype)
+    steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
+    model = make_training_model(spec, train_spec, steps, backbone, dtype)
+    recorder = EpochRecorder(run, steps)
+    callbacks = [recorder]
+    if run.wandb_run is not None:
+        from wandb.integration.keras import WandbMetricsLogger
+
+        callbacks.append(WandbMetricsLogger(log_freq="epoch"))
+    input_dtype = keras.DTypePolicy(dtype).variable_dtype
+    model.fit(
+        train_dataset(dataset, train_spec, input_dtype),
+        epochs=train_spec.epochs,
+        steps_per_epoch=steps,
+        validation_data=(dataset.x_test.astype(input_dtype), dataset.y_test),
+        validation_batch_size=1000,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    checkpoint = Path(run.out_dir) / "model.keras"
+    backbone.save(checkpoint)
+    return TrainOutcome(recorder.records, recorder.diverged, checkpoint, recorder.batch_losses)

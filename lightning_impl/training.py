@@ -1,0 +1,208 @@
+"""Lightning twin training: LightningModule + LightningDataModule + `Trainer`, implementing
+`study.spec.TrainSpec`.
+
+Mirrors `keras_impl/training.py`: `ClassifierModule` wraps the plain `nn.Module` backbone from
+`lightning_impl.models.build` (the model stays usable without Lightning); the data module serves
+exactly the batches `study.data.epoch_batches` gives the Keras twin.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from pytorch_lightning.utilities import grad_norm
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from study import data as datasets
+from study.spec import NetworkSpec, TrainSpec
+from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
+
+PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "64": "64-true"}
+
+
+class ClassifierModule(pl.LightningModule):
+    """Backbone + mean cross-entropy on logits, train/test error, per-layer gradient norms.
+
+    The optimizer is torch's SGD (the form `keras_impl.training.TorchSGD` reproduces), coupled
+    weight decay on every parameter, and a per-step piecewise-constant LR (`TrainSpec.lr_schedule`).
+    """
+
+    def __init__(self, backbone: nn.Module, train_spec: TrainSpec, steps_per_epoch: int, layer_names: list[str]):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"])
+        self.backbone = backbone
+        self.train_spec, self.steps_per_epoch, self.layer_names = train_spec, steps_per_epoch, layer_names
+        classes = backbone.fc.out_features
+        self.train_loss, self.test_loss = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
+        self.train_acc = torchmetrics.classification.MulticlassAccuracy(classes, average="micro")
+        self.test_acc = torchmetrics.classification.MulticlassAccuracy(classes, average="micro")
+        self.grad_norms: dict[str, float] = {}
+        self.batch_losses: list[float] = []  # every step's loss, for `study.agree` trajectories
+        self.diverged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits.float() if logits.dtype != torch.float64 else logits, y)
+        self.batch_losses.append(loss.item())
+        if not torch.isfinite(loss):
+            self.diverged = True
+            self.trainer.should_stop = True
+            return None  # skip the update; training stops after this step
+        self.train_loss.update(loss.detach(), weight=len(y))
+        self.train_acc.update(logits.detach(), y)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer):
+        if self.trainer.is_last_batch:  # once per epoch: the gradient of the epoch's last step
+            norms = grad_norm(self.backbone, norm_type=2)
+            self.grad_norms = {name: float(norms[f"grad_2.0_norm/{name}.weight"]) for name in self.layer_names}
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.test_loss.update(F.cross_entropy(logits.float(), y), weight=len(y))
+        self.test_acc.update(logits, y)
+
+    def configure_optimizers(self):
+        boundaries, values = self.train_spec.lr_schedule(self.steps_per_epoch)
+        optimizer = torch.optim.SGD(
+            self.parameters(), lr=1.0, momentum=self.train_spec.momentum, weight_decay=self.train_spec.weight_decay
+        )
+        # base lr 1.0 times the schedule's value: the LR is exactly the schedule's number.
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: values[bisect.bisect_right(boundaries, step)]
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class EpochBatches(Dataset):
+    """One epoch's train batches, in `study.data.epoch_batches` order, one item per batch."""
+
+    def __init__(self, dataset: datasets.Dataset, train_spec: TrainSpec, epoch: int, dtype: torch.dtype):
+        self.batches = list(
+            datasets.epoch_batches(dataset, train_spec.batch_size, train_spec.seed, epoch, train_spec.augment)
+        )
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        x, y = self.batches[index]
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(self.dtype), torch.from_numpy(y)
+
+
+class StudyDataModule(pl.LightningDataModule):
+    """Train batches rebuilt each epoch (`reload_dataloaders_every_n_epochs=1`), test set in eval."""
+
+    def __init__(self, dataset: datasets.Dataset, train_spec: TrainSpec, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.dataset, self.train_spec, self.dtype = dataset, train_spec, dtype
+
+    def train_dataloader(self):
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return DataLoader(
+            EpochBatches(self.dataset, self.train_spec, epoch, self.dtype), batch_size=None, shuffle=False
+        )
+
+    def val_dataloader(self):
+        x = torch.from_numpy(np.ascontiguousarray(self.dataset.x_test.transpose(0, 3, 1, 2))).to(self.dtype)
+        return DataLoader(TensorDataset(x, torch.from_numpy(self.dataset.y_test)), batch_size=1000)
+
+
+class EpochRecorder(pl.Callback):
+    """Turns the module's metrics into `EpochRecord`s, logs them, measures time and throughput."""
+
+    def __init__(self, run: RunContext):
+        self.run = run
+        self.records: list[EpochRecord] = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self.start = self.train_end = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.train_end = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, module):
+        if trainer.sanity_checking or module.diverged:
+            return
+        self.test = (float(module.test_loss.compute()), 1.0 - float(module.test_acc.compute()))
+        module.test_loss.reset(), module.test_acc.reset()
+
+    def on_train_epoch_end(self, trainer, module):
+        if module.diverged:
+            return
+        record = self.run.record(
+            epoch=trainer.current_epoch,
+            train_loss=float(module.train_loss.compute()),
+            train_error=1.0 - float(module.train_acc.compute()),
+            test_loss=self.test[0],
+            test_error=self.test[1],
+            wall_s=time.perf_counter() - self.start,
+            train_s=self.train_end - self.start,
+            grad_norms=module.grad_norms,
+        )
+        module.train_loss.reset(), module.train_acc.reset()
+        self.records.append(record)
+        module.log_dict({f"epoch/{key}": value for key, value in record.metrics().items()})
+
+
+def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose: bool = True) -> pl.Trainer:
+    logger = False
+    if run.wandb_run is not None:
+        from pytorch_lightning.loggers import WandbLogger
+
+        logger = WandbLogger(experiment=run.wandb_run)
+    return pl.Trainer(
+        max_epochs=run.train_spec.epochs,
+        max_steps=max_steps,
+        accelerator=run.device,
+        devices=1,
+        precision=PRECISIONS[run.precision],
+        deterministic=True,
+        logger=logger,
+        callbacks=callbacks,
+        reload_dataloaders_every_n_epochs=1,
+        num_sanity_val_steps=0,
+        enable_progress_bar=verbose,
+        enable_model_summary=False,
+        enable_checkpointing=bool(callbacks),
+        default_root_dir=str(run.out_dir),
+    )
+
+
+def train(
+    spec: NetworkSpec,
+    train_spec: TrainSpec,
+    dataset: datasets.Dataset,
+    run: RunContext,
+    backbone: nn.Module | None = None,
+    verbose: int = 1,
+) -> TrainOutcome:
+    """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset`."""
+    import lightning_impl.models as models
+
+    pl.seed_everything(train_spec.seed, workers=True, verbose=False)
+    dtype = torch.float64 if run.precision == "64" else torch.float32
+    backbone = (
+        backbone if backbone is not None else models.build(spec, "float64" if run.precision == "64" else "float32")
+    )
+    module = ClassifierModule(backbone, train_spec, run.steps_per_epoch, weighted_layer_names(spec))
+    recorder = EpochRecorder(run)
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=run.out_dir, filename="model", save_last=False, save_top_k=1)
+    trainer = make_trainer(run, [recorder, checkpoint], verbose=bool(verbose))
+    trainer.fit(module, datamodule=StudyDataModule(dataset, train_spec, dtype))
+    path = Path(checkpoint.best_model_path or run.out_dir / "model.ckpt")
+    return TrainOutcome(recorder.records, module.diverged, path, module.batch_losses)

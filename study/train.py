@@ -1,0 +1,186 @@
+"""One training run of either twin: validate, load data, track in W&B, write history and summary.
+
+`summary.json` is written last and atomically: a folder without it holds no finished run, whatever
+else is there.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from study import backends
+from study import data as datasets
+from study.errors import UserError
+from study.spec import NetworkSpec, TrainSpec
+from study.tracking import EpochRecord, RunContext, library_versions, start_wandb
+
+DEVICES = ("auto", "cpu", "gpu")
+PRECISIONS = ("32", "bf16")
+SUMMARY = "summary.json"
+HISTORY = "history.csv"
+
+
+class RunError(UserError):
+    """A problem with the run's inputs or environment; the message is one line for the user."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers see all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_out_dir(out: Path) -> Path:
+    out = Path(out)
+    if (out / SUMMARY).exists():
+        raise RunError(f"--out {out} already holds a finished run ({SUMMARY}); choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-")
+        probe.close()
+    except OSError as error:
+        raise RunError(f"--out {out} is not writable: {error.strerror or error}") from None
+    return out
+
+
+def resolve_device(backend: str, device: str) -> str:
+    if backend == "lightning":
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    else:
+        import tensorflow as tf
+
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if device == "gpu" and not has_gpu:
+        raise RunError(f"--device gpu: no GPU is visible to the {backend} backend; use --device cpu or auto")
+    resolved = "gpu" if device == "gpu" or (device == "auto" and has_gpu) else "cpu"
+    if backend == "keras" and resolved == "cpu" and has_gpu:
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    return resolved
+
+
+def fit_spec_to_data(spec: NetworkSpec, dataset: datasets.Dataset, input_given: bool) -> NetworkSpec:
+    """The data set fixes the input shape and class count."""
+    if input_given and tuple(spec.input_shape) != dataset.input_shape:
+        raise RunError(
+            f"--input {spec.input_shape} conflicts with the {dataset.name} data set's shape {dataset.input_shape}"
+        )
+    return spec.with_overrides(input_shape=dataset.input_shape, classes=dataset.classes)
+
+
+def write_history(path: Path, records: list[EpochRecord]) -> None:
+    rows = [r.to_row() for r in records]
+    if not rows:
+        atomic_write_text(path, "")
+        return
+    from io import StringIO
+
+    buffer = StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def summarize(records: list[EpochRecord], diverged: bool) -> dict:
+    def finite(value):
+        return value if value is not None and math.isfinite(value) else None
+
+    last = records[-1] if records else None
+    speeds = [r.train_img_per_s for r in records[1:] or records]  # the first epoch includes warm-up
+    return {
+        "epochs_completed": len(records),
+        "final_train_loss": finite(last.train_loss) if last else None,
+        "final_train_error": last.train_error if last else None,
+        "final_test_error": last.test_error if last else None,
+        "best_test_error": min(r.test_error for r in records) if records else None,
+        "diverged": diverged,
+        "train_img_per_s": statistics.median(speeds) if speeds else None,
+    }
+
+
+def run_training(
+    spec: NetworkSpec,
+    train_spec: TrainSpec,
+    backend: str,
+    dataset_name: str,
+    out: Path,
+    data_dir: str | None = None,
+    wandb_mode: str = "offline",
+    device: str = "auto",
+    precision: str = "32",
+    input_given: bool = False,
+    group: str | None = None,
+    verbose: int = 1,
+) -> dict:
+    """Train one twin and return the summary (also written to `out/summary.json`)."""
+    out = prepare_out_dir(out)
+    try:
+        dataset = datasets.load_dataset(dataset_name, data_dir, seed=train_spec.seed)
+    except datasets.DataError as error:
+        raise RunError(str(error)) from None
+    spec = fit_spec_to_data(spec, dataset, input_given)
+    twin = backends.load_training(backend)
+    device = resolve_device(backend, device)
+    steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
+    config = {
+        "spec": spec.to_dict(),
+        "train_spec": train_spec.to_dict(),
+        "backend": backend,
+        "arch": spec.arch,
+        "depth": spec.depth,
+        "dataset": dataset_name,
+        "device": device,
+        "precision": precision,
+        "trainable_params": spec.trainable_params,
+        "versions": library_versions(backend),
+    }
+    tags = [spec.arch, f"depth-{spec.depth}", backend, dataset_name]
+    wandb_run = start_wandb(
+        wandb_mode, out, config, group or "adhoc", backend, tags, f"{backend}-{spec.name}-s{train_spec.seed}"
+    )
+    run = RunContext(out, train_spec, steps, len(dataset.y_train), precision, device, wandb_run)
+    start = time.perf_counter()
+    outcome = twin.train(spec, train_spec, dataset, run, verbose=verbose)
+    wall_s = time.perf_counter() - start
+    summary = {
+        "backend": backend,
+        "spec_name": spec.name,
+        "arch": spec.arch,
+        "depth": spec.depth,
+        "dataset": dataset_name,
+        "seed": train_spec.seed,
+        "epochs": train_spec.epochs,
+        **summarize(outcome.records, outcome.diverged),
+        "wall_s": wall_s,
+        "params": spec.trainable_params,
+        "device": device,
+        "precision": precision,
+        "checkpoint": str(outcome.checkpoint),
+        "wandb_dir": wandb_run.dir if wandb_run is not None else None,
+        "config": config,
+    }
+    write_history(out / HISTORY, outcome.records)
+    if wandb_run is not None:
+        wandb_run.summary.update({k: v for k, v in summary.items() if k != "config" and v is not None})
+        wandb_run.finish()
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,197 @@
+"""Both training loops are the same algorithm, deterministic, tracked in W&B, and fail cleanly."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+import keras_impl.training
+from study.agree import compare_twins
+from study.data import write_cifar10_files
+from study.spec import parse_spec
+
+TIMING = {"wall_s", "train_img_per_s"}
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def history(path):
+    with open(path) as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(handle)]
+
+
+# -- the same algorithm ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name, overrides", [("resnet20", {}), ("plain20", {"activation": "tanh"})])
+def test_ten_sgd_steps_agree_across_lr_drops(name, overrides, dtype):
+    report = compare_twins(parse_spec(name, **overrides), dtype=dtype, batch=8, train_steps=10)
+    assert report.passed, report.to_dict()
+    assert len(report.train_losses["keras"]) == len(report.train_losses["lightning"]) == 10
+
+
+def _torch_with_keras_momentum(self, gradient, variable, learning_rate):
+    """Keras' SGD form: m = mu * m - lr * g; w += m (equal to torch's only at constant LR)."""
+    from keras import ops
+
+    lr = ops.cast(learning_rate, variable.dtype)
+    gradient = ops.add(gradient, ops.multiply(variable, self.coupled_weight_decay))
+    velocity = self.velocities[self._get_variable_index(variable)]
+    self.assign(velocity, ops.subtract(ops.multiply(velocity, self.momentum), ops.multiply(lr, gradient)))
+    self.assign_add(variable, velocity)
+
+
+def test_trap_keras_momentum_form_fails_after_the_lr_drop(monkeypatch):
+    monkeypatch.setattr(keras_impl.training.TorchSGD, "update_step", _torch_with_keras_momentum)
+    report = compare_twins(parse_spec("resnet-8", input_shape=(8, 8, 1)), dtype="float64", batch=8, train_steps=10)
+    losses = report.train_losses
+    # Identical up to the first LR drop (step 5 of 10), different after it.
+    assert max(abs(a - b) for a, b in zip(losses["keras"][:6], losses["lightning"][:6], strict=True)) < 1e-9
+    assert not report.passed and report.max_rel_error["train_final_weights"] > 1e-6
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.0])  # Keras l2(wd) doubles it; decoupled/none drops it
+def test_trap_weight_decay_semantics(monkeypatch, factor):
+    original = keras_impl.training.TorchSGD.__init__
+
+    def changed(self, learning_rate, momentum=0.9, coupled_weight_decay=0.0, **kwargs):
+        original(self, learning_rate, momentum, coupled_weight_decay * factor, **kwargs)
+
+    monkeypatch.setattr(keras_impl.training.TorchSGD, "__init__", changed)
+    report = compare_twins(parse_spec("resnet-8", input_shape=(8, 8, 1)), dtype="float64", batch=8, train_steps=10)
+    assert not report.passed and report.max_rel_error["train_final_weights"] > 1e-8
+
+
+# -- runs: determinism, files, W&B ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["keras", "lightning"])
+def test_train_cli_summary_history_and_wandb_run(tmp_path, backend):
+    out = tmp_path / "run"
+    result = cli(
+        "train", "resnet-8", "--backend", backend, "--dataset", "digits", "--epochs", "2", "--out", str(out), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in (
+        "final_train_loss",
+        "final_train_error",
+        "final_test_error",
+        "best_test_error",
+        "wall_s",
+        "train_img_per_s",
+    ):
+        assert isinstance(summary[key], float), key
+    assert summary["diverged"] is False and summary["epochs_completed"] == 2
+    assert 0 <= summary["final_test_error"] < 0.5  # two epochs on digits learn something
+    rows = history(out / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert len([k for k in rows[0] if k.startswith("grad_norm/")]) == 8  # 7 convs + fc
+    assert (out / ("model.keras" if backend == "keras" else "model.ckpt")).exists()
+
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    inspect = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert inspect.returncode == 0, inspect.stderr
+    record = json.loads(inspect.stdout)
+    assert record["config"]["depth"] == 8 and record["config"]["backend"] == backend
+    assert record["summary"]["final_train_loss"] == pytest.approx(summary["final_train_loss"])
+    for key in ("epoch/train_loss", "epoch/test_error", "epoch/lr", "epoch/grad_norm/layer1.0.conv1"):
+        assert key in record["summary"], key
+
+
+@pytest.mark.parametrize("backend", ["keras", "lightning"])
+def test_same_seed_same_history(tmp_path, backend):
+    runs = []
+    for name in ("a", "b"):
+        args = [
+            "train",
+            "plain-8",
+            "--backend",
+            backend,
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "2",
+            "--wandb",
+            "disabled",
+        ]
+        assert cli(*args, "--out", str(tmp_path / name), "--json").returncode == 0
+        runs.append(history(tmp_path / name / "history.csv"))
+    assert runs[0] == runs[1]
+
+
+def test_cifar10_files_train(tmp_path):
+    data_dir = write_cifar10_files(tmp_path / "cifar", n_train_per_batch=20, n_test=20)
+    out = tmp_path / "run"
+    args = ["--dataset", "cifar10", "--data-dir", str(data_dir), "--epochs", "1", "--wandb", "disabled"]
+    result = cli("train", "resnet-8", "--backend", "lightning", *args, "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["params"] == parse_spec("resnet-8").trainable_params
+
+
+def test_divergence_is_recorded_and_exits_0(tmp_path):
+    args = ["--dataset", "synthetic", "--epochs", "2", "--lr", "1e30", "--norm", "none", "--wandb", "disabled"]
+    result = cli("train", "plain-8", "--backend", "keras", *args, "--out", str(tmp_path / "run"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["diverged"] is True
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+        (["--dataset", "cifar10"], "--data-dir"),
+        (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "missing CIFAR-10 file"),
+        (["--epochs", "0"], "--epochs: must be an integer >= 1"),
+        (["--input", "16,16,3"], "conflicts with the digits data set"),
+        (["--out", "/proc/forbidden"], "is not writable"),
+    ],
+)
+def test_bad_train_input_is_one_line_exit_2_and_writes_no_run(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = tmp_path / "run"
+    full = ["train", "resnet-8", "--backend", "lightning", "--wandb", "disabled", "--out", str(out), *args]
+    result = cli(*full)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (out / "summary.json").exists()
+
+
+def test_corrupt_cifar_file_names_the_file(tmp_path):
+    data_dir = write_cifar10_files(tmp_path / "cifar", n_train_per_batch=4, n_test=4)
+    (data_dir / "data_batch_3").write_bytes(b"not a pickle")
+    result = cli("train", "resnet-8", "--backend", "keras", "--dataset", "cifar10", "--data-dir", str(data_dir))
+    assert result.returncode == 2 and "data_batch_3" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_finished_run_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "plain-8",
+        "--backend",
+        "lightning",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--wandb",
+        "disabled",
+    ]
+    assert cli(*args, "--out", str(out)).returncode == 0
+    before = (out / "summary.json").read_text()
+    result = cli(*args, "--out", str(out))
+    assert result.returncode == 2 and "already holds a finished run" in result.stderr
+    assert (out / "summary.json").read_text() == before
