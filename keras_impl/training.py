@@ -15,7 +15,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_impl.port import load_torch_state
 from study import data as datasets
+from study.init import initial_state
 from study.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 
@@ -211,7 +213,9 @@ def train(
     dtype = {"32": "float32", "bf16": "mixed_bfloat16", "64": "float64"}[run.precision]
     keras.utils.set_random_seed(train_spec.seed)
     tf.config.experimental.enable_op_determinism()
-    backbone = backbone if backbone is not None else models.build(spec, dtype)
+    if backbone is None:
+        backbone = models.build(spec, dtype)
+        load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
     steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
     model = make_training_model(spec, train_spec, steps, backbone, dtype)
     recorder = EpochRecorder(run, steps)
@@ -228,6 +232,7 @@ def train(
         validation_data=(dataset.x_test.astype(input_dtype), dataset.y_test),
         validation_batch_size=1000,
         callbacks=callbacks,
+        shuffle=False,  # the order is study.data's, the same as the torch twin's
         verbose=verbose,
     )
     checkpoint = Path(run.out_dir) / "model.keras"

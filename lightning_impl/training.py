@@ -9,7 +9,9 @@ exactly the batches `study.data.epoch_batches` gives the Keras twin.
 from __future__ import annotations
 
 import bisect
+import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,9 @@ from pytorch_lightning.utilities import grad_norm
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from lightning_impl.port import load_torch_state
 from study import data as datasets
+from study.init import initial_state
 from study.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 
@@ -176,6 +180,7 @@ def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose:
         callbacks=callbacks,
         reload_dataloaders_every_n_epochs=1,
         num_sanity_val_steps=0,
+        log_every_n_steps=min(50, run.steps_per_epoch),
         enable_progress_bar=verbose,
         enable_model_summary=False,
         enable_checkpointing=bool(callbacks),
@@ -194,11 +199,17 @@ def train(
     """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset`."""
     import lightning_impl.models as models
 
+    if not verbose:  # Lightning's start-up notes (devices, tips) are noise inside a study
+        for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    # The run folder already holds the W&B run when the checkpoint lands in it; that is by design.
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")  # inside Lightning itself
     pl.seed_everything(train_spec.seed, workers=True, verbose=False)
     dtype = torch.float64 if run.precision == "64" else torch.float32
-    backbone = (
-        backbone if backbone is not None else models.build(spec, "float64" if run.precision == "64" else "float32")
-    )
+    if backbone is None:
+        backbone = models.build(spec, "float64" if run.precision == "64" else "float32")
+        load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the Keras twin
     module = ClassifierModule(backbone, train_spec, run.steps_per_epoch, weighted_layer_names(spec))
     recorder = EpochRecorder(run)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=run.out_dir, filename="model", save_last=False, save_top_k=1)

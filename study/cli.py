@@ -163,6 +163,212 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (e.g. 8,20,56); got {text!r}") from None
+
+
+def name_list(choices: tuple[str, ...]):
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(v for v in text.split(",") if v)
+        bad = [n for n in names if n not in choices]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (comma-separated); got {text!r}")
+        return names
+
+    return parse
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The grid overrides shared by `run`, `run-point` and `sweep`."""
+    parser.add_argument(
+        "--config", default="default", help="study config: default (digits, CPU) or paper (CIFAR-10, GPU)"
+    )
+    parser.add_argument("--dataset", help="override the config's data set")
+    parser.add_argument("--data-dir", help="folder with the CIFAR-10 python version files")
+    parser.add_argument("--backends", type=name_list(("keras", "lightning")), help="e.g. keras,lightning")
+    parser.add_argument("--archs", type=name_list(("plain", "resnet")), help="e.g. plain,resnet")
+    parser.add_argument("--depths", type=int_list, help="CIFAR-style 6n+2 depths, e.g. 8,20,56")
+    parser.add_argument("--seeds", type=int_list, help="e.g. 0,1,2")
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--warmup-epochs", type=float)
+    parser.add_argument("--shortcut", choices=SHORTCUTS)
+    parser.add_argument("--activation", choices=ACTIVATIONS)
+    parser.add_argument("--norm", choices=NORMS)
+    parser.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+
+
+def study_config_from_args(args: argparse.Namespace):
+    from study import data
+    from study.configs import get_config
+
+    config = get_config(args.config).with_overrides(
+        dataset=args.dataset,
+        backends=args.backends,
+        archs=args.archs,
+        depths=args.depths,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        shortcut=args.shortcut,
+        activation=args.activation,
+        norm=args.norm,
+    )
+    if config.dataset not in data.DATASETS:
+        raise UsageError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(data.DATASETS)}")
+    if config.dataset == "cifar10" and not args.data_dir:
+        raise UsageError("--dataset cifar10 needs --data-dir (the folder with the CIFAR-10 python version files)")
+    if config.dataset != "cifar10" and args.data_dir:
+        raise UsageError(f"--data-dir is only used with --dataset cifar10, not {config.dataset}")
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from study import data, gradflow
+    from study.report import analyze_folder
+    from study.runner import run_study
+
+    config = study_config_from_args(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    out = args.out or Path("runs") / config.name
+    data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
+    progress = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    run_study(
+        config,
+        out,
+        workers=args.workers,
+        data_dir=args.data_dir,
+        wandb_mode=args.wandb,
+        device=args.device,
+        progress=progress,
+    )
+    if config.gradflow_depths or config.depths:
+        dataset = data.load_dataset(config.dataset, args.data_dir)
+        depths = config.gradflow_depths or config.depths
+        gradflow.write_gradflow(out, *gradflow.measure(depths, dataset))
+    verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
+    print_verdict(verdict, out, args.json)
+    return 0
+
+
+def cmd_run_point(args: argparse.Namespace) -> int:
+    """One grid point, as a W&B sweep agent runs it (`resnet-study sweep` writes the command)."""
+    from study.configs import GridPoint
+    from study.runner import open_study, run_point
+
+    config = study_config_from_args(args)
+    point = GridPoint(config, args.backend, args.arch, args.depth, args.seed)
+    point.network_spec()
+    study_id = open_study(args.out, config)
+    summary = run_point(point, args.out, study_id, args.data_dir, args.wandb, args.device)
+    if args.json:
+        print(
+            json.dumps(
+                {"run_key": point.run_key, "skipped": summary is None}
+                | {k: v for k, v in (summary or {}).items() if k != "config"}
+            )
+        )
+    else:
+        print(f"{point.run_key}: " + ("running elsewhere, skipped" if summary is None else "finished"))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import yaml
+
+    config = study_config_from_args(args)
+    # The grid's own axes come from the agent (${args}); every other override is fixed in the command.
+    fixed = []
+    for flag in ("dataset", "data_dir", "epochs", "warmup_epochs", "shortcut", "activation", "norm", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            fixed += [f"--{flag.replace('_', '-')}", str(value)]
+    out = str(args.out or Path("runs") / config.name)
+    command = [
+        "${env}",
+        "resnet-study",
+        "run-point",
+        "--config",
+        config.name,
+        "--out",
+        out,
+        *fixed,
+        "--wandb",
+        "online",
+        "${args}",
+    ]
+    sweep = {
+        "name": f"resnet-study-{config.name}",
+        "method": "grid",
+        "metric": {"name": "final_train_error", "goal": "minimize"},
+        "parameters": {
+            "backend": {"values": list(config.backends)},
+            "arch": {"values": list(config.archs)},
+            "depth": {"values": list(config.depths)},
+            "seed": {"values": list(config.seeds)},
+        },
+        "command": command,
+    }
+    text = yaml.safe_dump(sweep, sort_keys=False)
+    if args.file:
+        from study.train import atomic_write_text
+
+        atomic_write_text(Path(args.file), text)
+        print(f"wrote {args.file}: wandb sweep {args.file} && wandb agent <sweep id> (on each machine)")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from study.runner import collect
+
+    rows = collect(args.out, args.sources)
+    print(f"{args.out}: {len(rows)} finished runs in results.csv")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from study.report import analyze_folder
+
+    if not Path(args.folder).is_dir():
+        raise UsageError(f"{args.folder} is not a folder")
+    print_verdict(analyze_folder(Path(args.folder), alpha=args.alpha, margin=args.margin), Path(args.folder), args.json)
+    return 0
+
+
+def cmd_gradflow(args: argparse.Namespace) -> int:
+    from study import data, gradflow
+
+    dataset = data.load_dataset(args.dataset, args.data_dir)
+    rows, fits = gradflow.measure(args.depths, dataset, backend=args.backend, seeds=args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    gradflow.write_gradflow(args.out, rows, fits)
+    if args.json:
+        print(json.dumps(fits))
+    else:
+        for fit in fits:
+            slope = "–" if fit["decay_per_layer"] is None else f"{fit['decay_per_layer']:+.4f}"
+            print(
+                f"{fit['arch']:6} {fit['activation']:7} norm={fit['norm']:5} depth {fit['depth']:4}: "
+                f"log10 decay/layer {slope}"
+            )
+    return 0
+
+
+def print_verdict(verdict: dict, out: Path, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(verdict))
+        return
+    for name in ("degradation", "agreement"):
+        print(f"{name}: {verdict[name]['verdict']} - {verdict[name]['reason']}")
+    print(f"report: {out / 'report.md'} (and report.html, verdict.json)")
+
+
 def make_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog=PROG, description="ResNet vs plain depth-scaling study with Keras and Lightning twins."
@@ -206,6 +412,53 @@ def make_parser() -> ArgumentParser:
     train.add_argument("--precision", choices=("32", "bf16"), default="32")
     train.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     train.set_defaults(run=cmd_train)
+
+    run = commands.add_parser("run", help="the depth study: every grid point, resumable, then analyze")
+    add_study_arguments(run)
+    run.add_argument("--out", type=Path, help="study folder (default runs/<config>); an existing one is resumed")
+    run.add_argument("--workers", type=int, default=1, help="parallel runs (each gets cores/N threads)")
+    run.add_argument("--alpha", type=float, default=0.05)
+    run.add_argument("--margin", type=float, default=0.05, help="equivalence margin for the twins' errors")
+    run.add_argument("--json", action="store_true", help="print verdict.json instead of progress")
+    run.set_defaults(run=cmd_run)
+
+    point = commands.add_parser("run-point", help="one grid point of a study (what a W&B sweep agent runs)")
+    add_study_arguments(point)
+    point.add_argument("--out", type=Path, required=True)
+    point.add_argument("--backend", choices=("keras", "lightning"), required=True)
+    point.add_argument("--arch", choices=("plain", "resnet"), required=True)
+    point.add_argument("--depth", type=int, required=True)
+    point.add_argument("--seed", type=int, required=True)
+    point.add_argument("--json", action="store_true")
+    point.set_defaults(run=cmd_run_point)
+
+    sweep = commands.add_parser("sweep", help="write a W&B sweep (grid) that runs the study on many machines")
+    add_study_arguments(sweep)
+    sweep.add_argument("--out", type=Path, help="study folder the agents write into (shared or later collected)")
+    sweep.add_argument("--file", help="write the YAML here instead of stdout")
+    sweep.set_defaults(run=cmd_sweep)
+
+    collect = commands.add_parser("collect", help="merge study folders from several machines into one")
+    collect.add_argument("out", type=Path)
+    collect.add_argument("sources", type=Path, nargs="+")
+    collect.set_defaults(run=cmd_collect)
+
+    analyze = commands.add_parser("analyze", help="verdicts, figures and report from a study folder")
+    analyze.add_argument("folder", type=Path)
+    analyze.add_argument("--alpha", type=float, default=0.05)
+    analyze.add_argument("--margin", type=float, default=0.05)
+    analyze.add_argument("--json", action="store_true")
+    analyze.set_defaults(run=cmd_analyze)
+
+    flow = commands.add_parser("gradflow", help="per-layer gradient norms at initialization and their decay")
+    flow.add_argument("--depths", type=int_list, default=(8, 20, 56, 110))
+    flow.add_argument("--seeds", type=int_list, default=(0,))
+    flow.add_argument("--dataset", choices=("digits", "cifar10", "synthetic"), default="digits")
+    flow.add_argument("--data-dir")
+    flow.add_argument("--backend", choices=("keras", "lightning"), default="lightning")
+    flow.add_argument("--out", type=Path, default=Path("runs/gradflow"))
+    flow.add_argument("--json", action="store_true")
+    flow.set_defaults(run=cmd_gradflow)
     return parser
 
 

@@ -1,0 +1,386 @@
+"""`analyze`: verdicts (study.stats) + figures (matplotlib) -> verdict.json, report.md, report.html.
+
+Needs only results.csv; history.csv and gradnorms.csv (from the runner) add the training curves and
+the after-training gradient norms, gradflow.csv the at-initialization ones.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import t as t_dist
+
+from study import stats
+from study.gradflow import GRADFLOW, GRADFLOW_FIT
+from study.runner import GRADNORMS, HISTORIES, RESULTS
+from study.train import atomic_write_text
+
+FIGURES = "figures"
+COLORS = {"plain": "tab:red", "resnet": "tab:blue"}
+
+
+# -- figures -------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def figure_curves(history: pd.DataFrame, path: Path) -> Path:
+    """He et al. Fig. 6 layout: training (solid) and test (dashed) error per epoch, one line per
+    depth (mean over seeds); plain nets left, residual nets right; one row per backend."""
+    plt = _plt()
+    backends = sorted(history.backend.unique())
+    fig, axes = plt.subplots(len(backends), 2, figsize=(10, 3.4 * len(backends)), squeeze=False, sharey=True)
+    depths = sorted(history.depth.unique())
+    cmap = plt.get_cmap("viridis", len(depths) + 1)
+    for row, backend in enumerate(backends):
+        for col, arch in enumerate(("plain", "resnet")):
+            ax = axes[row][col]
+            for i, depth in enumerate(depths):
+                cell = history[(history.backend == backend) & (history.arch == arch) & (history.depth == depth)]
+                if cell.empty:
+                    continue
+                mean = cell.groupby("epoch")[["train_error", "test_error"]].mean()
+                ax.plot(mean.index, 100 * mean.train_error, color=cmap(i), label=f"{arch}-{depth}")
+                ax.plot(mean.index, 100 * mean.test_error, color=cmap(i), linestyle="--", linewidth=0.9)
+            ax.set_title(f"{backend}: {arch} nets")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("error (%)")
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def figure_error_vs_depth(degradation: dict, results: pd.DataFrame, path: Path) -> Path:
+    """Final train and test error vs depth, mean with a t-based 95 % CI, per backend and arch."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, metric in zip(axes, ("final_train_error", "final_test_error"), strict=True):
+        for (backend, arch), group in results.groupby(["backend", "arch"]):
+            summary = group.groupby("depth")[metric].agg(["mean", "sem", "count"])
+            half = summary["sem"].fillna(0) * np.array(
+                [t_dist.ppf(0.975, n - 1) if n > 1 else 0.0 for n in summary["count"]]
+            )
+            style = "-o" if backend == "lightning" else "--s"
+            ax.errorbar(
+                summary.index,
+                100 * summary["mean"],
+                yerr=100 * half,
+                fmt=style,
+                capsize=3,
+                color=COLORS.get(arch),
+                label=f"{arch} ({backend})",
+            )
+        ax.set_xlabel("depth (weighted layers)")
+        ax.set_ylabel(f"{metric.replace('final_', '').replace('_', ' ')} (%)")
+        ax.legend(fontsize=8)
+    axes[0].set_title(f"degradation: {degradation['verdict']}")
+    return _save(fig, path)
+
+
+def figure_agreement(agreement: dict, results: pd.DataFrame, path: Path) -> Path:
+    """Keras vs Lightning final errors, run by run (paired by seed): on the diagonal means equal."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    pivot_index = ["arch", "depth", "seed"]
+    for ax, metric in zip(axes, ("final_train_error", "final_test_error"), strict=True):
+        pairs = results.pivot_table(index=pivot_index, columns="backend", values=metric)
+        if {"keras", "lightning"} <= set(pairs.columns):
+            for arch, group in pairs.groupby(level="arch"):
+                ax.scatter(100 * group.lightning, 100 * group.keras, color=COLORS.get(arch), label=arch, s=18)
+        margin = 100 * agreement.get("margin", 0.05)
+        ax.plot([0, 100], [0, 100], color="black", linewidth=0.8)
+        ax.fill_between([0, 100], [-margin, 100 - margin], [margin, 100 + margin], color="grey", alpha=0.15)
+        ax.set_xlim(0, 100), ax.set_ylim(0, 100)
+        ax.set_xlabel(f"lightning {metric.replace('final_', '')} (%)")
+        ax.set_ylabel(f"keras {metric.replace('final_', '')} (%)")
+        ax.legend(fontsize=8)
+    axes[0].set_title(f"agreement: {agreement['verdict']} (band: ±{agreement.get('margin', 0.05):.0%})")
+    return _save(fig, path)
+
+
+def figure_gradient_norms(
+    gradnorms: pd.DataFrame | None, gradflow: pd.DataFrame | None, config: dict, path: Path
+) -> Path:
+    """Per-layer gradient norm (log scale), input on the left: at initialization (dashed, from
+    gradflow, the study's activation and normalization) and at the last epoch (solid, mean over
+    runs), one colour per depth; plain vs residual."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    frames = [f for f in (gradnorms, gradflow) if f is not None and not f.empty]
+    depths = sorted(set().union(*(set(f.depth) for f in frames)))
+    color = dict(zip(depths, plt.get_cmap("viridis", len(depths) + 1).colors, strict=False))
+    for ax, arch in zip(axes, ("plain", "resnet"), strict=True):
+        if gradnorms is not None and not gradnorms.empty:
+            last = gradnorms[gradnorms.epoch == gradnorms.groupby("run_key").epoch.transform("max")]
+            for depth, group in last[last.arch == arch].groupby("depth"):
+                mean = group.groupby("layer_index").grad_norm.mean()
+                ax.semilogy(mean.index, mean.values, color=color[depth], label=f"{arch}-{depth} trained")
+        if gradflow is not None and not gradflow.empty:
+            init = gradflow[
+                (gradflow.arch == arch)
+                & (gradflow.activation == config.get("activation", "relu"))
+                & (gradflow.norm == config.get("norm", "batch"))
+            ]
+            for depth, group in init.groupby("depth"):
+                mean = group.groupby("layer_index").grad_norm.mean()
+                ax.semilogy(mean.index, mean.values, color=color[depth], linestyle="--", label=f"{arch}-{depth} init")
+        ax.set_title(f"{arch} nets: gradient norm per layer")
+        ax.set_xlabel("weighted layer (input -> output)")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("||dL/dW||")
+    return _save(fig, path)
+
+
+def figure_gradflow(gradflow: pd.DataFrame, path: Path) -> Path:
+    """At initialization: activation (columns) x normalization (rows), plain vs residual per depth."""
+    plt = _plt()
+    norms, activations = sorted(gradflow.norm.unique()), list(dict.fromkeys(gradflow.activation))
+    fig, axes = plt.subplots(
+        len(norms), len(activations), figsize=(4 * len(activations), 3.2 * len(norms)), squeeze=False, sharey=True
+    )
+    for r, norm in enumerate(norms):
+        for c, activation in enumerate(activations):
+            ax = axes[r][c]
+            cell = gradflow[(gradflow.norm == norm) & (gradflow.activation == activation)]
+            for (arch, depth), group in cell.groupby(["arch", "depth"]):
+                mean = group.groupby("layer_index").grad_norm.mean()
+                ax.semilogy(
+                    mean.index,
+                    mean.values,
+                    color=COLORS[arch],
+                    alpha=0.35 + 0.65 * depth / cell.depth.max(),
+                    label=f"{arch}-{depth}",
+                )
+            ax.set_title(f"{activation}, norm={norm}")
+            ax.set_xlabel("weighted layer (input -> output)")
+            ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pct_ci(mean, low, high) -> str:
+    if mean is None:
+        return "–"
+    if low is None or high is None:
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+class Document:
+    """A report as blocks, rendered to both Markdown and HTML."""
+
+    def __init__(self):
+        self.blocks: list[tuple] = []
+
+    def heading(self, text, level=2):
+        self.blocks.append(("h", level, text))
+
+    def para(self, text):
+        self.blocks.append(("p", text))
+
+    def table(self, header, rows):
+        self.blocks.append(("table", header, [[_fmt(v) for v in row] for row in rows]))
+
+    def figure(self, path: Path, caption: str):
+        self.blocks.append(("img", path, caption))
+
+    def markdown(self) -> str:
+        out = []
+        for block in self.blocks:
+            if block[0] == "h":
+                out.append(f"{'#' * block[1]} {block[2]}")
+            elif block[0] == "p":
+                out.append(block[1])
+            elif block[0] == "table":
+                out.append("| " + " | ".join(block[1]) + " |\n|" + "---|" * len(block[1]))
+                out[-1] += "".join("\n| " + " | ".join(row) + " |" for row in block[2])
+            else:
+                out.append(f"![{block[2]}]({block[1].as_posix()})\n\n*{block[2]}*")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        out = [
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style>",
+        ]
+        for block in self.blocks:
+            if block[0] == "h":
+                out.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+            elif block[0] == "p":
+                out.append(f"<p>{html.escape(block[1])}</p>")
+            elif block[0] == "table":
+                head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+                body = "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block[2]
+                )
+                out.append(f"<table><tr>{head}</tr>{body}</table>")
+            else:
+                out.append(
+                    f"<figure><img src='{block[1].as_posix()}'>"
+                    f"<figcaption>{html.escape(block[2])}</figcaption></figure>"
+                )
+        return "\n".join(out) + "\n"
+
+
+def _read_optional(path: Path) -> pd.DataFrame | None:
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    return frame if not frame.empty else None
+
+
+def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> dict:
+    """Read the tables in `folder`, decide, draw, and write verdict.json, report.md and report.html."""
+    folder = Path(folder)
+    results = stats.load_results(folder / RESULTS)
+    verdict = stats.analyze(results, alpha=alpha, margin=margin)
+    history, gradnorms = _read_optional(folder / HISTORIES), _read_optional(folder / GRADNORMS)
+    gradflow, gradflow_fit = _read_optional(folder / GRADFLOW), _read_optional(folder / GRADFLOW_FIT)
+    config = json.loads((folder / "study.json").read_text())["config"] if (folder / "study.json").exists() else {}
+
+    (folder / FIGURES).mkdir(exist_ok=True)
+    fig = lambda name: Path(FIGURES) / name  # noqa: E731 (relative to the report)
+    doc = Document()
+    doc.heading("ResNet depth study: degradation and twin agreement", 1)
+    doc.para(
+        f"{len(results)} runs: backends {', '.join(sorted(results.backend.unique()))}; depths "
+        f"{', '.join(map(str, sorted(results.depth.unique())))}; seeds per cell up to "
+        f"{results.groupby(['backend', 'arch', 'depth']).seed.nunique().max()}; data set "
+        f"{', '.join(sorted(results.dataset.unique()))}; {int(results.epochs.max())} epochs. "
+        f"Total training time {results.wall_s.sum() / 60:.1f} min. Diverged runs: {verdict['diverged']['count']} "
+        "(counted as failures with their last error, chance level if no epoch finished)."
+    )
+
+    deg = verdict["degradation"]
+    doc.heading(f"Degradation: {deg['verdict']}")
+    doc.para(f"{deg['reason']} Metric: {deg['metric']}; Holm-corrected at alpha = {alpha} across all tests below.")
+    for backend, b in deg["backends"].items():
+        doc.heading(f"{backend}: {b['verdict']}", 3)
+        doc.para(b["reason"])
+        doc.table(
+            ["arch", "depth", "runs", "mean error % [95% CI]"],
+            [[c["arch"], c["depth"], c["n"], _pct_ci(c["mean"], c["ci_low"], c["ci_high"])] for c in b["cells"]],
+        )
+        rows = []
+        for name, t in b["tests"].items():
+            effect = t.get("mean_diff", t.get("coef"))
+            rows.append(
+                [
+                    name,
+                    _fmt(t.get("statistic", t.get("coef"))),
+                    t.get("p"),
+                    t.get("p_holm"),
+                    t.get("significant"),
+                    _pct_ci(effect, t.get("ci_low"), t.get("ci_high")) if effect is not None else "–",
+                ]
+            )
+        doc.table(["test", "statistic", "p", "p (Holm)", "significant", "effect, error points % [95% CI]"], rows)
+    doc.figure(
+        figure_error_vs_depth(deg, results, folder / fig("error_vs_depth.png")).relative_to(folder),
+        "Final training and test error vs depth (mean, 95% CI over seeds).",
+    )
+    if history is not None:
+        doc.figure(
+            figure_curves(history, folder / fig("training_curves.png")).relative_to(folder),
+            "Training (solid) and test (dashed) error per epoch, mean over seeds (He et al. Fig. 6 layout).",
+        )
+
+    agr = verdict["agreement"]
+    doc.heading(f"Agreement of the twins: {agr['verdict']}")
+    doc.para(
+        f"{agr['reason']} Per (arch, depth) cell: TOST equivalence within ±{agr['margin']:.0%} error and a two-sided "
+        "difference test, paired by seed (both twins start from the same weights and see the same batches); Holm."
+    )
+    rows = []
+    for cell in agr["cells"]:
+        for metric, t in cell["tests"].items():
+            rows.append(
+                [
+                    cell["arch"],
+                    cell["depth"],
+                    metric,
+                    t["n"],
+                    _pct_ci(t["mean_diff"], t["ci_low"], t["ci_high"]),
+                    t["p_tost_holm"],
+                    t["p_diff_holm"],
+                    cell["verdict"],
+                ]
+            )
+    doc.table(
+        [
+            "arch",
+            "depth",
+            "metric",
+            "pairs",
+            "keras − lightning, points % [95% CI]",
+            "p TOST (Holm)",
+            "p diff (Holm)",
+            "verdict",
+        ],
+        rows,
+    )
+    doc.figure(
+        figure_agreement(agr, results, folder / fig("agreement.png")).relative_to(folder),
+        "Keras vs Lightning final errors, run by run; the band is the equivalence margin.",
+    )
+
+    doc.heading("Gradient flow")
+    if gradnorms is not None or gradflow is not None:
+        doc.figure(
+            figure_gradient_norms(gradnorms, gradflow, config, folder / fig("gradient_norms.png")).relative_to(folder),
+            "Per-layer gradient norm at initialization (dashed) and after training (solid).",
+        )
+    if gradflow is not None:
+        doc.figure(
+            figure_gradflow(gradflow, folder / fig("gradflow.png")).relative_to(folder),
+            "Gradient norm per layer at initialization: activation x normalization, plain vs residual.",
+        )
+    if gradflow_fit is not None:
+        doc.para(
+            "Per-layer decay of the gradient norm at initialization: slope of log10 norm per layer of distance "
+            "from the output (negative: vanishing towards the input), and first-to-last layer ratio."
+        )
+        fit = gradflow_fit.groupby(["arch", "activation", "norm", "depth"], as_index=False)[
+            ["decay_per_layer", "first_to_last"]
+        ].mean()
+        doc.table(["arch", "activation", "norm", "depth", "log10 decay / layer", "first/last"], fit.values.tolist())
+    if gradnorms is None and gradflow is None:
+        doc.para("No gradient data in this folder (gradnorms.csv, gradflow.csv).")
+
+    atomic_write_text(folder / "verdict.json", json.dumps(verdict, indent=2, allow_nan=False))
+    atomic_write_text(folder / "report.md", doc.markdown())
+    atomic_write_text(folder / "report.html", doc.html("ResNet depth study"))
+    return verdict

@@ -1,0 +1,263 @@
+"""The resumable study runner: one folder per grid point, tables regenerated atomically.
+
+Layout of a study folder::
+
+    study.json              the config and its W&B group (the study id)
+    runs/<run_key>/         one training run (history.csv, summary.json, checkpoint, wandb/)
+    results.csv             one row per finished run (schema in README.md)
+    history.csv             one row per run and epoch
+    gradnorms.csv           per-layer gradient norms, one row per run, epoch and weighted layer
+
+A run is finished when its `summary.json` exists (written last, atomically). The tables are rebuilt
+from the finished runs under a lock and renamed into place, so killing the study at any moment,
+SIGKILL included, loses no finished run and leaves no half-written row; running the same command
+again skips every finished run and restarts the interrupted ones from scratch. Each run holds an
+exclusive lock on its folder while it trains, so parallel workers (or sweep agents sharing a disk)
+never train the same point twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from io import StringIO
+from multiprocessing import get_context
+from pathlib import Path
+
+from study.configs import GridPoint, StudyConfig
+from study.errors import UserError
+from study.train import HISTORY, SUMMARY, atomic_write_text, run_training
+
+STUDY_FILE = "study.json"
+RUNS = "runs"
+RESULTS = "results.csv"
+HISTORIES = "history.csv"
+GRADNORMS = "gradnorms.csv"
+RESULT_COLUMNS = [
+    "run_key", "study", "backend", "arch", "depth", "shortcut", "activation", "norm", "seed", "dataset",
+    "epochs", "epochs_completed", "final_train_loss", "final_train_error", "final_test_error",
+    "best_test_error", "diverged", "wall_s", "train_img_per_s", "params",
+]  # fmt: skip
+HISTORY_COLUMNS = ["run_key", "backend", "arch", "depth", "seed", "epoch", "train_loss", "train_error",
+                   "test_loss", "test_error", "lr", "wall_s", "train_img_per_s"]  # fmt: skip
+GRADNORM_COLUMNS = ["run_key", "backend", "arch", "depth", "seed", "epoch", "layer_index", "layer", "grad_norm"]
+
+
+def open_study(out: Path, config: StudyConfig) -> str:
+    """Create or resume the study folder; returns the study id (the W&B group)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / STUDY_FILE
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing["config"] != config.to_dict():
+            raise UserError(
+                f"{out} holds a study with a different config ({existing['config']['name']}); "
+                "resume it with the same flags or choose another --out"
+            )
+        return existing["study_id"]
+    study_id = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    atomic_write_text(path, json.dumps({"study_id": study_id, "config": config.to_dict()}, indent=2))
+    return study_id
+
+
+def is_finished(out: Path, point: GridPoint) -> bool:
+    return (out / RUNS / point.run_key / SUMMARY).exists()
+
+
+@contextlib.contextmanager
+def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive flock on `path` (created if needed); yields False if busy and not blocking."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_point(
+    point: GridPoint, out: Path, study_id: str, data_dir=None, wandb_mode="offline", device="auto"
+) -> dict | None:
+    """Train one grid point into ``out/runs/<run_key>`` unless finished or being trained elsewhere.
+
+    Returns its summary, or None when another process holds the point.
+    """
+    run_dir = out / RUNS / point.run_key
+    with locked(out / RUNS / f".{point.run_key}.lock", blocking=False) as mine:
+        if not mine:
+            return None
+        if (run_dir / SUMMARY).exists():
+            return json.loads((run_dir / SUMMARY).read_text())
+        if run_dir.exists():  # an interrupted attempt: start the run again from scratch
+            shutil.rmtree(run_dir)
+        summary = run_training(
+            point.network_spec(),
+            point.train_spec(),
+            backend=point.backend,
+            dataset_name=point.study.dataset,
+            out=run_dir,
+            data_dir=data_dir,
+            wandb_mode=wandb_mode,
+            device=device,
+            group=study_id,
+            verbose=0,
+        )
+    update_tables(out)
+    return summary
+
+
+def _result_row(summary: dict, run_key: str, study_id: str) -> dict:
+    spec = summary["config"]["spec"]
+    chance = 1.0 - 1.0 / spec["classes"]  # a run that diverged before finishing one epoch
+    row = {
+        "run_key": run_key,
+        "study": study_id,
+        "shortcut": spec["shortcut"],
+        "activation": spec["activation"],
+        "norm": spec["norm"],
+        **{k: summary[k] for k in ("backend", "arch", "depth", "seed", "dataset", "epochs", "epochs_completed")},
+        **{k: summary[k] for k in ("final_train_loss", "diverged", "wall_s", "train_img_per_s", "params")},
+    }
+    for key in ("final_train_error", "final_test_error", "best_test_error"):
+        row[key] = summary[key] if summary[key] is not None else chance
+    return row
+
+
+def _csv_text(columns: list[str], rows: list[dict]) -> str:
+    buffer = StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def update_tables(out: Path) -> list[dict]:
+    """Rebuild results.csv, history.csv and gradnorms.csv from the finished runs, atomically."""
+    study_id = json.loads((out / STUDY_FILE).read_text())["study_id"] if (out / STUDY_FILE).exists() else ""
+    results, histories, gradnorms = [], [], []
+    with locked(out / ".tables.lock"):
+        for summary_path in sorted((out / RUNS).glob(f"*/{SUMMARY}")):
+            run_key = summary_path.parent.name
+            summary = json.loads(summary_path.read_text())
+            row = _result_row(summary, run_key, study_id)
+            results.append(row)
+            ident = {k: row[k] for k in ("run_key", "backend", "arch", "depth", "seed")}
+            history_path = summary_path.parent / HISTORY
+            if history_path.exists() and history_path.stat().st_size:
+                with open(history_path) as handle:
+                    for epoch in csv.DictReader(handle):
+                        histories.append(ident | epoch)
+                        layers = [k for k in epoch if k.startswith("grad_norm/")]
+                        gradnorms += [
+                            ident
+                            | {
+                                "epoch": epoch["epoch"],
+                                "layer_index": i,
+                                "layer": k.split("/", 1)[1],
+                                "grad_norm": epoch[k],
+                            }
+                            for i, k in enumerate(layers)
+                        ]
+        atomic_write_text(out / RESULTS, _csv_text(RESULT_COLUMNS, results))
+        atomic_write_text(out / HISTORIES, _csv_text(HISTORY_COLUMNS, histories))
+        atomic_write_text(out / GRADNORMS, _csv_text(GRADNORM_COLUMNS, gradnorms))
+    return results
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Workers die with the study process (even under SIGKILL), so a restart never races an orphan."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except ImportError:
+        pass
+
+
+def run_study(
+    config: StudyConfig,
+    out: Path,
+    workers: int = 1,
+    data_dir=None,
+    wandb_mode: str = "offline",
+    device: str = "auto",
+    progress: Callable[[str], None] = print,
+) -> list[dict]:
+    """Run every unfinished grid point (in `workers` processes); returns the results rows."""
+    out = Path(out)
+    study_id = open_study(out, config)
+    points = config.points()
+    pending = [p for p in points if not is_finished(out, p)]
+    progress(
+        f"study {study_id}: {len(points) - len(pending)} of {len(points)} runs already finished; {len(pending)} to run"
+    )
+    args = (out, study_id, data_dir, wandb_mode, device)
+
+    def report(done: int, point: GridPoint, summary: dict | None, seconds: float) -> None:
+        if summary is None:
+            progress(f"[{done}/{len(pending)}] {point.run_key}: running elsewhere, skipped")
+            return
+        progress(
+            f"[{done}/{len(pending)}] {point.backend:9} {point.arch}-{point.depth} seed {point.seed}: "
+            f"train error {summary['final_train_error']:.3f}, test error {summary['final_test_error']:.3f}"
+            f"{' (diverged)' if summary['diverged'] else ''} in {seconds:.0f} s"
+        )
+
+    if workers <= 1:
+        for done, point in enumerate(pending, start=1):
+            start = time.perf_counter()
+            report(done, point, run_point(point, *args), time.perf_counter() - start)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = get_context("spawn")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid())
+        ) as pool:
+            start = time.perf_counter()
+            futures = {pool.submit(run_point, point, *args): point for point in pending}
+            for done, future in enumerate(as_completed(futures), start=1):
+                report(done, futures[future], future.result(), time.perf_counter() - start)
+    return update_tables(out)
+
+
+def collect(out: Path, sources: list[Path]) -> list[dict]:
+    """Merge the finished runs of study folders from several machines into `out` (no duplicates)."""
+    out = Path(out)
+    (out / RUNS).mkdir(parents=True, exist_ok=True)
+    for source in map(Path, sources):
+        if not (source / RUNS).is_dir():
+            raise UserError(f"{source} is not a study folder (no {RUNS}/ inside)")
+        if not (out / STUDY_FILE).exists() and (source / STUDY_FILE).exists():
+            shutil.copy2(source / STUDY_FILE, out / STUDY_FILE)
+        for summary in sorted((source / RUNS).glob(f"*/{SUMMARY}")):
+            target = out / RUNS / summary.parent.name
+            if not (target / SUMMARY).exists():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(summary.parent, target)
+    return update_tables(out)

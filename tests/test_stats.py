@@ -1,0 +1,289 @@
+"""Verdicts of the statistics on synthetic results tables whose truth is known, and results.csv validation."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.stats import ResultsError, agreement, analyze, degradation, load_results
+
+DEPTHS = (8, 20, 56)
+
+
+def effect(arch, depth):
+    """He et al.'s picture: plain error rises 0.4 points per layer, residual error flat and low."""
+    return 0.05 + 0.004 * (depth - 8) if arch == "plain" else 0.03
+
+
+def flat(arch, depth):
+    return 0.10 if arch == "plain" else 0.05
+
+
+def reversed_(arch, depth):
+    return 0.30 - 0.004 * (depth - 8) if arch == "plain" else 0.05
+
+
+def table(
+    error=effect, seeds=(0, 1, 2, 3), backends=("keras", "lightning"), noise=0.01, twin_noise=0.002, rng_seed=0
+) -> pd.DataFrame:
+    """Runs of every backend x arch x depth x seed; ``error(arch, depth)`` (or a dict backend -> such a
+    function) is the true mean error fraction. Seed noise (sd `noise`) is shared by the twins, which differ only by
+    `twin_noise`; test error = train error + 0.05. Errors clipped to [0, 1]."""
+    rng = np.random.default_rng(rng_seed)
+    shared = {(a, d, s): rng.normal(0, noise, 2) for a in ("plain", "resnet") for d in DEPTHS for s in seeds}
+    truth = error if isinstance(error, dict) else dict.fromkeys(backends, error)
+    rows = []
+    for backend in backends:
+        for (arch, depth, seed), (train_noise, test_noise) in shared.items():
+            train = truth[backend](arch, depth) + train_noise + rng.normal(0, twin_noise)
+            test = train + 0.05 + test_noise + rng.normal(0, twin_noise)
+            rows.append(
+                {
+                    "run_key": f"{backend}-{arch}{depth}-s{seed}",
+                    **{"backend": backend, "arch": arch, "depth": depth, "shortcut": "A", "activation": "relu"},
+                    **{"seed": seed, "dataset": "digits", "epochs": 30, "final_train_loss": 0.1},
+                    "final_train_error": float(np.clip(train, 0, 1)),
+                    "final_test_error": float(np.clip(test, 0, 1)),
+                    "best_test_error": float(np.clip(test - 0.01, 0, 1)),
+                    **{"diverged": False, "wall_s": 10.0, "train_img_per_s": 1000.0, "params": 1000},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def verdicts(result: dict) -> dict:
+    return {backend: entry["verdict"] for backend, entry in result["backends"].items()}
+
+
+def test_effect_present_holds_and_twins_agree():
+    results = table(effect)
+    deg = degradation(results)
+    assert deg["verdict"] == "holds", deg["reason"]
+    assert verdicts(deg) == {"keras": "holds", "lightning": "holds"}
+    tests = deg["backends"]["keras"]["tests"]
+    assert tests["plain_deep_vs_shallow"]["mean_diff"] == pytest.approx(0.004 * 48, abs=0.02)
+    assert tests["plain_deep_vs_shallow"]["ci_low"] > 0.1 and tests["plain_deep_vs_shallow"]["hedges_g"] > 3
+    assert tests["interaction"]["coef"] == pytest.approx(0.004, abs=0.0005)
+    assert tests["interaction"]["ci_low"] < tests["interaction"]["coef"] < tests["interaction"]["ci_high"]
+    assert not tests["residual_deep_vs_shallow"]["significant"]
+    assert deg["backends"]["keras"]["depths"] == list(DEPTHS)
+    cell = next(c for c in deg["backends"]["keras"]["cells"] if (c["arch"], c["depth"]) == ("plain", 56))
+    assert cell["n"] == 4 and cell["ci_low"] < cell["mean"] < cell["ci_high"]
+    assert cell["mean"] == pytest.approx(0.242, abs=0.015)
+    agree = agreement(results)
+    assert agree["verdict"] == "agree", agree["reason"]
+    assert len(agree["cells"]) == 6 and all(c["verdict"] == "agree" for c in agree["cells"])
+    assert all(t["paired"] and t["n"] == 4 for c in agree["cells"] for t in c["tests"].values())
+
+
+def test_holm_family_spans_all_backends():
+    family = [t for e in degradation(table(effect))["backends"].values() for t in e["tests"].values()]
+    assert len(family) == 8
+    smallest = min(family, key=lambda t: t["p"])
+    assert smallest["p_holm"] == pytest.approx(min(1.0, 8 * smallest["p"]))
+    assert all(t["p_holm"] >= t["p"] for t in family)
+
+
+def test_effect_absent_does_not_hold():
+    deg = degradation(table(flat))
+    assert deg["verdict"] == "does_not_hold", deg["reason"]
+    assert verdicts(deg) == {"keras": "does_not_hold", "lightning": "does_not_hold"}
+
+
+def test_reversed_effect_does_not_hold():
+    deg = degradation(table(reversed_))
+    assert deg["verdict"] == "does_not_hold"
+    assert deg["backends"]["keras"]["tests"]["plain_deep_vs_shallow"]["mean_diff"] < -0.15
+    assert "<= 0" in deg["backends"]["keras"]["reason"]
+    interaction = deg["backends"]["keras"]["tests"]["interaction"]
+    assert interaction["coef"] < 0 and interaction["p"] > 0.99  # one-sided: a negative slope is no evidence
+
+
+def test_rise_below_effect_margin_does_not_hold():
+    deg = degradation(
+        table(lambda arch, depth: 0.05 + (0.003 * (depth - 8) / 48 if arch == "plain" else 0), noise=0.005)
+    )
+    plain = deg["backends"]["keras"]["tests"]["plain_deep_vs_shallow"]
+    assert plain["mean_diff"] > 0 and plain["ci_high"] < 0.02 and not plain["significant"]
+    assert verdicts(deg)["keras"] == "does_not_hold" and "below 0.02" in deg["backends"]["keras"]["reason"]
+
+
+def test_residual_degrading_as_much_as_plain_does_not_hold():
+    deg = degradation(table(lambda arch, depth: 0.05 + 0.004 * (depth - 8)))
+    assert verdicts(deg) == {"keras": "does_not_hold", "lightning": "does_not_hold"}
+    assert "residual" in deg["backends"]["keras"]["reason"]
+
+
+def test_residual_degrading_less_but_significantly_is_inconclusive():
+    deg = degradation(table(lambda arch, depth: 0.05 + (0.004 if arch == "plain" else 0.002) * (depth - 8)))
+    assert verdicts(deg) == {"keras": "inconclusive", "lightning": "inconclusive"}
+    assert deg["backends"]["keras"]["tests"]["interaction"]["significant"]
+    assert "residual nets also degrade significantly" in deg["backends"]["keras"]["reason"]
+
+
+def test_noisy_twins_are_not_shown_to_agree():
+    agree = agreement(table(effect, twin_noise=0.05))
+    assert agree["verdict"] == "inconclusive" and agree["reason"].startswith("not shown to agree")
+    assert {c["verdict"] for c in agree["cells"]} == {"inconclusive"}
+
+
+def test_backends_differing():
+    results = table(
+        {"keras": lambda arch, depth: effect(arch, depth) + 0.3, "lightning": lambda arch, _: effect(arch, 8)}
+    )
+    deg = degradation(results)
+    assert verdicts(deg) == {"keras": "holds", "lightning": "does_not_hold"}
+    assert deg["verdict"] == "inconclusive"
+    assert deg["reason"] == "backends differ: keras holds, lightning does_not_hold"
+    agree = agreement(results)
+    assert agree["verdict"] == "disagree"
+    assert all(c["verdict"] == "disagree" for c in agree["cells"])
+    assert agree["reason"].startswith("twins differ in plain-8, plain-20, plain-56, resnet-8")
+    plain56 = next(c for c in agree["cells"] if (c["arch"], c["depth"]) == ("plain", 56))
+    assert plain56["tests"]["final_train_error"]["mean_diff"] == pytest.approx(0.3 + 0.004 * 48, abs=0.02)
+
+
+def test_too_few_seeds_is_inconclusive():
+    results = table(effect, seeds=(0,))
+    deg = degradation(results)
+    assert deg["verdict"] == "inconclusive"
+    assert verdicts(deg) == {"keras": "inconclusive", "lightning": "inconclusive"}
+    assert "fewer than 2 seeds" in deg["backends"]["keras"]["reason"] and deg["backends"]["keras"]["tests"] == {}
+    assert deg["backends"]["keras"]["cells"][0]["ci_low"] is None
+    agree = agreement(results)
+    assert agree["verdict"] == "inconclusive"
+    assert {c["reason"] for c in agree["cells"]} == {"too few seeds"}
+    assert all(t["p_tost"] is None and t["p_diff_holm"] is None for c in agree["cells"] for t in c["tests"].values())
+
+
+def test_missing_arch_or_depth_is_inconclusive():
+    results = table(effect)
+    assert "no resnet runs" in degradation(results[results.arch == "plain"])["reason"]
+    two_cells = results[(results.depth == 8) | ((results.arch == "plain") & (results.depth == 56))]
+    assert "fewer than 2 depths" in degradation(two_cells)["backends"]["keras"]["reason"]
+
+
+def test_zero_variance_tests_are_undefined():
+    deg = degradation(table(flat, noise=0.0, twin_noise=0.0))
+    assert verdicts(deg) == {"keras": "inconclusive", "lightning": "inconclusive"}
+    assert "test undefined" in deg["backends"]["keras"]["reason"]
+    assert deg["backends"]["keras"]["tests"]["plain_deep_vs_shallow"]["p"] is None
+    json.dumps(deg, allow_nan=False)
+
+
+def test_only_one_backend():
+    results = table(effect, backends=("keras",))
+    agree = agreement(results)
+    assert agree["verdict"] == "inconclusive" and agree["reason"] == "only one backend in the results"
+    assert agree["cells"] == []
+    assert degradation(results)["verdict"] == "holds"
+
+
+def test_significant_offset_within_margin_still_agrees():
+    agree = agreement(table({"keras": lambda arch, depth: effect(arch, depth) + 0.02, "lightning": effect}))
+    tests = [t for c in agree["cells"] for t in c["tests"].values()]
+    assert all(t["p_diff_holm"] < 0.05 and 0.01 < t["mean_diff"] < 0.03 for t in tests)
+    assert agree["verdict"] == "agree"
+
+
+def test_identical_twins_agree():
+    agree = agreement(table(effect, twin_noise=0.0))
+    assert agree["verdict"] == "agree"
+    assert {c["reason"] for c in agree["cells"]} == {"identical"}
+    test = agree["cells"][0]["tests"]["final_train_error"]
+    assert (test["p_tost"], test["p_diff"], test["mean_diff"], test["note"]) == (0.0, 1.0, 0.0, "identical")
+
+
+def test_unpaired_seeds_fall_back_to_welch():
+    results = table(effect, twin_noise=0.0)
+    results.loc[results.backend == "lightning", "seed"] += 10  # the twins ran different seeds: no pairs
+    agree = agreement(results)
+    assert all(not t["paired"] for c in agree["cells"] for t in c["tests"].values())
+    assert agree["cells"][0]["tests"]["final_train_error"]["p_diff"] > 0.05
+    assert agree["verdict"] == "agree" and agree["cells"][0]["tests"]["final_train_error"]["n"] == 4
+
+
+def test_diverged_runs_are_counted_and_listed():
+    results = table(effect)
+    failed = (results.arch == "plain") & (results.depth == 56) & (results.seed < 2) & (results.backend == "keras")
+    results.loc[failed, ["final_train_error", "final_test_error", "diverged"]] = [0.9, 0.9, True]
+    out = analyze(results)
+    assert out["diverged"]["count"] == 2
+    assert sorted(out["diverged"]["runs"]) == ["keras-plain56-s0", "keras-plain56-s1"]
+    by_cell = {(c["backend"], c["arch"], c["depth"]): (c["diverged"], c["runs"]) for c in out["diverged"]["by_cell"]}
+    assert by_cell[("keras", "plain", 56)] == (2, 4) and by_cell[("lightning", "plain", 56)] == (0, 4)
+    assert len(by_cell) == 12
+    cell = next(c for c in out["degradation"]["backends"]["keras"]["cells"] if (c["arch"], c["depth"]) == ("plain", 56))
+    assert cell["n"] == 4 and cell["mean"] > 0.5  # diverged runs are ordinary observations
+
+
+@pytest.mark.parametrize(
+    "error, kwargs",
+    [(effect, {}), (flat, {}), (effect, {"seeds": (0,)}), (effect, {"backends": ("keras",)}), (flat, {"noise": 0.0})],
+)
+def test_verdicts_are_json_serializable(error, kwargs):
+    def plain_types(value):
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain_types(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain_types(v) for v in value)
+        return type(value) in (float, int, str, bool, type(None))  # not numpy scalars
+
+    out = analyze(table(error, **kwargs))
+    assert plain_types(out)
+    assert json.loads(json.dumps(out, allow_nan=False))["degradation"]["verdict"] == out["degradation"]["verdict"]
+    assert set(out) == {"degradation", "agreement", "diverged", "alpha", "margin"}
+
+
+def test_load_results_round_trip(tmp_path):
+    results = table(effect)
+    path = tmp_path / "results.csv"
+    results.to_csv(path, index=False)
+    loaded = load_results(path)
+    pd.testing.assert_frame_equal(loaded, results, check_dtype=False)
+    assert loaded.diverged.dtype == bool and loaded.depth.dtype.kind == "i"
+
+
+def test_load_results_parses_diverged_spellings(tmp_path):
+    results = table(effect, seeds=(0,), backends=("keras",)).iloc[:6]
+    results["diverged"] = ["True", "false", "1", "0", "TRUE", "False"]
+    results.to_csv(tmp_path / "r.csv", index=False)
+    assert load_results(tmp_path / "r.csv").diverged.tolist() == [True, False, True, False, True, False]
+
+
+@pytest.mark.parametrize(
+    "row, column, value, expected",
+    [
+        (3, "final_train_error", "abc", "final_train_error of run 'keras-plain8-s3' is 'abc'"),
+        (2, "best_test_error", 1.5, "best_test_error of run 'keras-plain8-s2' is '1.5', expected a number in [0, 1]"),
+        (4, "final_test_error", None, "final_test_error of run 'keras-plain20-s0' is empty"),
+        (1, "arch", "densenet", "arch of run 'keras-plain8-s1' is 'densenet'"),
+        (1, "backend", "jax", "backend of run 'keras-plain8-s1' is 'jax'"),
+        (6, "depth", "deep", "depth of run 'keras-plain20-s2' is 'deep'"),
+        (5, "run_key", "keras-plain8-s0", "duplicate run_key 'keras-plain8-s0'"),
+        (0, "diverged", "maybe", "diverged of run 'keras-plain8-s0' is 'maybe'"),
+    ],
+)
+def test_load_results_rejects_bad_values(tmp_path, row, column, value, expected):
+    path = tmp_path / "results.csv"
+    results = table(effect).astype(object)
+    results.loc[row, column] = value
+    results.to_csv(path, index=False)
+    with pytest.raises(ResultsError) as info:
+        load_results(path)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_load_results_names_missing_columns(tmp_path):
+    table(effect).drop(columns=["seed", "final_test_error"]).to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(ResultsError, match=r"lacks column\(s\): seed, final_test_error$"):
+        load_results(tmp_path / "results.csv")
+
+
+def test_load_results_rejects_empty_and_missing_files(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text(",".join(table(effect).columns) + "\n")
+    for name, expected in [("empty.csv", "is empty"), ("header.csv", "has no rows"), ("absent.csv", "cannot read")]:
+        with pytest.raises(ResultsError, match=expected):
+            load_results(tmp_path / name)

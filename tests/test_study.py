@@ -1,0 +1,144 @@
+"""The study runner: resumable under SIGKILL, parallel, sweepable, collectable; analyze and report."""
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from study import data, gradflow
+
+GRID = ["--dataset", "synthetic", "--backends", "lightning", "--depths", "8,14", "--seeds", "0,1,2", "--epochs", "2",
+        "--wandb", "disabled"]  # fmt: skip
+GRID_POINTS = 2 * 2 * 3  # archs x depths x seeds
+
+
+def cli(*args, env=None):
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+def result_rows(folder):
+    path = folder / "results.csv"
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sigkill_then_rerun_repeats_nothing_and_loses_nothing(tmp_path):
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "study", "run", *GRID, "--out", str(out)]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(result_rows(out)) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the study and everything it started
+    process.wait()
+    before = {row["run_key"]: row for row in result_rows(out)}
+    assert 3 <= len(before) < GRID_POINTS, "kill the study while it runs"
+
+    result = cli("run", *GRID, "--out", str(out), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    after = result_rows(out)
+    keys = [row["run_key"] for row in after]
+    assert len(keys) == len(set(keys)) == GRID_POINTS
+    for key, row in before.items():  # finished runs were not run again
+        assert next(r for r in after if r["run_key"] == key)["wall_s"] == row["wall_s"]
+    assert f"{GRID_POINTS - len(before)} to run" in result.stdout
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["degradation"]["verdict"] in {"holds", "does_not_hold", "inconclusive"}
+    assert (out / "report.md").exists() and (out / "report.html").exists()
+    assert {p.name for p in (out / "figures").iterdir()} >= {"error_vs_depth.png", "training_curves.png"}
+
+
+def test_analyze_reproduces_the_verdict_from_results_csv_alone(tmp_path):
+    out = tmp_path / "study"
+    assert cli("run", *GRID, "--seeds", "0,1", "--out", str(out)).returncode == 0
+    alone = tmp_path / "copy"
+    alone.mkdir()
+    (alone / "results.csv").write_text((out / "results.csv").read_text())
+    result = cli("analyze", str(alone), "--json")
+    assert result.returncode == 0, result.stderr
+    original = json.loads((out / "verdict.json").read_text())
+    assert json.loads(result.stdout)["degradation"] == original["degradation"]
+    assert json.loads(result.stdout)["agreement"] == original["agreement"]
+
+
+def test_sweep_yaml_runs_a_point_the_way_the_agent_would_and_collect_merges(tmp_path):
+    sweep = cli("sweep", *GRID, "--out", str(tmp_path / "A"))
+    assert sweep.returncode == 0, sweep.stderr
+    config = yaml.safe_load(sweep.stdout)
+    assert config["method"] == "grid"
+    assert config["parameters"]["depth"]["values"] == [8, 14] and config["parameters"]["backend"]["values"] == [
+        "lightning"
+    ]
+    command = [part for part in config["command"] if part != "${env}"]
+    assert command[0] == "resnet-study" and command[-1] == "${args}"
+    for folder, seed in (("A", 0), ("B", 1)):  # two "machines"
+        args = [a.replace("A", folder) if a.endswith("/A") else a for a in command[1:-1]]
+        args = ["offline" if a == "online" else a for a in args]  # no W&B server here
+        agent_args = shlex.split(f"--backend=lightning --arch=plain --depth=8 --seed={seed}")
+        result = cli(*args, *agent_args, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["depth"] == 8
+        assert len(list((tmp_path / folder / "runs").glob("*/wandb/offline-run-*"))) == 1
+    merged = tmp_path / "merged"
+    assert cli("collect", str(merged), str(tmp_path / "A"), str(tmp_path / "B")).returncode == 0
+    assert cli("collect", str(merged), str(tmp_path / "A"), str(tmp_path / "B")).returncode == 0  # idempotent
+    assert sorted(row["seed"] for row in result_rows(merged)) == ["0", "1"]
+
+
+def test_gradflow_sigmoid_vanishes_in_plain_nets_without_bn():
+    dataset = data.load_dataset("digits")
+    rows, fits = gradflow.measure((8, 20), dataset, activations=("relu", "sigmoid"), norms=("none",), batch=32)
+    decay = {(f["arch"], f["activation"], f["depth"]): f["decay_per_layer"] for f in fits}
+    assert decay[("plain", "sigmoid", 20)] < -0.3  # sigmoid' <= 1/4: orders of magnitude over 20 layers
+    assert decay[("plain", "sigmoid", 20)] < decay[("resnet", "sigmoid", 20)]
+    assert decay[("resnet", "relu", 20)] > -0.05
+    assert {r["layer"] for r in rows if r["depth"] == 8} == {
+        "conv1", "layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1", "layer2.0.conv2", "layer3.0.conv1",
+        "layer3.0.conv2", "fc",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--config", "huge"], "unknown study config 'huge'"),
+        (["run", "--workers", "0", *GRID], "--workers must be >= 1"),
+        (["run", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir"),
+        (["run", "--data-dir", "/tmp", "--dataset", "digits"], "--data-dir is only used with --dataset cifar10"),
+        (["run", "--depths", "8,21"], "depth must be 6n+2"),
+        (["run", "--backends", "jax"], "choose from keras, lightning"),
+        (["analyze", "/nonexistent/folder"], "is not a folder"),
+        (["collect", "/tmp/merged-x", "/nonexistent"], "is not a study folder"),
+    ],
+)
+def test_bad_study_input_is_one_line_exit_2(args, message):
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_malformed_results_is_one_line_exit_2(tmp_path):
+    (tmp_path / "results.csv").write_text("run_key,backend,arch\nx,keras,plain\n")
+    result = cli("analyze", str(tmp_path))
+    assert result.returncode == 2 and "lacks column(s)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "verdict.json").exists()
+
+
+def test_existing_study_with_another_config_is_never_overwritten(tmp_path):
+    out = tmp_path / "study"
+    assert cli("run", *GRID, "--seeds", "0", "--depths", "8", "--out", str(out)).returncode == 0
+    before = (out / "study.json").read_text(), (out / "results.csv").read_text()
+    result = cli("run", *GRID, "--seeds", "0", "--depths", "8", "--epochs", "3", "--out", str(out))
+    assert result.returncode == 2 and "different config" in result.stderr
+    assert ((out / "study.json").read_text(), (out / "results.csv").read_text()) == before
