@@ -80,14 +80,15 @@ class PiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
 class ClassifierModel(keras.Model):
     """Backbone + mean cross-entropy on logits, train/test error, per-layer gradient norms.
 
-    After every train step `grad_norms` holds the L2 norm of the loss gradient of each weighted
-    layer's kernel (`study.tracking.weighted_layer_names` order), read once per epoch.
+    At the last step of every epoch `grad_norms` takes the L2 norm of the loss gradient of each
+    weighted layer's kernel (`study.tracking.weighted_layer_names` order), as the torch twin's
+    `on_before_optimizer_step` does; other steps skip that work (`tf.cond`).
     """
 
-    def __init__(self, backbone: keras.Model, layer_names: list[str], **kwargs):
+    def __init__(self, backbone: keras.Model, layer_names: list[str], steps_per_epoch: int, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
-        self.layer_names = layer_names
+        self.layer_names, self.steps_per_epoch = layer_names, steps_per_epoch
         self._kernels = [backbone.get_layer(name).kernel for name in layer_names]
         self.grad_norms = self.add_weight(
             shape=(len(layer_names),), initializer="zeros", trainable=False, name="grad_norms", dtype="float32"
@@ -112,12 +113,16 @@ class ClassifierModel(keras.Model):
         with tf.GradientTape() as tape:
             logits, loss = self._loss(y, self(x, training=True))
         grads = tape.gradient(loss, variables)
-        self.optimizer.apply(grads, variables)
+        last_step = ops.equal((self.optimizer.iterations + 1) % self.steps_per_epoch, 0)
         by_ref = {id(v): g for v, g in zip(variables, grads, strict=True)}
-        self.grad_norms.assign(
-            ops.stack([ops.cast(ops.norm(ops.reshape(by_ref[id(k)], [-1])), "float32") for k in self._kernels])
-        )
+        kernel_grads = [by_ref[id(k)] for k in self._kernels]
+        tf.cond(last_step, lambda: self._record_grad_norms(kernel_grads), tf.no_op)
+        self.optimizer.apply(grads, variables)
         return self._update_metrics(x, y, logits, loss) | {"batch_loss": loss}
+
+    def _record_grad_norms(self, grads):
+        self.grad_norms.assign(ops.stack([ops.cast(ops.norm(ops.reshape(g, [-1])), "float32") for g in grads]))
+        return tf.no_op()
 
     def test_step(self, batch):
         x, y = batch
@@ -165,6 +170,8 @@ class EpochRecorder(keras.callbacks.Callback):
             grad_norms=dict(zip(self.model.layer_names, map(float, grad_norms), strict=True)),
         )
         self.records.append(record)
+        if self.run.epoch_hook is not None:
+            self.run.epoch_hook(record)
         logs.update(record.metrics())  # WandbMetricsLogger, next in the list, logs them as epoch/<key>
 
 
@@ -190,7 +197,7 @@ def make_training_model(
     spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, backbone: keras.Model, dtype: str
 ) -> ClassifierModel:
     boundaries, values = train_spec.lr_schedule(steps_per_epoch)
-    model = ClassifierModel(backbone, weighted_layer_names(spec))
+    model = ClassifierModel(backbone, weighted_layer_names(spec), steps_per_epoch)
     variable_dtype = keras.DTypePolicy(dtype).variable_dtype
     optimizer = TorchSGD(
         PiecewiseConstant(boundaries, values, variable_dtype), train_spec.momentum, train_spec.weight_decay

@@ -160,6 +160,8 @@ class EpochRecorder(pl.Callback):
         )
         module.train_loss.reset(), module.train_acc.reset()
         self.records.append(record)
+        if self.run.epoch_hook is not None:
+            self.run.epoch_hook(record)
         module.log_dict({f"epoch/{key}": value for key, value in record.metrics().items()})
 
 

@@ -17,6 +17,12 @@ def load(backend: str) -> SimpleNamespace:
     )
 
 
+def package(backend: str) -> str:
+    if backend not in _PACKAGES:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    return _PACKAGES[backend]
+
+
 def load_training(backend: str):
     """The twin's training module (`train(spec, train_spec, dataset, run) -> records, diverged, ckpt`)."""
     if backend not in _PACKAGES:

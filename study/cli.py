@@ -235,21 +235,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
     out = args.out or Path("runs") / config.name
-    data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
+    dataset = data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
     progress = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
-    run_study(
-        config,
-        out,
-        workers=args.workers,
-        data_dir=args.data_dir,
-        wandb_mode=args.wandb,
-        device=args.device,
-        progress=progress,
-    )
-    if config.gradflow_depths or config.depths:
-        dataset = data.load_dataset(config.dataset, args.data_dir)
-        depths = config.gradflow_depths or config.depths
-        gradflow.write_gradflow(out, *gradflow.measure(depths, dataset))
+    run_study(config, out, args.workers, args.data_dir, args.wandb, args.device, progress)
+    progress("gradient flow at initialization ...")
+    gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))
     verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
     print_verdict(verdict, out, args.json)
     return 0
@@ -360,6 +350,26 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from study.bench import run_bench
+    from study.train import resolve_device
+
+    spec = spec_from_args(args)
+    device = resolve_device(args.backend, args.device)
+    result = run_bench(spec, args.backend, args.batch, args.steps, args.repeats, device, args.precision)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['backend']} {result['spec']} on {device} ({args.precision}), batch {args.batch}: "
+            f"train {result['train_img_per_s']:.0f} img/s vs raw {result['raw_train_img_per_s']:.0f} "
+            f"(ratio {result['ratio_to_raw']:.3f}); inference {result['infer_img_per_s']:.0f} img/s; "
+            f"peak memory {result['peak_mem_mb']:.0f} MB ({result['peak_mem_kind']}); MFU {100 * result['mfu']:.2f} % "
+            f"of {result['peak_tflops']:.2f} TFLOP/s ({result['peak_source']})"
+        )
+    return 0
+
+
 def print_verdict(verdict: dict, out: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps(verdict))
@@ -449,6 +459,17 @@ def make_parser() -> ArgumentParser:
     analyze.add_argument("--margin", type=float, default=0.05)
     analyze.add_argument("--json", action="store_true")
     analyze.set_defaults(run=cmd_analyze)
+
+    bench = commands.add_parser("bench", help="training and inference throughput against a raw loop")
+    add_spec_arguments(bench)
+    bench.add_argument("--backend", choices=("keras", "lightning"), required=True)
+    bench.add_argument("--batch", type=positive_int, default=128)
+    bench.add_argument("--steps", type=positive_int, default=20, help="steps per timed epoch")
+    bench.add_argument("--repeats", type=positive_int, default=5, help="timed epochs (after one warm-up)")
+    bench.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    bench.add_argument("--precision", choices=("32", "bf16"), default="32")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(run=cmd_bench)
 
     flow = commands.add_parser("gradflow", help="per-layer gradient norms at initialization and their decay")
     flow.add_argument("--depths", type=int_list, default=(8, 20, 56, 110))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import importlib.metadata
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class RunContext:
     precision: str = "32"  # "32" | "bf16" | "64"
     device: str = "cpu"  # "cpu" | "gpu"
     wandb_run: Any = None  # a wandb Run, or None when W&B is disabled
+    epoch_hook: Callable[[EpochRecord], None] | None = None  # called after each epoch's record (bench)
 
     def lr_at(self, step: int) -> float:
         boundaries, values = self.train_spec.lr_schedule(self.steps_per_epoch)

@@ -287,3 +287,26 @@ def test_load_results_rejects_empty_and_missing_files(tmp_path):
     for name, expected in [("empty.csv", "is empty"), ("header.csv", "has no rows"), ("absent.csv", "cannot read")]:
         with pytest.raises(ResultsError, match=expected):
             load_results(tmp_path / name)
+
+
+def test_a_negligible_but_consistent_residual_rise_still_holds():
+    """Short schedules leave deep residual nets a few tenths of a point behind: significant, negligible."""
+
+    def small_residual_rise(arch, depth):
+        return effect(arch, depth) if arch == "plain" else 0.001 + 0.0001 * (depth - 8)
+
+    deg = degradation(table(small_residual_rise, noise=0.0005, twin_noise=0.0001))
+    residual = deg["backends"]["keras"]["tests"]["residual_deep_vs_shallow"]
+    assert residual["significant"] and residual["ci_high"] < 0.02
+    assert deg["verdict"] == "holds", deg["reason"]
+
+
+def test_residual_nets_at_zero_error_everywhere_do_not_degrade():
+    def perfect_residual(arch, depth):
+        return effect(arch, depth) if arch == "plain" else 0.0
+
+    results = table(perfect_residual)
+    results.loc[results.arch == "resnet", ["final_train_error"]] = 0.0
+    deg = degradation(results)
+    assert deg["backends"]["keras"]["tests"]["residual_deep_vs_shallow"]["p"] is None
+    assert deg["verdict"] == "holds", deg["reason"]

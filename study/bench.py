@@ -1,0 +1,120 @@
+"""`resnet-study bench`: the twin's real training path against a raw loop of the same network.
+
+In one process, interleaved: the twin trains (its `train`, with its data path, metrics and
+callbacks, W&B off) for `repeats + 1` epochs of `steps` batches of synthetic data; after each of its
+epochs the raw baseline (`<twin>/bench.py`: a hand-written torch loop, or a minimal Keras
+`compile` + `fit`) runs the same number of steps on a second copy of the network. The first epoch of
+each is warm-up and dropped; medians are reported. Throughput ratios, not absolute speeds, are the
+claim: they hold on any machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import re
+import resource
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from study import backends
+from study.data import Dataset
+from study.spec import NetworkSpec, TrainSpec
+from study.tracking import RunContext, library_versions
+
+# Dense peak throughput, FLOP/s, by GPU name fragment and precision (vendor data sheets, SXM parts;
+# "32" is TF32 tensor-core math, which the agreement checks switch off but training may use).
+GPU_PEAKS = {
+    "H200": {"bf16": 989e12, "32": 494e12},
+    "H100": {"bf16": 989e12, "32": 494e12},
+    "A100": {"bf16": 312e12, "32": 156e12},
+}
+
+
+def cpu_peak_flops() -> tuple[float, str]:
+    """fp32 peak of this CPU: cores x clock x FLOPs/cycle (2 FMA units x SIMD width x 2)."""
+    cores = os.cpu_count() or 1
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    mhz = [float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", info)] or [2000.0]
+    lanes = 16 if " avx512f" in info else 8 if " avx2" in info else 4
+    flops = cores * max(mhz) * 1e6 * 2 * lanes * 2
+    return flops, f"{cores} cores x {max(mhz):.0f} MHz x {2 * lanes * 2} FLOP/cycle (fp32 FMA, {lanes} lanes, 2 units)"
+
+
+def peak_flops(device: str, precision: str) -> tuple[float, str]:
+    if device == "gpu":
+        import torch
+
+        name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+        for fragment, peaks in GPU_PEAKS.items():
+            if fragment in name:
+                return peaks[precision], f"{name} data sheet, dense {precision}"
+    return cpu_peak_flops()
+
+
+def run_bench(
+    spec: NetworkSpec,
+    backend: str,
+    batch: int = 128,
+    steps: int = 20,
+    repeats: int = 5,
+    device: str = "cpu",
+    precision: str = "32",
+) -> dict:
+    """Throughputs (images/s), time per step, peak memory and model FLOPs utilisation."""
+    rng = np.random.default_rng(0)
+    n = batch * steps
+    x = rng.standard_normal((n + batch, *spec.input_shape)).astype("float32")
+    y = rng.integers(0, spec.classes, size=n + batch)
+    data = Dataset("bench", x[:n], y[:n], x[n:], y[n:], spec.classes, augment=False)
+    train_spec = TrainSpec(epochs=repeats + 1, batch_size=batch, augment=False)
+    raw = importlib.import_module(f"{backends.package(backend)}.bench").RawLoop(
+        spec, train_spec, data.x_train, data.y_train, device, precision
+    )
+    raw_seconds = []
+    with tempfile.TemporaryDirectory() as out:
+        run = RunContext(
+            Path(out),
+            train_spec,
+            steps,
+            n,
+            precision,
+            device,
+            epoch_hook=lambda record: raw_seconds.append(raw.train_epoch()),
+        )
+        outcome = backends.load_training(backend).train(spec, train_spec, data, run, verbose=0)
+    twin = statistics.median(r.train_img_per_s for r in outcome.records[1:])
+    raw_ips = statistics.median(n / s for s in raw_seconds[1:])
+    infer = statistics.median(n / raw.infer_epoch() for _ in range(repeats + 1))
+    flops_per_image = 3 * 2 * spec.macs  # forward + backward ~ 3x forward; 2 FLOPs per MAC
+    peak, peak_source = peak_flops(device, precision)
+    device_peak = raw.peak_memory_mb()
+    return {
+        "spec": spec.name,
+        "backend": backend,
+        "device": device,
+        "precision": precision,
+        "batch": batch,
+        "steps": steps,
+        "repeats": repeats,
+        "train_img_per_s": twin,
+        "raw_train_img_per_s": raw_ips,
+        "ratio_to_raw": twin / raw_ips,
+        "step_ms": 1e3 * batch / twin,
+        "raw_step_ms": 1e3 * batch / raw_ips,
+        "infer_img_per_s": infer,
+        "peak_mem_mb": device_peak
+        if device_peak is not None
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mem_kind": "device allocator" if device_peak is not None else "process RSS",
+        "train_flops_per_image": flops_per_image,
+        "mfu": twin * flops_per_image / peak,
+        "peak_tflops": peak / 1e12,
+        "peak_source": peak_source,
+        "machine": platform.processor() or platform.machine(),
+        "versions": library_versions(backend),
+    }
