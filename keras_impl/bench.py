@@ -33,7 +33,7 @@ class RawLoop:
 
     def train_epoch(self) -> float:
         start = time.perf_counter()
-        self.model.fit(self.data, epochs=1, verbose=0)
+        self.model.fit(self.data, epochs=1, verbose=0, shuffle=False)
         return time.perf_counter() - start
 
     def infer_epoch(self) -> float:

@@ -7,6 +7,7 @@ backbone. The optimizer reproduces torch's SGD exactly (momentum form and couple
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from keras import ops
 
 from keras_impl.port import load_torch_state
 from study import data as datasets
+from study.errors import UserError
 from study.init import initial_state
 from study.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
@@ -91,7 +93,12 @@ class ClassifierModel(keras.Model):
         self.layer_names, self.steps_per_epoch = layer_names, steps_per_epoch
         self._kernels = [backbone.get_layer(name).kernel for name in layer_names]
         self.grad_norms = self.add_weight(
-            shape=(len(layer_names),), initializer="zeros", trainable=False, name="grad_norms", dtype="float32"
+            shape=(len(layer_names),),
+            initializer="zeros",
+            trainable=False,
+            name="grad_norms",
+            dtype="float32",
+            aggregation="only_first_replica",  # replicas hold the same (all-reduced) values
         )
         self.loss_mean = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -110,18 +117,31 @@ class ClassifierModel(keras.Model):
     def train_step(self, batch):
         x, y = batch
         variables = self.backbone.trainable_variables
+        # Under MirroredStrategy each replica sees its share of the global batch and the replicas'
+        # gradients are summed: scale each replica's mean loss so the sum is the global mean's gradient.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits, loss = self._loss(y, self(x, training=True))
-        grads = tape.gradient(loss, variables)
+            scaled = loss / replicas if replicas > 1 else loss
+        grads = tape.gradient(scaled, variables)
         last_step = ops.equal((self.optimizer.iterations + 1) % self.steps_per_epoch, 0)
         by_ref = {id(v): g for v, g in zip(variables, grads, strict=True)}
         kernel_grads = [by_ref[id(k)] for k in self._kernels]
-        tf.cond(last_step, lambda: self._record_grad_norms(kernel_grads), tf.no_op)
+        if replicas == 1:
+            tf.cond(last_step, lambda: self._record_grad_norms(kernel_grads), tf.no_op)
+        else:  # the global batch's gradient, as the torch twin's after DDP's all-reduce; a cross-replica
+            # assignment may not sit inside tf.cond, so select instead (norms then cost every step)
+            kernel_grads = tf.distribute.get_replica_context().all_reduce("sum", kernel_grads)
+            self.grad_norms.assign(ops.where(last_step, self._norms(kernel_grads), self.grad_norms))
         self.optimizer.apply(grads, variables)
         return self._update_metrics(x, y, logits, loss) | {"batch_loss": loss}
 
+    @staticmethod
+    def _norms(grads):
+        return ops.stack([ops.cast(ops.norm(ops.reshape(g, [-1])), "float32") for g in grads])
+
     def _record_grad_norms(self, grads):
-        self.grad_norms.assign(ops.stack([ops.cast(ops.norm(ops.reshape(g, [-1])), "float32") for g in grads]))
+        self.grad_norms.assign(self._norms(grads))
         return tf.no_op()
 
     def test_step(self, batch):
@@ -136,35 +156,33 @@ class ClassifierModel(keras.Model):
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Turns Keras logs into `EpochRecord`s (and extra W&B keys), measures time and throughput,
-    and stops training when the loss becomes NaN/inf (as `keras.callbacks.TerminateOnNaN`, but
-    recording that the run diverged)."""
+    """Turns Keras logs into `EpochRecord`s (and extra W&B keys), measures time and throughput, and
+    stops training when the epoch's loss is NaN/inf (as `keras.callbacks.TerminateOnNaN` does per
+    step, but recording that the run diverged). No per-step hook: that would sync every step."""
 
-    def __init__(self, run: RunContext, steps_per_epoch: int):
+    def __init__(self, run: RunContext):
         super().__init__()
-        self.run, self.steps_per_epoch = run, steps_per_epoch
+        self.run = run
         self.records: list[EpochRecord] = []
-        self.batch_losses: list[float] = []
         self.diverged = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = self.train_end = time.perf_counter()
+        self.start = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_test_begin(self, logs=None):  # fit's validation starts: the epoch's training is done
         self.train_end = time.perf_counter()
-        self.batch_losses.append(float(logs["batch_loss"]))
-        if not np.isfinite(self.batch_losses[-1]):
-            self.diverged = True
-            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if not np.isfinite(logs["loss"]):
+            self.diverged = self.model.stop_training = True
+            return
         grad_norms = keras.ops.convert_to_numpy(self.model.grad_norms)
         record = self.run.record(
             epoch=epoch,
             train_loss=float(logs["loss"]),
             train_error=1.0 - float(logs["accuracy"]),
-            test_loss=float(logs.get("val_loss", np.nan)),
-            test_error=1.0 - float(logs.get("val_accuracy", np.nan)),
+            test_loss=float(logs["val_loss"]),
+            test_error=1.0 - float(logs["val_accuracy"]),
             wall_s=time.perf_counter() - self.start,
             train_s=self.train_end - self.start,
             grad_norms=dict(zip(self.model.layer_names, map(float, grad_norms), strict=True)),
@@ -173,6 +191,17 @@ class EpochRecorder(keras.callbacks.Callback):
         if self.run.epoch_hook is not None:
             self.run.epoch_hook(record)
         logs.update(record.metrics())  # WandbMetricsLogger, next in the list, logs them as epoch/<key>
+
+
+class StepTracer(keras.callbacks.Callback):
+    """Every step's loss (`RunContext.trace_steps`, for `study.agree`); syncs each step."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(logs["batch_loss"]))
 
 
 def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str) -> tf.data.Dataset:
@@ -193,6 +222,28 @@ def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str) 
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
+def distribution_strategy(run: RunContext) -> tf.distribute.Strategy | None:
+    """None for one device; else a MirroredStrategy over `run.devices` GPUs or logical CPU devices.
+
+    Each replica takes its share of every global batch (Keras splits the batches) and normalizes with
+    its own batch statistics (BN is not synchronized, as in Keras' default and torch DDP on CPU).
+    """
+    if run.devices <= 1:
+        return None
+    if run.device == "gpu":
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) < run.devices:
+            raise UserError(f"--devices {run.devices}: TensorFlow sees {len(gpus)} GPU(s)")
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[: run.devices]])
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * run.devices)
+    except RuntimeError:  # devices already initialized in this process: usable only if they match
+        if len(tf.config.list_logical_devices("CPU")) != run.devices:
+            raise UserError("--devices: TensorFlow's CPU devices are already set up in this process") from None
+    return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+
+
 def make_training_model(
     spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, backbone: keras.Model, dtype: str
 ) -> ClassifierModel:
@@ -202,7 +253,10 @@ def make_training_model(
     optimizer = TorchSGD(
         PiecewiseConstant(boundaries, values, variable_dtype), train_spec.momentum, train_spec.weight_decay
     )
-    model.compile(optimizer=optimizer, jit_compile=False)
+    model.compile(optimizer=optimizer, jit_compile="auto")  # XLA where Keras judges it pays (GPU)
+    # Create the optimizer's variables now: created inside the first traced step, they make
+    # tf.function trace that step twice (seconds for a deep net).
+    optimizer.build(backbone.trainable_variables)
     return model
 
 
@@ -218,15 +272,17 @@ def train(
     import keras_impl.models as models
 
     dtype = {"32": "float32", "bf16": "mixed_bfloat16", "64": "float64"}[run.precision]
+    strategy = distribution_strategy(run)
     keras.utils.set_random_seed(train_spec.seed)
     tf.config.experimental.enable_op_determinism()
-    if backbone is None:
-        backbone = models.build(spec, dtype)
-        load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
     steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
-    model = make_training_model(spec, train_spec, steps, backbone, dtype)
-    recorder = EpochRecorder(run, steps)
-    callbacks = [recorder]
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if backbone is None:
+            backbone = models.build(spec, dtype)
+            load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
+        model = make_training_model(spec, train_spec, steps, backbone, dtype)
+    recorder, tracer = EpochRecorder(run), StepTracer()
+    callbacks = [recorder, tracer] if run.trace_steps else [recorder]
     if run.wandb_run is not None:
         from wandb.integration.keras import WandbMetricsLogger
 
@@ -244,4 +300,4 @@ def train(
     )
     checkpoint = Path(run.out_dir) / "model.keras"
     backbone.save(checkpoint)
-    return TrainOutcome(recorder.records, recorder.diverged, checkpoint, recorder.batch_losses)
+    return TrainOutcome(recorder.records, recorder.diverged, checkpoint, tracer.losses)

@@ -9,6 +9,8 @@ exactly the batches `study.data.epoch_batches` gives the Keras twin.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import json
 import logging
 import time
 import warnings
@@ -30,6 +32,7 @@ from study.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 
 PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "64": "64-true"}
+RECORDS = ".epoch-records.jsonl"  # multi-process runs: rank 0's records for the main process
 
 
 class ClassifierModule(pl.LightningModule):
@@ -45,11 +48,14 @@ class ClassifierModule(pl.LightningModule):
         self.backbone = backbone
         self.train_spec, self.steps_per_epoch, self.layer_names = train_spec, steps_per_epoch, layer_names
         classes = backbone.fc.out_features
-        self.train_loss, self.test_loss = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
+        # nan_strategy="disable": a NaN loss must show in the epoch mean (divergence), not be dropped.
+        self.train_loss = torchmetrics.MeanMetric(nan_strategy="disable")
+        self.test_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(classes, average="micro")
         self.test_acc = torchmetrics.classification.MulticlassAccuracy(classes, average="micro")
         self.grad_norms: dict[str, float] = {}
-        self.batch_losses: list[float] = []  # every step's loss, for `study.agree` trajectories
+        self.batch_losses: list[float] = []  # every step's loss if trace_steps (study.agree)
+        self.trace_steps = False
         self.diverged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,11 +65,8 @@ class ClassifierModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits.float() if logits.dtype != torch.float64 else logits, y)
-        self.batch_losses.append(loss.item())
-        if not torch.isfinite(loss):
-            self.diverged = True
-            self.trainer.should_stop = True
-            return None  # skip the update; training stops after this step
+        if self.trace_steps:  # a device sync per step: only for study.agree's trajectories
+            self.batch_losses.append(loss.item())
         self.train_loss.update(loss.detach(), weight=len(y))
         self.train_acc.update(logits.detach(), y)
         return loss
@@ -92,12 +95,21 @@ class ClassifierModule(pl.LightningModule):
 
 
 class EpochBatches(Dataset):
-    """One epoch's train batches, in `study.data.epoch_batches` order, one item per batch."""
+    """One epoch's train batches, in `study.data.epoch_batches` order, one item per batch.
 
-    def __init__(self, dataset: datasets.Dataset, train_spec: TrainSpec, epoch: int, dtype: torch.dtype):
-        self.batches = list(
-            datasets.epoch_batches(dataset, train_spec.batch_size, train_spec.seed, epoch, train_spec.augment)
-        )
+    Under data parallelism each of `world` processes takes its contiguous share of every global batch,
+    so the averaged gradient is the one of the global batch (exactly so when the world size divides
+    the batch).
+    """
+
+    def __init__(
+        self, dataset: datasets.Dataset, train_spec: TrainSpec, epoch: int, dtype: torch.dtype, rank=0, world=1
+    ):
+        batches = datasets.epoch_batches(dataset, train_spec.batch_size, train_spec.seed, epoch, train_spec.augment)
+        self.batches = []
+        for x, y in batches:
+            share = np.array_split(np.arange(len(y)), world)[rank]
+            self.batches.append((x[share], y[share]))
         self.dtype = dtype
 
     def __len__(self) -> int:
@@ -116,10 +128,10 @@ class StudyDataModule(pl.LightningDataModule):
         self.dataset, self.train_spec, self.dtype = dataset, train_spec, dtype
 
     def train_dataloader(self):
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return DataLoader(
-            EpochBatches(self.dataset, self.train_spec, epoch, self.dtype), batch_size=None, shuffle=False
-        )
+        trainer = self.trainer
+        epoch, rank, world = (trainer.current_epoch, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
+        batches = EpochBatches(self.dataset, self.train_spec, epoch, self.dtype, rank, world)
+        return DataLoader(batches, batch_size=None, shuffle=False)
 
     def val_dataloader(self):
         x = torch.from_numpy(np.ascontiguousarray(self.dataset.x_test.transpose(0, 3, 1, 2))).to(self.dtype)
@@ -134,23 +146,26 @@ class EpochRecorder(pl.Callback):
         self.records: list[EpochRecord] = []
 
     def on_train_epoch_start(self, trainer, module):
-        self.start = self.train_end = time.perf_counter()
+        self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+    def on_validation_epoch_start(self, trainer, module):  # the epoch's training is done
+        if module.device.type == "cuda":
+            torch.cuda.synchronize()
         self.train_end = time.perf_counter()
 
     def on_validation_epoch_end(self, trainer, module):
-        if trainer.sanity_checking or module.diverged:
-            return
         self.test = (float(module.test_loss.compute()), 1.0 - float(module.test_acc.compute()))
         module.test_loss.reset(), module.test_acc.reset()
 
     def on_train_epoch_end(self, trainer, module):
-        if module.diverged:
+        train_loss = float(module.train_loss.compute())
+        if not np.isfinite(train_loss):  # diverged: stop and record it (checked per epoch: no per-step sync)
+            module.diverged = trainer.should_stop = True
+            self._hand_over(trainer, {"diverged": True})
             return
         record = self.run.record(
             epoch=trainer.current_epoch,
-            train_loss=float(module.train_loss.compute()),
+            train_loss=train_loss,
             train_error=1.0 - float(module.train_acc.compute()),
             test_loss=self.test[0],
             test_error=self.test[1],
@@ -160,9 +175,16 @@ class EpochRecorder(pl.Callback):
         )
         module.train_loss.reset(), module.train_acc.reset()
         self.records.append(record)
+        self._hand_over(trainer, dataclasses.asdict(record))
         if self.run.epoch_hook is not None:
             self.run.epoch_hook(record)
         module.log_dict({f"epoch/{key}": value for key, value in record.metrics().items()})
+
+    def _hand_over(self, trainer, entry: dict) -> None:
+        """Spawned processes: rank 0 writes what the main process reads back after `fit`."""
+        if trainer.world_size > 1 and trainer.is_global_zero:
+            with open(self.run.out_dir / RECORDS, "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
 
 
 def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose: bool = True) -> pl.Trainer:
@@ -171,11 +193,17 @@ def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose:
         from pytorch_lightning.loggers import WandbLogger
 
         logger = WandbLogger(experiment=run.wandb_run)
+    multi = run.devices > 1
     return pl.Trainer(
         max_epochs=run.train_spec.epochs,
         max_steps=max_steps,
         accelerator=run.device,
-        devices=1,
+        devices=run.devices,
+        # Spawned processes (gloo on CPU, NCCL on GPU); SyncBatchNorm exists only on accelerators, so on
+        # CPU each process normalizes with its own share of the batch, as Keras' MirroredStrategy does.
+        strategy="ddp_spawn" if multi else "auto",
+        sync_batchnorm=multi and run.device == "gpu",
+        use_distributed_sampler=False,  # EpochBatches already gives each process its share
         precision=PRECISIONS[run.precision],
         deterministic=True,
         logger=logger,
@@ -213,9 +241,17 @@ def train(
         backbone = models.build(spec, "float64" if run.precision == "64" else "float32")
         load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the Keras twin
     module = ClassifierModule(backbone, train_spec, run.steps_per_epoch, weighted_layer_names(spec))
+    module.trace_steps = run.trace_steps
     recorder = EpochRecorder(run)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=run.out_dir, filename="model", save_last=False, save_top_k=1)
     trainer = make_trainer(run, [recorder, checkpoint], verbose=bool(verbose))
     trainer.fit(module, datamodule=StudyDataModule(dataset, train_spec, dtype))
     path = Path(checkpoint.best_model_path or run.out_dir / "model.ckpt")
-    return TrainOutcome(recorder.records, module.diverged, path, module.batch_losses)
+    records, diverged = recorder.records, module.diverged
+    if run.devices > 1:  # the epochs ran in spawned processes; rank 0 wrote them down
+        path_ = run.out_dir / RECORDS
+        entries = [json.loads(line) for line in path_.read_text().splitlines()] if path_.exists() else []
+        records = [EpochRecord(**e) for e in entries if "epoch" in e]
+        diverged = any(e.get("diverged") for e in entries)
+        path_.unlink(missing_ok=True)
+    return TrainOutcome(records, diverged, path, module.batch_losses)

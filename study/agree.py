@@ -159,7 +159,7 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
 
     def train(twin, model, precision):
         with tempfile.TemporaryDirectory() as out:
-            run = RunContext(Path(out), train_spec, steps, len(data.y_train), precision)
+            run = RunContext(Path(out), train_spec, steps, len(data.y_train), precision, trace_steps=True)
             outcome = backends.load_training(twin.name).train(spec, train_spec, data, run, backbone=model, verbose=0)
         return np.array(outcome.batch_losses), twin.port.to_torch_state(model)
 

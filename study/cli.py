@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -150,6 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         input_given=args.input is not None,
+        devices=args.devices,
         verbose=0 if args.json else 1,
     )
     if args.json:
@@ -420,13 +422,24 @@ def make_parser() -> ArgumentParser:
     train.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline")
     train.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     train.add_argument("--precision", choices=("32", "bf16"), default="32")
+    train.add_argument(
+        "--devices",
+        type=positive_int,
+        default=1,
+        help="data parallel over N devices (GPUs, or N CPU processes/replicas)",
+    )
     train.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     train.set_defaults(run=cmd_train)
 
     run = commands.add_parser("run", help="the depth study: every grid point, resumable, then analyze")
     add_study_arguments(run)
     run.add_argument("--out", type=Path, help="study folder (default runs/<config>); an existing one is resumed")
-    run.add_argument("--workers", type=int, default=1, help="parallel runs (each gets cores/N threads)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="parallel runs, each with cores/N threads (default: cores, at most 4; small nets use cores poorly)",
+    )
     run.add_argument("--alpha", type=float, default=0.05)
     run.add_argument("--margin", type=float, default=0.05, help="equivalence margin for the twins' errors")
     run.add_argument("--json", action="store_true", help="print verdict.json instead of progress")

@@ -219,30 +219,31 @@ def run_study(
     )
     args = (out, study_id, data_dir, wandb_mode, device)
 
-    def report(done: int, point: GridPoint, summary: dict | None, seconds: float) -> None:
+    started = time.perf_counter()
+
+    def report(done: int, point: GridPoint, summary: dict | None) -> None:
         if summary is None:
             progress(f"[{done}/{len(pending)}] {point.run_key}: running elsewhere, skipped")
             return
+        errors = summary["final_train_error"], summary["final_test_error"]
         progress(
             f"[{done}/{len(pending)}] {point.backend:9} {point.arch}-{point.depth} seed {point.seed}: "
-            f"train error {summary['final_train_error']:.3f}, test error {summary['final_test_error']:.3f}"
-            f"{' (diverged)' if summary['diverged'] else ''} in {seconds:.0f} s"
+            + ("train error {:.3f}, test error {:.3f}".format(*errors) if None not in errors else "no epoch finished")
+            + f"{' (diverged)' if summary['diverged'] else ''}; {summary['wall_s']:.0f} s"
+            + f" (study at {time.perf_counter() - started:.0f} s)"
         )
 
     if workers <= 1:
         for done, point in enumerate(pending, start=1):
-            start = time.perf_counter()
-            report(done, point, run_point(point, *args), time.perf_counter() - start)
+            report(done, point, run_point(point, *args))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = get_context("spawn")
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid())
-        ) as pool:
-            start = time.perf_counter()
+        initargs = (threads, os.getpid())
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
             futures = {pool.submit(run_point, point, *args): point for point in pending}
             for done, future in enumerate(as_completed(futures), start=1):
-                report(done, futures[future], future.result(), time.perf_counter() - start)
+                report(done, futures[future], future.result())
     return update_tables(out)
 
 

@@ -59,7 +59,7 @@ class TrainOutcome:
     records: list[EpochRecord]  # one per completed epoch
     diverged: bool  # the loss became NaN/inf; training stopped there
     checkpoint: Path  # the trained backbone in the framework's native format
-    batch_losses: list[float]  # every step's train-mode loss (study.agree compares trajectories)
+    batch_losses: list[float]  # every step's train-mode loss when RunContext.trace_steps, else []
 
 
 @dataclass
@@ -72,8 +72,10 @@ class RunContext:
     n_train: int
     precision: str = "32"  # "32" | "bf16" | "64"
     device: str = "cpu"  # "cpu" | "gpu"
+    devices: int = 1  # > 1: data parallel (Lightning DDP, Keras MirroredStrategy) over this many devices
     wandb_run: Any = None  # a wandb Run, or None when W&B is disabled
     epoch_hook: Callable[[EpochRecord], None] | None = None  # called after each epoch's record (bench)
+    trace_steps: bool = False  # record every step's loss (study.agree); costs a device sync per step
 
     def lr_at(self, step: int) -> float:
         boundaries, values = self.train_spec.lr_schedule(self.steps_per_epoch)

@@ -128,6 +128,7 @@ def run_training(
     device: str = "auto",
     precision: str = "32",
     input_given: bool = False,
+    devices: int = 1,
     group: str | None = None,
     verbose: int = 1,
 ) -> dict:
@@ -150,6 +151,7 @@ def run_training(
         "dataset": dataset_name,
         "device": device,
         "precision": precision,
+        "devices": devices,
         "trainable_params": spec.trainable_params,
         "versions": library_versions(backend),
     }
@@ -157,10 +159,15 @@ def run_training(
     wandb_run = start_wandb(
         wandb_mode, out, config, group or "adhoc", backend, tags, f"{backend}-{spec.name}-s{train_spec.seed}"
     )
-    run = RunContext(out, train_spec, steps, len(dataset.y_train), precision, device, wandb_run)
+    # Spawned data-parallel processes cannot carry a live W&B run: their epochs are logged afterwards.
+    live_wandb = wandb_run if devices == 1 else None
+    run = RunContext(out, train_spec, steps, len(dataset.y_train), precision, device, devices, live_wandb)
     start = time.perf_counter()
     outcome = twin.train(spec, train_spec, dataset, run, verbose=verbose)
     wall_s = time.perf_counter() - start
+    if wandb_run is not None and live_wandb is None:
+        for record in outcome.records:
+            wandb_run.log({f"epoch/{key}": value for key, value in record.metrics().items()} | {"epoch": record.epoch})
     summary = {
         "backend": backend,
         "spec_name": spec.name,
