@@ -20,8 +20,16 @@ class RawLoop:
     """One model and its data; each call times one pass over the data (seconds)."""
 
     def __init__(
-        self, spec: NetworkSpec, train_spec: TrainSpec, x: np.ndarray, y: np.ndarray, device: str, precision: str
+        self,
+        spec: NetworkSpec,
+        train_spec: TrainSpec,
+        x: np.ndarray,
+        y: np.ndarray,
+        device: str,
+        precision: str,
+        compile: bool = False,
     ):
+        """Keras' defaults throughout (its `jit_compile="auto"` included); `compile` is the torch twin's option."""
         self.model = build(spec, "mixed_bfloat16" if precision == "bf16" else "float32")
         self.model.compile(
             optimizer=keras.optimizers.SGD(train_spec.lr, momentum=train_spec.momentum),

@@ -57,9 +57,16 @@ class ClassifierModule(pl.LightningModule):
         self.batch_losses: list[float] = []  # every step's loss if trace_steps (study.agree)
         self.trace_steps = False
         self.diverged = False
+        self.channels_last = False  # NHWC memory layout: faster convolutions on GPUs (tensor cores)
+        self._compiled = None  # torch.compile'd backbone, kept off the module tree so state-dict keys stay
+
+    def compile_backbone(self) -> None:
+        object.__setattr__(self, "_compiled", torch.compile(self.backbone))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (self.backbone if self._compiled is None else self._compiled)(x)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -242,6 +249,11 @@ def train(
         load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the Keras twin
     module = ClassifierModule(backbone, train_spec, run.steps_per_epoch, weighted_layer_names(spec))
     module.trace_steps = run.trace_steps
+    if run.device == "gpu":
+        module.channels_last = True
+        backbone.to(memory_format=torch.channels_last)
+    if run.compile:
+        module.compile_backbone()
     recorder = EpochRecorder(run)
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=run.out_dir, filename="model", save_last=False, save_top_k=1)
     trainer = make_trainer(run, [recorder, checkpoint], verbose=bool(verbose))

@@ -61,9 +61,10 @@ def run_bench(
     backend: str,
     batch: int = 128,
     steps: int = 20,
-    repeats: int = 5,
+    repeats: int = 7,
     device: str = "cpu",
     precision: str = "32",
+    compile: bool = False,
 ) -> dict:
     """Throughputs (images/s), time per step, peak memory and model FLOPs utilisation."""
     rng = np.random.default_rng(0)
@@ -73,7 +74,7 @@ def run_bench(
     data = Dataset("bench", x[:n], y[:n], x[n:], y[n:], spec.classes, augment=False)
     train_spec = TrainSpec(epochs=repeats + 1, batch_size=batch, augment=False)
     raw = importlib.import_module(f"{backends.package(backend)}.bench").RawLoop(
-        spec, train_spec, data.x_train, data.y_train, device, precision
+        spec, train_spec, data.x_train, data.y_train, device, precision, compile
     )
     raw_seconds = []
     with tempfile.TemporaryDirectory() as out:
@@ -84,7 +85,8 @@ def run_bench(
             n,
             precision,
             device,
-            epoch_hook=lambda record: raw_seconds.append(raw.train_epoch()),
+            epoch_hook=lambda record: raw_seconds.append(raw.train_epoch()),  # interleaved with the twin
+            compile=compile,
         )
         outcome = backends.load_training(backend).train(spec, train_spec, data, run, verbose=0)
     twin = statistics.median(r.train_img_per_s for r in outcome.records[1:])
@@ -98,6 +100,7 @@ def run_bench(
         "backend": backend,
         "device": device,
         "precision": precision,
+        "compile": compile,
         "batch": batch,
         "steps": steps,
         "repeats": repeats,

@@ -136,6 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.dataset not in data.DATASETS:
         raise UsageError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(data.DATASETS)}")
+    if args.compile and args.backend != "lightning":
+        raise UsageError("--compile is torch.compile for the lightning backend; Keras uses XLA where it pays")
     spec = spec_from_args(args)
     train_spec = TrainSpec(
         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs
@@ -152,6 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         input_given=args.input is not None,
         devices=args.devices,
+        compile=args.compile,
         verbose=0 if args.json else 1,
     )
     if args.json:
@@ -358,7 +361,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     device = resolve_device(args.backend, args.device)
-    result = run_bench(spec, args.backend, args.batch, args.steps, args.repeats, device, args.precision)
+    if args.compile and args.backend != "lightning":
+        raise UsageError("--compile is torch.compile for the lightning backend; Keras uses XLA where it pays")
+    result = run_bench(spec, args.backend, args.batch, args.steps, args.repeats, device, args.precision, args.compile)
     if args.json:
         print(json.dumps(result))
     else:
@@ -422,6 +427,7 @@ def make_parser() -> ArgumentParser:
     train.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline")
     train.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     train.add_argument("--precision", choices=("32", "bf16"), default="32")
+    train.add_argument("--compile", action="store_true", help="torch.compile the backbone (lightning backend)")
     train.add_argument(
         "--devices",
         type=positive_int,
@@ -478,9 +484,10 @@ def make_parser() -> ArgumentParser:
     bench.add_argument("--backend", choices=("keras", "lightning"), required=True)
     bench.add_argument("--batch", type=positive_int, default=128)
     bench.add_argument("--steps", type=positive_int, default=20, help="steps per timed epoch")
-    bench.add_argument("--repeats", type=positive_int, default=5, help="timed epochs (after one warm-up)")
+    bench.add_argument("--repeats", type=positive_int, default=7, help="timed epochs (after one warm-up)")
     bench.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     bench.add_argument("--precision", choices=("32", "bf16"), default="32")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the lightning twin (and its raw loop)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
 

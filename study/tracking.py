@@ -76,6 +76,7 @@ class RunContext:
     wandb_run: Any = None  # a wandb Run, or None when W&B is disabled
     epoch_hook: Callable[[EpochRecord], None] | None = None  # called after each epoch's record (bench)
     trace_steps: bool = False  # record every step's loss (study.agree); costs a device sync per step
+    compile: bool = False  # torch.compile the Lightning twin's backbone (Keras: XLA via jit_compile="auto")
 
     def lr_at(self, step: int) -> float:
         boundaries, values = self.train_spec.lr_schedule(self.steps_per_epoch)

@@ -129,6 +129,7 @@ def run_training(
     precision: str = "32",
     input_given: bool = False,
     devices: int = 1,
+    compile: bool = False,
     group: str | None = None,
     verbose: int = 1,
 ) -> dict:
@@ -152,6 +153,7 @@ def run_training(
         "device": device,
         "precision": precision,
         "devices": devices,
+        "compile": compile,
         "trainable_params": spec.trainable_params,
         "versions": library_versions(backend),
     }
@@ -161,7 +163,9 @@ def run_training(
     )
     # Spawned data-parallel processes cannot carry a live W&B run: their epochs are logged afterwards.
     live_wandb = wandb_run if devices == 1 else None
-    run = RunContext(out, train_spec, steps, len(dataset.y_train), precision, device, devices, live_wandb)
+    run = RunContext(
+        out, train_spec, steps, len(dataset.y_train), precision, device, devices, live_wandb, compile=compile
+    )
     start = time.perf_counter()
     outcome = twin.train(spec, train_spec, dataset, run, verbose=verbose)
     wall_s = time.perf_counter() - start

@@ -211,3 +211,20 @@ def test_digits_resnet20_learns_where_plain56_degrades(tmp_path, backend):
         assert result.returncode == 0, result.stderr
         errors[name] = json.loads(result.stdout)["final_train_error"]
     assert errors["resnet20"] < 0.01 and errors["plain56"] > 0.5, errors
+
+
+def test_compile_is_lightning_only(tmp_path):
+    result = cli("train", "resnet-8", "--backend", "keras", "--compile", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "--compile is torch.compile for the lightning backend" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_torch_compile_trains_the_same_numbers(tmp_path):
+    """--compile changes how the Lightning backbone runs, not what it computes."""
+    histories = []
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        args = ["--dataset", "synthetic", "--epochs", "1", "--wandb", "disabled", "--device", "cpu", *extra]
+        result = cli("train", "resnet-8", "--backend", "lightning", *args, "--out", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        histories.append(history(tmp_path / name / "history.csv")[0])
+    assert float(histories[0]["train_loss"]) == pytest.approx(float(histories[1]["train_loss"]), rel=1e-4)
