@@ -8,7 +8,6 @@ exactly the batches `study.data.epoch_batches` gives the Keras twin.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import logging
@@ -39,7 +38,7 @@ class ClassifierModule(pl.LightningModule):
     """Backbone + mean cross-entropy on logits, train/test error, per-layer gradient norms.
 
     The optimizer is torch's SGD (the form `keras_impl.training.TorchSGD` reproduces), coupled
-    weight decay on every parameter, and a per-step piecewise-constant LR (`TrainSpec.lr_schedule`).
+    weight decay on every parameter, and a per-step piecewise-constant LR (`TrainSpec.lr_at`).
     """
 
     def __init__(self, backbone: nn.Module, train_spec: TrainSpec, steps_per_epoch: int, layer_names: list[str]):
@@ -90,14 +89,10 @@ class ClassifierModule(pl.LightningModule):
         self.test_acc.update(logits, y)
 
     def configure_optimizers(self):
-        boundaries, values = self.train_spec.lr_schedule(self.steps_per_epoch)
-        optimizer = torch.optim.SGD(
-            self.parameters(), lr=1.0, momentum=self.train_spec.momentum, weight_decay=self.train_spec.weight_decay
-        )
+        spec, steps = self.train_spec, self.steps_per_epoch
+        optimizer = torch.optim.SGD(self.parameters(), lr=1.0, momentum=spec.momentum, weight_decay=spec.weight_decay)
         # base lr 1.0 times the schedule's value: the LR is exactly the schedule's number.
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: values[bisect.bisect_right(boundaries, step)]
-        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: spec.lr_at(step, steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 

@@ -153,7 +153,6 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
     x = (prototypes[y] + 0.5 * rng.standard_normal((len(y), *spec.input_shape))).astype("float32")
     data = Dataset("agree", x[:-batch], y[:-batch], x[-batch:], y[-batch:], spec.classes, augment=False)
     train_spec = TrainSpec(epochs=1, batch_size=batch, seed=seed, augment=False)
-    precision = {"float64": "64", "float32": "32"}[dtype]
     keras_twin, torch_twin, keras_model, torch_model = build_twins(spec, dtype, seed)
     initial = torch_twin.port.to_torch_state(torch_model)
 

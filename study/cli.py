@@ -11,8 +11,13 @@ import os
 import sys
 from pathlib import Path
 
+from study.backends import BACKENDS
+from study.configs import ARCHS
+from study.data import DATASETS
 from study.errors import UserError
 from study.spec import ACTIVATIONS, NORMS, SHORTCUTS, NetworkSpec, parse_spec
+from study.tracking import WANDB_MODES
+from study.train import DEVICES, PRECISIONS
 
 PROG = "resnet-study"
 
@@ -129,15 +134,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def check_dataset(name: str) -> None:
+    """Before anything is written: the training run would only find out after creating --out."""
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def check_compile(args: argparse.Namespace) -> None:
+    if args.compile and args.backend != "lightning":
+        raise UsageError("--compile is torch.compile for the lightning backend; Keras uses XLA on GPUs")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from study import data
     from study.spec import TrainSpec
     from study.train import run_training
 
-    if args.dataset not in data.DATASETS:
-        raise UsageError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(data.DATASETS)}")
-    if args.compile and args.backend != "lightning":
-        raise UsageError("--compile is torch.compile for the lightning backend; Keras uses XLA where it pays")
+    check_dataset(args.dataset)
+    check_compile(args)
     spec = spec_from_args(args)
     train_spec = TrainSpec(
         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs
@@ -193,8 +206,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dataset", help="override the config's data set")
     parser.add_argument("--data-dir", help="folder with the CIFAR-10 python version files")
-    parser.add_argument("--backends", type=name_list(("keras", "lightning")), help="e.g. keras,lightning")
-    parser.add_argument("--archs", type=name_list(("plain", "resnet")), help="e.g. plain,resnet")
+    parser.add_argument("--backends", type=name_list(BACKENDS), help="e.g. keras,lightning")
+    parser.add_argument("--archs", type=name_list(ARCHS), help="e.g. plain,resnet")
     parser.add_argument("--depths", type=int_list, help="CIFAR-style 6n+2 depths, e.g. 8,20,56")
     parser.add_argument("--seeds", type=int_list, help="e.g. 0,1,2")
     parser.add_argument("--epochs", type=positive_int)
@@ -202,12 +215,11 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shortcut", choices=SHORTCUTS)
     parser.add_argument("--activation", choices=ACTIVATIONS)
     parser.add_argument("--norm", choices=NORMS)
-    parser.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--wandb", choices=WANDB_MODES, default="offline")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
 
 
 def study_config_from_args(args: argparse.Namespace):
-    from study import data
     from study.configs import get_config
 
     config = get_config(args.config).with_overrides(
@@ -222,8 +234,7 @@ def study_config_from_args(args: argparse.Namespace):
         activation=args.activation,
         norm=args.norm,
     )
-    if config.dataset not in data.DATASETS:
-        raise UsageError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(data.DATASETS)}")
+    check_dataset(config.dataset)
     if config.dataset == "cifar10" and not args.data_dir:
         raise UsageError("--dataset cifar10 needs --data-dir (the folder with the CIFAR-10 python version files)")
     if config.dataset != "cifar10" and args.data_dir:
@@ -361,8 +372,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     device = resolve_device(args.backend, args.device)
-    if args.compile and args.backend != "lightning":
-        raise UsageError("--compile is torch.compile for the lightning backend; Keras uses XLA where it pays")
+    check_compile(args)
     result = run_bench(spec, args.backend, args.batch, args.steps, args.repeats, device, args.precision, args.compile)
     if args.json:
         print(json.dumps(result))
@@ -394,7 +404,7 @@ def make_parser() -> ArgumentParser:
 
     describe = commands.add_parser("describe", help="layers, parameters and MACs of a spec")
     add_spec_arguments(describe)
-    describe.add_argument("--backend", choices=("keras", "lightning"), help="also build it and count from the model")
+    describe.add_argument("--backend", choices=BACKENDS, help="also build it and count from the model")
     describe.add_argument("--json", action="store_true", help="one JSON object on stdout")
     describe.set_defaults(run=cmd_describe)
 
@@ -411,7 +421,7 @@ def make_parser() -> ArgumentParser:
 
     train = commands.add_parser("train", help="train one twin on a data set, tracked in W&B")
     add_spec_arguments(train)
-    train.add_argument("--backend", choices=("keras", "lightning"), required=True)
+    train.add_argument("--backend", choices=BACKENDS, required=True)
     train.add_argument(
         "--dataset", default="digits", help="digits (embedded, default), cifar10 (--data-dir), synthetic"
     )
@@ -424,9 +434,9 @@ def make_parser() -> ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("runs/train"))
-    train.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline")
-    train.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    train.add_argument("--precision", choices=("32", "bf16"), default="32")
+    train.add_argument("--wandb", choices=WANDB_MODES, default="offline")
+    train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--precision", choices=PRECISIONS, default="32")
     train.add_argument("--compile", action="store_true", help="torch.compile the backbone (lightning backend)")
     train.add_argument(
         "--devices",
@@ -454,8 +464,8 @@ def make_parser() -> ArgumentParser:
     point = commands.add_parser("run-point", help="one grid point of a study (what a W&B sweep agent runs)")
     add_study_arguments(point)
     point.add_argument("--out", type=Path, required=True)
-    point.add_argument("--backend", choices=("keras", "lightning"), required=True)
-    point.add_argument("--arch", choices=("plain", "resnet"), required=True)
+    point.add_argument("--backend", choices=BACKENDS, required=True)
+    point.add_argument("--arch", choices=ARCHS, required=True)
     point.add_argument("--depth", type=int, required=True)
     point.add_argument("--seed", type=int, required=True)
     point.add_argument("--json", action="store_true")
@@ -481,12 +491,12 @@ def make_parser() -> ArgumentParser:
 
     bench = commands.add_parser("bench", help="training and inference throughput against a raw loop")
     add_spec_arguments(bench)
-    bench.add_argument("--backend", choices=("keras", "lightning"), required=True)
+    bench.add_argument("--backend", choices=BACKENDS, required=True)
     bench.add_argument("--batch", type=positive_int, default=128)
     bench.add_argument("--steps", type=positive_int, default=20, help="steps per timed epoch")
     bench.add_argument("--repeats", type=positive_int, default=7, help="timed epochs (after one warm-up)")
-    bench.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    bench.add_argument("--precision", choices=("32", "bf16"), default="32")
+    bench.add_argument("--device", choices=DEVICES, default="auto")
+    bench.add_argument("--precision", choices=PRECISIONS, default="32")
     bench.add_argument("--compile", action="store_true", help="torch.compile the lightning twin (and its raw loop)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
@@ -494,9 +504,9 @@ def make_parser() -> ArgumentParser:
     flow = commands.add_parser("gradflow", help="per-layer gradient norms at initialization and their decay")
     flow.add_argument("--depths", type=int_list, default=(8, 20, 56, 110))
     flow.add_argument("--seeds", type=int_list, default=(0,))
-    flow.add_argument("--dataset", choices=("digits", "cifar10", "synthetic"), default="digits")
+    flow.add_argument("--dataset", choices=DATASETS, default="digits")
     flow.add_argument("--data-dir")
-    flow.add_argument("--backend", choices=("keras", "lightning"), default="lightning")
+    flow.add_argument("--backend", choices=BACKENDS, default="lightning")
     flow.add_argument("--out", type=Path, default=Path("runs/gradflow"))
     flow.add_argument("--json", action="store_true")
     flow.set_defaults(run=cmd_gradflow)

@@ -53,13 +53,13 @@ def measure(
         twin.port.load_torch_state(model, initial_state(spec, seed))
         grads = twin.probe.forward_backward(model, x, y).param_grads
         names = weighted_layer_names(spec)
-        norms_ = [float(np.linalg.norm(grads[f"{name}.weight"])) for name in names]
+        grad_norms = [float(np.linalg.norm(grads[f"{name}.weight"])) for name in names]
         ident = {"backend": backend, "arch": arch, "activation": activation, "norm": norm, "depth": depth, "seed": seed}
         rows += [
             ident | {"layer_index": i, "layer": n, "grad_norm": g}
-            for i, (n, g) in enumerate(zip(names, norms_, strict=True))
+            for i, (n, g) in enumerate(zip(names, grad_norms, strict=True))
         ]
-        fits.append(ident | fit_decay(norms_[:-1]))  # the classifier's gradient is not part of the chain
+        fits.append(ident | fit_decay(grad_norms[:-1]))  # the classifier's gradient is not part of the chain
     return rows, fits
 
 

@@ -28,13 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from io import StringIO
 from multiprocessing import get_context
 from pathlib import Path
 
 from study.configs import GridPoint, StudyConfig
 from study.errors import UserError
-from study.train import HISTORY, SUMMARY, atomic_write_text, run_training
+from study.train import HISTORY, SUMMARY, atomic_write_text, csv_text, run_training
 
 STUDY_FILE = "study.json"
 RUNS = "runs"
@@ -136,14 +135,6 @@ def _result_row(summary: dict, run_key: str, study_id: str) -> dict:
     return row
 
 
-def _csv_text(columns: list[str], rows: list[dict]) -> str:
-    buffer = StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def update_tables(out: Path) -> list[dict]:
     """Rebuild results.csv, history.csv and gradnorms.csv from the finished runs, atomically."""
     study_id = json.loads((out / STUDY_FILE).read_text())["study_id"] if (out / STUDY_FILE).exists() else ""
@@ -171,9 +162,9 @@ def update_tables(out: Path) -> list[dict]:
                             }
                             for i, k in enumerate(layers)
                         ]
-        atomic_write_text(out / RESULTS, _csv_text(RESULT_COLUMNS, results))
-        atomic_write_text(out / HISTORIES, _csv_text(HISTORY_COLUMNS, histories))
-        atomic_write_text(out / GRADNORMS, _csv_text(GRADNORM_COLUMNS, gradnorms))
+        atomic_write_text(out / RESULTS, csv_text(RESULT_COLUMNS, results))
+        atomic_write_text(out / HISTORIES, csv_text(HISTORY_COLUMNS, histories))
+        atomic_write_text(out / GRADNORMS, csv_text(GRADNORM_COLUMNS, gradnorms))
     return results
 
 

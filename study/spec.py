@@ -26,6 +26,7 @@ Layer names follow torch state-dict keys (``conv1``, ``layer2.0.conv1``, ``layer
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections.abc import Iterator
@@ -428,6 +429,11 @@ class TrainSpec:
         if warmup > 0:
             boundaries, values = [warmup, *boundaries], [self.warmup_lr, *values]
         return boundaries, values
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of (0-based) `step`: the torch twin's LambdaLR and every record use it."""
+        boundaries, values = self.lr_schedule(steps_per_epoch)
+        return values[bisect.bisect_right(boundaries, step)]
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

@@ -6,7 +6,6 @@ backend ran.
 
 from __future__ import annotations
 
-import bisect
 import importlib.metadata
 import platform
 from collections.abc import Callable
@@ -76,11 +75,7 @@ class RunContext:
     wandb_run: Any = None  # a wandb Run, or None when W&B is disabled
     epoch_hook: Callable[[EpochRecord], None] | None = None  # called after each epoch's record (bench)
     trace_steps: bool = False  # record every step's loss (study.agree); costs a device sync per step
-    compile: bool = False  # torch.compile the Lightning twin's backbone (Keras: XLA via jit_compile="auto")
-
-    def lr_at(self, step: int) -> float:
-        boundaries, values = self.train_spec.lr_schedule(self.steps_per_epoch)
-        return values[bisect.bisect_right(boundaries, step)]
+    compile: bool = False  # torch.compile the Lightning twin's backbone (Keras compiles with XLA on GPUs)
 
     def record(
         self, epoch: int, train_loss, train_error, test_loss, test_error, wall_s, train_s, grad_norms
@@ -92,7 +87,7 @@ class RunContext:
             train_error=train_error,
             test_loss=test_loss,
             test_error=test_error,
-            lr=self.lr_at((epoch + 1) * self.steps_per_epoch - 1),
+            lr=self.train_spec.lr_at((epoch + 1) * self.steps_per_epoch - 1, self.steps_per_epoch),
             wall_s=wall_s,
             train_img_per_s=self.n_train / train_s if train_s > 0 else float("nan"),
             grad_norms=grad_norms,

@@ -7,6 +7,7 @@ else is there.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -21,8 +22,8 @@ from study.errors import UserError
 from study.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, library_versions, start_wandb
 
-DEVICES = ("auto", "cpu", "gpu")
-PRECISIONS = ("32", "bf16")
+DEVICES = ("auto", "cpu", "gpu")  # --device
+PRECISIONS = ("32", "bf16")  # --precision: fp32, or bf16 mixed precision
 SUMMARY = "summary.json"
 HISTORY = "history.csv"
 
@@ -51,8 +52,8 @@ def prepare_out_dir(out: Path) -> Path:
         raise RunError(f"--out {out} already holds a finished run ({SUMMARY}); choose another folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
     except OSError as error:
         raise RunError(f"--out {out} is not writable: {error.strerror or error}") from None
     return out
@@ -86,18 +87,18 @@ def fit_spec_to_data(spec: NetworkSpec, dataset: datasets.Dataset, input_given: 
     return spec.with_overrides(input_shape=dataset.input_shape, classes=dataset.classes)
 
 
-def write_history(path: Path, records: list[EpochRecord]) -> None:
-    rows = [r.to_row() for r in records]
-    if not rows:
-        atomic_write_text(path, "")
-        return
-    from io import StringIO
-
-    buffer = StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+def csv_text(columns: list[str], rows: list[dict]) -> str:
+    """CSV with a header; keys of a row outside `columns` are left out."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_history(path: Path, records: list[EpochRecord]) -> None:
+    rows = [r.to_row() for r in records]
+    atomic_write_text(path, csv_text(list(rows[0]), rows) if rows else "")
 
 
 def summarize(records: list[EpochRecord], diverged: bool) -> dict:
