@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchmetrics
 from pytorch_lightning.utilities import grad_norm
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
 from lightning_impl.port import load_torch_state
 from study import data as datasets
@@ -96,8 +96,25 @@ class ClassifierModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-class EpochBatches(Dataset):
-    """One epoch's train batches, in `study.data.epoch_batches` order, one item per batch.
+def augment(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """`study.data.augment` for (N, C, H, W) tensors, on their device: the same pixels, element for element.
+
+    Zero-pad by `pad`, crop H x W at (dy[i], dx[i]) of the padded image, mirror along W where flip[i].
+    """
+    n, c, h, w = x.shape
+    device = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=device)
+    cols = dx[:, None] + torch.arange(w, device=device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    images = torch.arange(n, device=device)[:, None, None, None]
+    channels = torch.arange(c, device=device)[None, :, None, None]
+    return padded[images, channels, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class EpochBatches:
+    """One epoch's train batches in `study.data.epoch_batches` order, gathered (and augmented) where the
+    train set lives: on the GPU when training there, so no batch crosses the host-device link.
 
     Under data parallelism each of `world` processes takes its contiguous share of every global batch,
     so the averaged gradient is the one of the global batch (exactly so when the world size divides
@@ -105,39 +122,61 @@ class EpochBatches(Dataset):
     """
 
     def __init__(
-        self, dataset: datasets.Dataset, train_spec: TrainSpec, epoch: int, dtype: torch.dtype, rank=0, world=1
+        self, images: torch.Tensor, labels: torch.Tensor, train_spec: TrainSpec, epoch: int, augment: bool, rank=0, world=1
     ):
-        batches = datasets.epoch_batches(dataset, train_spec.batch_size, train_spec.seed, epoch, train_spec.augment)
-        self.batches = []
-        for x, y in batches:
-            share = np.array_split(np.arange(len(y)), world)[rank]
-            self.batches.append((x[share], y[share]))
-        self.dtype = dtype
+        self.images, self.labels, self.batch_size = images, labels, train_spec.batch_size
+        self.share = rank, world
+        n, device = len(labels), labels.device
+        self.steps = datasets.steps_per_epoch(n, self.batch_size)
+        self.order = torch.from_numpy(datasets.epoch_order(n, train_spec.seed, epoch)).to(device)
+        self.augment = None
+        if augment:
+            dy, dx, flip = datasets.augment_params(n, train_spec.seed, epoch)
+            self.augment = [torch.from_numpy(p).to(device) for p in (dy, dx, flip)]
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return self.steps
 
-    def __getitem__(self, index: int):
-        x, y = self.batches[index]
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(self.dtype), torch.from_numpy(y)
+    def __iter__(self):
+        rank, world = self.share
+        for step in range(self.steps):
+            start = step * self.batch_size
+            positions = np.array_split(np.arange(start, min(start + self.batch_size, len(self.labels))), world)[rank]
+            positions = slice(int(positions[0]), int(positions[-1]) + 1) if len(positions) else slice(start, start)
+            index = self.order[positions]
+            x = self.images[index]
+            if self.augment is not None:
+                x = augment(x, *(p[positions] for p in self.augment))
+            yield x, self.labels[index]
 
 
 class StudyDataModule(pl.LightningDataModule):
-    """Train batches rebuilt each epoch (`reload_dataloaders_every_n_epochs=1`), test set in eval."""
+    """The data set in memory on the training device; train batches drawn afresh each epoch
+    (`reload_dataloaders_every_n_epochs=1`), the test set in batches of 1000."""
 
     def __init__(self, dataset: datasets.Dataset, train_spec: TrainSpec, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.dataset, self.train_spec, self.dtype = dataset, train_spec, dtype
 
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+
+        def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            return images.to(device, self.dtype), torch.from_numpy(y).to(device)
+
+        self.train = tensors(self.dataset.x_train, self.dataset.y_train)
+        self.test = tensors(self.dataset.x_test, self.dataset.y_test)
+
     def train_dataloader(self):
         trainer = self.trainer
         epoch, rank, world = (trainer.current_epoch, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
-        batches = EpochBatches(self.dataset, self.train_spec, epoch, self.dtype, rank, world)
-        return DataLoader(batches, batch_size=None, shuffle=False)
+        augment = self.dataset.augment if self.train_spec.augment is None else self.train_spec.augment
+        return EpochBatches(*self.train, self.train_spec, epoch, augment, rank, world)
 
     def val_dataloader(self):
-        x = torch.from_numpy(np.ascontiguousarray(self.dataset.x_test.transpose(0, 3, 1, 2))).to(self.dtype)
-        return DataLoader(TensorDataset(x, torch.from_numpy(self.dataset.y_test)), batch_size=1000)
+        batches = BatchSampler(SequentialSampler(range(len(self.test[1]))), batch_size=1000, drop_last=False)
+        return DataLoader(TensorDataset(*self.test), batch_size=None, sampler=batches)  # one gather per batch
 
 
 class EpochRecorder(pl.Callback):

@@ -377,10 +377,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        low, high = result["ratio_range"]
         print(
             f"{result['backend']} {result['spec']} on {device} ({args.precision}), batch {args.batch}: "
             f"train {result['train_img_per_s']:.0f} img/s vs raw {result['raw_train_img_per_s']:.0f} "
-            f"(ratio {result['ratio_to_raw']:.3f}); inference {result['infer_img_per_s']:.0f} img/s; "
+            f"(ratio {result['ratio_to_raw']:.3f}, per epoch {low:.3f}-{high:.3f}); inference {result['infer_img_per_s']:.0f} img/s; "
             f"peak memory {result['peak_mem_mb']:.0f} MB ({result['peak_mem_kind']}); MFU {100 * result['mfu']:.2f} % "
             f"of {result['peak_tflops']:.2f} TFLOP/s ({result['peak_source']})"
         )

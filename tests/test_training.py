@@ -5,12 +5,15 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 import keras_impl.training
 from study.agree import compare_twins
-from study.data import write_cifar10_files
-from study.spec import parse_spec
+from lightning_impl.training import EpochBatches
+from study.data import Dataset, epoch_batches, write_cifar10_files
+from study.spec import TrainSpec, parse_spec
 
 TIMING = {"wall_s", "train_img_per_s"}
 
@@ -33,6 +36,43 @@ def test_ten_sgd_steps_agree_across_lr_drops(name, overrides, dtype):
     report = compare_twins(parse_spec(name, **overrides), dtype=dtype, batch=8, train_steps=10)
     assert report.passed, report.to_dict()
     assert len(report.train_losses["keras"]) == len(report.train_losses["lightning"]) == 10
+
+
+def augmenting_dataset(n=10):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 6, 5, 3)).astype("float32")
+    return Dataset("pattern", x, np.arange(n), x[:2], np.arange(2), n, augment=True)
+
+
+def reference_batches(dataset, train_spec, epoch):
+    return list(epoch_batches(dataset, train_spec.batch_size, train_spec.seed, epoch, augment=True))
+
+
+@pytest.mark.parametrize("epoch", [0, 3])
+def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
+    """Both data paths (Lightning's on-device gather and crop, Keras' tf.data) give study.data's batches."""
+    dataset, train_spec = augmenting_dataset(), TrainSpec(epochs=4, batch_size=4, seed=7)
+    expected = reference_batches(dataset, train_spec, epoch)
+    images = torch.from_numpy(np.ascontiguousarray(dataset.x_train.transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(dataset.y_train)
+    served = list(EpochBatches(images, labels, train_spec, epoch, augment=True))
+    keras_epoch = list(keras_impl.training.train_dataset(dataset, train_spec, "float32").as_numpy_iterator())
+    keras_epoch = keras_epoch[epoch * len(expected) : (epoch + 1) * len(expected)]
+    assert len(served) == len(keras_epoch) == len(expected) == 3  # the last batch is partial
+    for (x, y), (tx, ty), (kx, ky) in zip(expected, served, keras_epoch, strict=True):
+        assert np.array_equal(tx.numpy().transpose(0, 2, 3, 1), x) and np.array_equal(ty.numpy(), y)
+        assert np.array_equal(kx, x) and np.array_equal(ky, y)
+
+
+def test_lightning_process_shares_make_up_the_global_batch():
+    dataset, train_spec = augmenting_dataset(11), TrainSpec(epochs=1, batch_size=4, seed=7)
+    images = torch.from_numpy(np.ascontiguousarray(dataset.x_train.transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(dataset.y_train)
+    shares = [list(EpochBatches(images, labels, train_spec, 0, True, rank, 2)) for rank in (0, 1)]
+    for (x, y), first, second in zip(reference_batches(dataset, train_spec, 0), *shares, strict=True):
+        assert len(first[1]) == len(y) - len(y) // 2  # 2 + 2, 2 + 2, 2 + 1
+        assert np.array_equal(torch.cat([first[0], second[0]]).numpy().transpose(0, 2, 3, 1), x)
+        assert np.array_equal(torch.cat([first[1], second[1]]).numpy(), y)
 
 
 def _torch_with_keras_momentum(self, gradient, variable, learning_rate):
