@@ -16,6 +16,17 @@ from keras_impl.models import build
 from study.spec import NetworkSpec, TrainSpec
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds from the start to the end of the epoch's training, as the twin's `EpochRecorder` times
+    it: `fit`'s own set-up and tear-down (seconds, now and then, after its last step) stay outside."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self.start
+
+
 class RawLoop:
     """One model and its data; each call times one pass over the data (seconds)."""
 
@@ -40,9 +51,9 @@ class RawLoop:
         self.x = x
 
     def train_epoch(self) -> float:
-        start = time.perf_counter()
-        self.model.fit(self.data, epochs=1, verbose=0, shuffle=False)
-        return time.perf_counter() - start
+        timer = EpochTimer()
+        self.model.fit(self.data, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+        return timer.seconds
 
     def infer_epoch(self) -> float:
         start = time.perf_counter()

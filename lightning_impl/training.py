@@ -122,7 +122,14 @@ class EpochBatches:
     """
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, train_spec: TrainSpec, epoch: int, augment: bool, rank=0, world=1
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        train_spec: TrainSpec,
+        epoch: int,
+        augment: bool,
+        rank=0,
+        world=1,
     ):
         self.images, self.labels, self.batch_size = images, labels, train_spec.batch_size
         self.share = rank, world

@@ -15,6 +15,7 @@ from study.backends import BACKENDS
 from study.configs import ARCHS
 from study.data import DATASETS
 from study.errors import UserError
+from study.memory import keep_freed_memory
 from study.spec import ACTIVATIONS, NORMS, SHORTCUTS, NetworkSpec, parse_spec
 from study.tracking import WANDB_MODES
 from study.train import DEVICES, PRECISIONS
@@ -381,7 +382,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(
             f"{result['backend']} {result['spec']} on {device} ({args.precision}), batch {args.batch}: "
             f"train {result['train_img_per_s']:.0f} img/s vs raw {result['raw_train_img_per_s']:.0f} "
-            f"(ratio {result['ratio_to_raw']:.3f}, per epoch {low:.3f}-{high:.3f}); inference {result['infer_img_per_s']:.0f} img/s; "
+            f"(ratio {result['ratio_to_raw']:.3f}, per epoch {low:.3f}-{high:.3f}); "
+            f"inference {result['infer_img_per_s']:.0f} img/s; "
             f"peak memory {result['peak_mem_mb']:.0f} MB ({result['peak_mem_kind']}); MFU {100 * result['mfu']:.2f} % "
             f"of {result['peak_tflops']:.2f} TFLOP/s ({result['peak_source']})"
         )
@@ -515,6 +517,7 @@ def make_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # training reuses its buffers instead of faulting them in each step
     try:
         args = make_parser().parse_args(argv)
         return args.run(args)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from study.configs import GridPoint, StudyConfig
 from study.errors import UserError
+from study.memory import keep_freed_memory
 from study.train import HISTORY, SUMMARY, atomic_write_text, csv_text, run_training
 
 STUDY_FILE = "study.json"
@@ -177,6 +178,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _init_worker(threads: int, parent: int) -> None:
+    keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     import torch

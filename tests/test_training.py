@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import keras_impl.training
-from study.agree import compare_twins
 from lightning_impl.training import EpochBatches
+from study.agree import compare_twins
 from study.data import Dataset, epoch_batches, write_cifar10_files
 from study.spec import TrainSpec, parse_spec
 
