@@ -44,13 +44,19 @@ def _batch_norm_train(x, gamma, beta, axes, epsilon):
     per channel (as it is next to global average pooling). The closed form below does not.
     Returns (normalized output, batch mean, biased batch variance).
     """
-    mean = ops.mean(x, axis=axes)
-    centered = x - mean
-    variance = ops.mean(ops.square(centered), axis=axes)
-    inv_std = ops.rsqrt(variance + epsilon)
 
+    def statistics(x):
+        mean = ops.mean(x, axis=axes)
+        centered = x - mean
+        variance = ops.mean(ops.square(centered), axis=axes)
+        return mean, centered, variance, ops.rsqrt(variance + epsilon)
+
+    # Everything the backward pass needs is computed inside the custom-gradient function from its
+    # own inputs: JAX rejects a custom gradient that closes over traced values (graph-mode
+    # TensorFlow merges the repeated statistics below into one computation).
     @ops.custom_gradient
     def normalize(x, gamma, beta):
+        _, centered, _, inv_std = statistics(x)
         x_hat = centered * inv_std
 
         def grad(*args, upstream=None):
@@ -58,11 +64,12 @@ def _batch_norm_train(x, gamma, beta, axes, epsilon):
             mean_g = ops.mean(upstream, axis=axes)
             mean_g_xhat = ops.mean(upstream * x_hat, axis=axes)
             grad_x = (upstream - mean_g - x_hat * mean_g_xhat) * (gamma * inv_std)
-            count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.size(mean), x.dtype)
+            count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.size(mean_g), x.dtype)
             return grad_x, mean_g_xhat * count, mean_g * count
 
         return x_hat * gamma + beta, grad
 
+    mean, _, variance, _ = statistics(x)
     return normalize(x, gamma, beta), ops.stop_gradient(mean), ops.stop_gradient(variance)
 
 
