@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lightning_impl.models import build
+from lightning_impl.models import build, to_nchw
 from study.spec import NetworkSpec, TrainSpec
 
 
@@ -42,7 +42,7 @@ class RawLoop:
             momentum=train_spec.momentum,
             weight_decay=train_spec.weight_decay,
         )
-        images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(self.device)
+        images = to_nchw(x, self.device)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = torch.from_numpy(y).to(self.device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -107,6 +108,11 @@ class ResNet(nn.Module):
         for stage in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{stage}")(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def to_nchw(x: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """NHWC images (the layout of `study.data` and the Keras twin) as a contiguous NCHW tensor on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device, dtype)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_impl.models import to_nchw
 from study.probe import Probe
 
 
 def _to_nchw(model: nn.Module, x: np.ndarray) -> torch.Tensor:
     param = next(model.parameters())
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(param.device, param.dtype)
+    return to_nchw(x, param.device, param.dtype)
 
 
 def forward(model: nn.Module, x: np.ndarray, training: bool) -> np.ndarray:

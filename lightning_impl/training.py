@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import grad_norm
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
+from lightning_impl.models import to_nchw
 from lightning_impl.port import load_torch_state
 from study import data as datasets
 from study.init import initial_state
@@ -168,12 +169,9 @@ class StudyDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
 
-        def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-            images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-            return images.to(device, self.dtype), torch.from_numpy(y).to(device)
-
-        self.train = tensors(self.dataset.x_train, self.dataset.y_train)
-        self.test = tensors(self.dataset.x_test, self.dataset.y_test)
+        data = self.dataset
+        self.train = to_nchw(data.x_train, device, self.dtype), torch.from_numpy(data.y_train).to(device)
+        self.test = to_nchw(data.x_test, device, self.dtype), torch.from_numpy(data.y_test).to(device)
 
     def train_dataloader(self):
         trainer = self.trainer

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import keras_impl.training
+from lightning_impl.models import to_nchw
 from lightning_impl.training import EpochBatches
 from study.agree import compare_twins
 from study.data import Dataset, epoch_batches, write_cifar10_files
@@ -53,7 +54,7 @@ def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
     """Both data paths (Lightning's on-device gather and crop, Keras' tf.data) give study.data's batches."""
     dataset, train_spec = augmenting_dataset(), TrainSpec(epochs=4, batch_size=4, seed=7)
     expected = reference_batches(dataset, train_spec, epoch)
-    images = torch.from_numpy(np.ascontiguousarray(dataset.x_train.transpose(0, 3, 1, 2)))
+    images = to_nchw(dataset.x_train)
     labels = torch.from_numpy(dataset.y_train)
     served = list(EpochBatches(images, labels, train_spec, epoch, augment=True))
     keras_epoch = list(keras_impl.training.train_dataset(dataset, train_spec, "float32").as_numpy_iterator())
@@ -66,7 +67,7 @@ def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
 
 def test_lightning_process_shares_make_up_the_global_batch():
     dataset, train_spec = augmenting_dataset(11), TrainSpec(epochs=1, batch_size=4, seed=7)
-    images = torch.from_numpy(np.ascontiguousarray(dataset.x_train.transpose(0, 3, 1, 2)))
+    images = to_nchw(dataset.x_train)
     labels = torch.from_numpy(dataset.y_train)
     shares = [list(EpochBatches(images, labels, train_spec, 0, True, rank, 2)) for rank in (0, 1)]
     for (x, y), first, second in zip(reference_batches(dataset, train_spec, 0), *shares, strict=True):
