@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_impl.models import build
-from study.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec, TrainSpec
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -1,7 +1,7 @@
 """Keras 3 twin: `build(spec)` returns a functional `keras.Model` for any `NetworkSpec`.
 
 Reads as the same code as `lightning_impl/models.py`, one function per concept in the same order.
-Layer names are the torch state-dict keys that `study.spec.ConvLayer.name` gives, so weights
+Layer names are the torch state-dict keys that `study.core.spec.ConvLayer.name` gives, so weights
 cross-load by name (`keras_impl.port`). Tensors are NHWC; the torch twin is NCHW. Only public Keras 3
 APIs are used, so the model is backend-neutral.
 """
@@ -14,7 +14,7 @@ import keras
 from keras import layers
 
 from keras_impl.layers import BatchNormalization, MaxPoolPadding2D, PadShortcut
-from study.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
+from study.core.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
 
 
 def make_activation(spec: NetworkSpec, name: str, dtype) -> layers.Layer:

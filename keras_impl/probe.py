@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_impl.port import to_torch_layout
-from study.probe import Probe
+from study.core.probe import Probe
 
 
 def forward(model: keras.Model, x: np.ndarray, training: bool) -> np.ndarray:

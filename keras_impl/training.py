@@ -1,4 +1,4 @@
-"""Keras twin training: tf.data + `model.fit` + Keras callbacks, implementing `study.spec.TrainSpec`.
+"""Keras twin training: tf.data + `model.fit` + Keras callbacks, implementing `study.core.spec.TrainSpec`.
 
 Mirrors `lightning_impl/training.py`: the backbone from `keras_impl.models.build` is wrapped by a thin
 `ClassifierModel` (loss, metrics, per-layer gradient norms), as the LightningModule wraps the torch
@@ -17,10 +17,10 @@ import tensorflow as tf
 from keras import ops
 
 from keras_impl.port import load_torch_state
-from study import data as datasets
-from study.errors import UserError
-from study.init import initial_state
-from study.spec import NetworkSpec, TrainSpec
+from study.core import data as datasets
+from study.core.errors import UserError
+from study.core.init import initial_state
+from study.core.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 
 
@@ -205,7 +205,7 @@ class StepTracer(keras.callbacks.Callback):
 
 
 def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str) -> tf.data.Dataset:
-    """All epochs' batches in `study.data.epoch_batches` order: the same batches as the torch twin."""
+    """All epochs' batches in `study.core.data.epoch_batches` order: the same batches as the torch twin."""
     h, w, c = dataset.input_shape
     signature = (tf.TensorSpec((None, h, w, c), dtype), tf.TensorSpec((None,), tf.int64))
 
@@ -296,7 +296,7 @@ def train(
         validation_data=(dataset.x_test.astype(input_dtype), dataset.y_test),
         validation_batch_size=1000,
         callbacks=callbacks,
-        shuffle=False,  # the order is study.data's, the same as the torch twin's
+        shuffle=False,  # the order is study.core.data's, the same as the torch twin's
         verbose=verbose,
     )
     checkpoint = Path(run.out_dir) / "model.keras"

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_impl.models import build, to_nchw
-from study.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec, TrainSpec
 
 
 class RawLoop:

@@ -1,7 +1,7 @@
 """PyTorch twin: `build(spec)` returns a plain `nn.Module` for any `NetworkSpec`.
 
 Reads as the same code as `keras_impl/models.py`, one function per concept in the same order. Module
-names are the torch state-dict keys that `study.spec.ConvLayer.name` gives, so weights cross-load by
+names are the torch state-dict keys that `study.core.spec.ConvLayer.name` gives, so weights cross-load by
 name. Tensors are NCHW; the Keras twin is NHWC.
 """
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
+from study.core.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -111,7 +111,7 @@ class ResNet(nn.Module):
 
 
 def to_nchw(x: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
-    """NHWC images (the layout of `study.data` and the Keras twin) as a contiguous NCHW tensor on `device`."""
+    """NHWC images (the layout of `study.core.data` and the Keras twin) as a contiguous NCHW tensor on `device`."""
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device, dtype)
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_impl.models import to_nchw
-from study.probe import Probe
+from study.core.probe import Probe
 
 
 def _to_nchw(model: nn.Module, x: np.ndarray) -> torch.Tensor:

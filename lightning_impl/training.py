@@ -1,9 +1,9 @@
 """Lightning twin training: LightningModule + LightningDataModule + `Trainer`, implementing
-`study.spec.TrainSpec`.
+`study.core.spec.TrainSpec`.
 
 Mirrors `keras_impl/training.py`: `ClassifierModule` wraps the plain `nn.Module` backbone from
 `lightning_impl.models.build` (the model stays usable without Lightning); the data module serves
-exactly the batches `study.data.epoch_batches` gives the Keras twin.
+exactly the batches `study.core.data.epoch_batches` gives the Keras twin.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, Tensor
 
 from lightning_impl.models import to_nchw
 from lightning_impl.port import load_torch_state
-from study import data as datasets
-from study.init import initial_state
-from study.spec import NetworkSpec, TrainSpec
+from study.core import data as datasets
+from study.core.init import initial_state
+from study.core.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 
 PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "64": "64-true"}
@@ -98,7 +98,7 @@ class ClassifierModule(pl.LightningModule):
 
 
 def augment(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """`study.data.augment` for (N, C, H, W) tensors, on their device: the same pixels, element for element.
+    """`study.core.data.augment` for (N, C, H, W) tensors, on their device: the same pixels, element for element.
 
     Zero-pad by `pad`, crop H x W at (dy[i], dx[i]) of the padded image, mirror along W where flip[i].
     """
@@ -114,7 +114,7 @@ def augment(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Ten
 
 
 class EpochBatches:
-    """One epoch's train batches in `study.data.epoch_batches` order, gathered (and augmented) where the
+    """One epoch's train batches in `study.core.data.epoch_batches` order, gathered (and augmented) where the
     train set lives: on the GPU when training there, so no batch crosses the host-device link.
 
     Under data parallelism each of `world` processes takes its contiguous share of every global batch,

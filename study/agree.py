@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from study import backends
-from study.spec import NetworkSpec
+from study.core.spec import NetworkSpec
 
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # one forward/backward pass
 TRAJECTORY_TOLERANCES = {"float64": 1e-8, "float32": 1e-3}  # K SGD steps (--train-steps)
@@ -141,8 +141,8 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
     and 75 % of the steps (so the momentum form matters); add the trajectory errors to `report`."""
     import tempfile
 
-    from study.data import Dataset
-    from study.spec import TrainSpec
+    from study.core.data import Dataset
+    from study.core.spec import TrainSpec
     from study.tracking import RunContext
 
     # A learnable problem (class prototypes + noise), so the steps descend as in real training rather

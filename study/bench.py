@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from study import backends
-from study.data import Dataset
-from study.spec import NetworkSpec, TrainSpec
+from study.core.data import Dataset
+from study.core.spec import NetworkSpec, TrainSpec
 from study.tracking import RunContext, library_versions
 
 # Dense peak throughput, FLOP/s, by GPU name fragment and precision (vendor data sheets, SXM parts;

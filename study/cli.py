@@ -13,10 +13,10 @@ from pathlib import Path
 
 from study.backends import BACKENDS
 from study.configs import ARCHS
-from study.data import DATASETS
-from study.errors import UserError
+from study.core.data import DATASETS
+from study.core.errors import UserError
+from study.core.spec import ACTIVATIONS, NORMS, SHORTCUTS, NetworkSpec, parse_spec
 from study.memory import keep_freed_memory
-from study.spec import ACTIVATIONS, NORMS, SHORTCUTS, NetworkSpec, parse_spec
 from study.tracking import WANDB_MODES
 from study.train import DEVICES, PRECISIONS
 
@@ -147,7 +147,7 @@ def check_compile(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from study.spec import TrainSpec
+    from study.core.spec import TrainSpec
     from study.train import run_training
 
     check_dataset(args.dataset)
@@ -244,7 +244,8 @@ def study_config_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from study import data, gradflow
+    from study import gradflow
+    from study.core import data
     from study.report import analyze_folder
     from study.runner import run_study
 
@@ -349,7 +350,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_gradflow(args: argparse.Namespace) -> int:
-    from study import data, gradflow
+    from study import gradflow
+    from study.core import data
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     rows, fits = gradflow.measure(args.depths, dataset, backend=args.backend, seeds=args.seeds)

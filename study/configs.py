@@ -11,8 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from study.errors import UserError
-from study.spec import NetworkSpec, TrainSpec
+from study.core.errors import UserError
+from study.core.spec import NetworkSpec, TrainSpec
 
 ARCHS = ("plain", "resnet")
 

@@ -2,7 +2,7 @@
 
 For plain and residual nets x activation (relu/tanh/sigmoid) x normalization (batch/none) x depth,
 measure the L2 norm of the loss gradient of every weighted layer's kernel at initialization (the
-study's initial weights, `study.init`) on one batch of real data, and fit the per-layer decay rate:
+study's initial weights, `study.core.init`) on one batch of real data, and fit the per-layer decay rate:
 the slope of log10(gradient norm) against the layer's distance from the output. A slope of -0.1
 means the gradient shrinks tenfold every 10 layers on its way to the input — the vanishing-gradient
 story; residual nets should show a slope near 0 whatever the activation.
@@ -18,9 +18,9 @@ import numpy as np
 from scipy import stats
 
 from study import backends
-from study import data as datasets
-from study.init import initial_state
-from study.spec import NetworkSpec
+from study.core import data as datasets
+from study.core.init import initial_state
+from study.core.spec import NetworkSpec
 from study.tracking import weighted_layer_names
 
 GRADFLOW = "gradflow.csv"

@@ -32,7 +32,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from study.configs import GridPoint, StudyConfig
-from study.errors import UserError
+from study.core.errors import UserError
 from study.memory import keep_freed_memory
 from study.train import HISTORY, SUMMARY, atomic_write_text, csv_text, run_training
 

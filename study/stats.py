@@ -37,7 +37,7 @@ from statsmodels.stats.meta_analysis import effectsize_smd
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-from study.errors import UserError
+from study.core.errors import UserError
 
 ARCHS = ("plain", "resnet")
 BACKENDS = ("keras", "lightning")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec, TrainSpec
 
 WANDB_MODES = ("offline", "online", "disabled")
 WANDB_PROJECT = "resnet-study"

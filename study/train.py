@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from study import backends
-from study import data as datasets
-from study.errors import UserError
-from study.spec import NetworkSpec, TrainSpec
+from study.core import data as datasets
+from study.core.errors import UserError
+from study.core.spec import NetworkSpec, TrainSpec
 from study.tracking import EpochRecord, RunContext, library_versions, start_wandb
 
 DEVICES = ("auto", "cpu", "gpu")  # --device

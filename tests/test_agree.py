@@ -11,7 +11,7 @@ import keras_impl.layers
 import keras_impl.models
 import keras_impl.port
 from study.agree import TwinMismatch, compare_twins
-from study.spec import parse_spec
+from study.core.spec import parse_spec
 
 SPREAD = [
     ("resnet20", {}),

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from study.bench import cpu_peak_flops
-from study.spec import parse_spec
+from study.core.spec import parse_spec
 
 
 @pytest.mark.parametrize("backend", ["keras", "lightning"])

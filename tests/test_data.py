@@ -1,11 +1,11 @@
-"""study.data: data sets, normalization, the official CIFAR-10 format, keyed batch order and augmentation."""
+"""study.core.data: data sets, normalization, the official CIFAR-10 format, keyed batch order and augmentation."""
 
 import pickle
 
 import numpy as np
 import pytest
 
-from study.data import (
+from study.core.data import (
     CIFAR10_URL,
     DataError,
     Dataset,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from study import backends
-from study.spec import parse_spec
+from study.core.spec import parse_spec
 
 KERAS, TORCH = backends.load("keras"), backends.load("lightning")
 TWINS = [KERAS, TORCH]

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from study.spec import NetworkSpec, SpecError, parse_spec, preset_names
+from study.core.spec import NetworkSpec, SpecError, parse_spec, preset_names
 
 # He et al. 2015 Table 6 / torchvision: trainable parameters, exact.
 PARAMS = {

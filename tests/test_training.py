@@ -13,8 +13,8 @@ import keras_impl.training
 from lightning_impl.models import to_nchw
 from lightning_impl.training import EpochBatches
 from study.agree import compare_twins
-from study.data import Dataset, epoch_batches, write_cifar10_files
-from study.spec import TrainSpec, parse_spec
+from study.core.data import Dataset, epoch_batches, write_cifar10_files
+from study.core.spec import TrainSpec, parse_spec
 
 TIMING = {"wall_s", "train_img_per_s"}
 
@@ -51,7 +51,7 @@ def reference_batches(dataset, train_spec, epoch):
 
 @pytest.mark.parametrize("epoch", [0, 3])
 def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
-    """Both data paths (Lightning's on-device gather and crop, Keras' tf.data) give study.data's batches."""
+    """Both data paths (Lightning's on-device gather and crop, Keras' tf.data) give study.core.data's batches."""
     dataset, train_spec = augmenting_dataset(), TrainSpec(epochs=4, batch_size=4, seed=7)
     expected = reference_batches(dataset, train_spec, epoch)
     images = to_nchw(dataset.x_train)

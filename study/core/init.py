@@ -2,7 +2,7 @@
 
 DESIGN.md: generate weights once and port them, rather than trusting two RNGs to agree. The same
 seed therefore gives the Keras and the Lightning twin the same initial network (and
-`study.data.epoch_batches` the same batches), so a study can compare the twins run by run.
+`study.core.data.epoch_batches` the same batches), so a study can compare the twins run by run.
 
 The distributions are the twins' own `build` initializers: He normal with fan_out for convolutions
 (std sqrt(2 / (k*k*out_channels)), as torchvision), BN gamma 1 and beta 0 with running mean 0 and
@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from study.spec import NetworkSpec
+from study.core.spec import NetworkSpec
 
 
 def initial_state(spec: NetworkSpec, seed: int) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from study.errors import UserError
+from study.core.errors import UserError
 
 FAMILIES = ("cifar", "imagenet")
 SHORTCUTS = ("A", "B")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.errors import UserError
+from study.core.errors import UserError
 
 DATASETS = ("digits", "cifar10", "synthetic")
 
