@@ -20,8 +20,8 @@ from keras_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.init import initial_state
+from study.core.records import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec, TrainSpec
-from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 
 
 @keras.saving.register_keras_serializable(package="resnet_study")

@@ -28,8 +28,8 @@ from lightning_impl.models import to_nchw
 from lightning_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.init import initial_state
+from study.core.records import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec, TrainSpec
-from study.tracking import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 
 PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "64": "64-true"}
 RECORDS = ".epoch-records.jsonl"  # multi-process runs: rank 0's records for the main process

@@ -142,8 +142,8 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
     import tempfile
 
     from study.core.data import Dataset
+    from study.core.records import RunContext
     from study.core.spec import TrainSpec
-    from study.tracking import RunContext
 
     # A learnable problem (class prototypes + noise), so the steps descend as in real training rather
     # than thrash on random labels, where any rounding difference grows exponentially.

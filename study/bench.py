@@ -23,8 +23,9 @@ import numpy as np
 
 from study import backends
 from study.core.data import Dataset
+from study.core.records import RunContext
 from study.core.spec import NetworkSpec, TrainSpec
-from study.tracking import RunContext, library_versions
+from study.tracking import library_versions
 
 # Dense peak throughput, FLOP/s, by GPU name fragment and precision (vendor data sheets, SXM parts;
 # "32" is TF32 tensor-core math, which the agreement checks switch off but training may use).

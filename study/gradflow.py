@@ -20,8 +20,8 @@ from scipy import stats
 from study import backends
 from study.core import data as datasets
 from study.core.init import initial_state
+from study.core.records import weighted_layer_names
 from study.core.spec import NetworkSpec
-from study.tracking import weighted_layer_names
 
 GRADFLOW = "gradflow.csv"
 GRADFLOW_FIT = "gradflow_fit.csv"

@@ -19,8 +19,9 @@ from pathlib import Path
 from study import backends
 from study.core import data as datasets
 from study.core.errors import UserError
+from study.core.records import EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
-from study.tracking import EpochRecord, RunContext, library_versions, start_wandb
+from study.tracking import library_versions, start_wandb
 
 DEVICES = ("auto", "cpu", "gpu")  # --device
 PRECISIONS = ("32", "bf16")  # --precision: fp32, or bf16 mixed precision

@@ -1,0 +1,89 @@
+"""What a training run is given and what it returns, framework-neutral.
+
+Both twins fill the same `EpochRecord`s, so `history.csv` and the W&B keys are identical whichever
+backend ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from study.core.spec import NetworkSpec, TrainSpec
+
+# The numeric precision of a run: float32, bf16 mixed precision (what a user trains in), or float64
+# throughout (the agreement checks only: `study.agree`).
+PRECISIONS = ("32", "bf16")
+FLOAT64 = "64"
+DEVICES = ("cpu", "gpu")  # where a twin trains (`RunContext.device`)
+
+
+def weighted_layer_names(spec: NetworkSpec) -> list[str]:
+    """Main-path convolutions and the classifier, input to output: one gradient norm each."""
+    return [layer.name for layer in spec.layers() if layer.main_path] + ["fc"]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch's train-mode steps, weighted by batch size
+    train_error: float  # fraction in [0, 1], same averaging
+    test_loss: float  # eval mode, after the epoch
+    test_error: float
+    lr: float  # learning rate of the epoch's last step
+    wall_s: float  # the whole epoch, evaluation included
+    train_img_per_s: float  # training examples / training time of the epoch
+    grad_norms: dict[str, float] = field(default_factory=dict)  # L2 norm of dL/dkernel, last step
+
+    def to_row(self) -> dict[str, float]:
+        row = {k: v for k, v in self.__dict__.items() if k != "grad_norms"}
+        return row | {f"grad_norm/{name}": value for name, value in self.grad_norms.items()}
+
+    def metrics(self) -> dict[str, float]:
+        """The W&B keys, the same for both twins (logged as ``epoch/<key>``, as WandbMetricsLogger does)."""
+        return {k: v for k, v in self.to_row().items() if k != "epoch"}
+
+
+@dataclass
+class TrainOutcome:
+    """What a twin's `train` returns."""
+
+    records: list[EpochRecord]  # one per completed epoch
+    diverged: bool  # the loss became NaN/inf; training stopped there
+    checkpoint: Path  # the trained backbone in the framework's native format
+    batch_losses: list[float]  # every step's train-mode loss when RunContext.trace_steps, else []
+
+
+@dataclass
+class RunContext:
+    """Everything a twin's `train` needs besides the spec, recipe and data."""
+
+    out_dir: Path
+    train_spec: TrainSpec
+    steps_per_epoch: int
+    n_train: int
+    precision: str = "32"  # one of PRECISIONS, or FLOAT64
+    device: str = "cpu"  # one of DEVICES
+    devices: int = 1  # > 1: data parallel (Lightning DDP, Keras MirroredStrategy) over this many devices
+    wandb_run: Any = None  # a wandb Run, or None when W&B is disabled
+    epoch_hook: Callable[[EpochRecord], None] | None = None  # called after each epoch's record (bench)
+    trace_steps: bool = False  # record every step's loss (study.agree); costs a device sync per step
+    compile: bool = False  # torch.compile the Lightning twin's backbone (Keras compiles with XLA on GPUs)
+
+    def record(
+        self, epoch: int, train_loss, train_error, test_loss, test_error, wall_s, train_s, grad_norms
+    ) -> EpochRecord:
+        """`epoch` is 0-based as frameworks count; the record is 1-based as people do."""
+        return EpochRecord(
+            epoch=epoch + 1,
+            train_loss=train_loss,
+            train_error=train_error,
+            test_loss=test_loss,
+            test_error=test_error,
+            lr=self.train_spec.lr_at((epoch + 1) * self.steps_per_epoch - 1, self.steps_per_epoch),
+            wall_s=wall_s,
+            train_img_per_s=self.n_train / train_s if train_s > 0 else float("nan"),
+            grad_norms=grad_norms,
+        )
