@@ -68,12 +68,14 @@ def apply_block(x, spec: NetworkSpec, block: BlockSpec, dtype):
     return make_activation(spec, f"{block.name}.act", dtype)(out)
 
 
-def build(spec: NetworkSpec, dtype: str = "float32") -> keras.Model:
-    """The network of `spec`, freshly initialized (seed with `keras.utils.set_random_seed`).
+def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None) -> keras.Model:
+    """The network of `spec`, freshly initialized by Keras' RNG (`keras.utils.set_random_seed(seed)` first if given).
 
     `dtype` is a Keras dtype policy name: "float32", "float64" or "mixed_bfloat16".
     Input is NHWC `spec.input_shape`; output is logits (no softmax).
     """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=spec.input_shape, name="input", dtype=keras.DTypePolicy(dtype).variable_dtype)
     x = apply_conv_bn(inputs, spec.layers()[0], dtype)
     x = make_activation(spec, "act", dtype)(x)

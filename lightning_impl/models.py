@@ -129,8 +129,10 @@ def init_weights(model: nn.Module) -> None:
             nn.init.uniform_(module.bias, -bound, bound)
 
 
-def build(spec: NetworkSpec, dtype: str = "float32") -> ResNet:
-    """The network of `spec`, freshly initialized (seed with `torch.manual_seed` beforehand)."""
+def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None) -> ResNet:
+    """The network of `spec`, freshly initialized by torch's RNG (`torch.manual_seed(seed)` first if given)."""
+    if seed is not None:
+        torch.manual_seed(seed)
     model = ResNet(spec)
     init_weights(model)
     return model.to(DTYPES[dtype])

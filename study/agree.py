@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from study import backends
 from study.core.spec import NetworkSpec
+from study.core.twin import load
 
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # one forward/backward pass
 TRAJECTORY_TOLERANCES = {"float64": 1e-8, "float32": 1e-3}  # K SGD steps (--train-steps)
@@ -77,20 +77,17 @@ class AgreeReport:
 
 def build_twins(spec: NetworkSpec, dtype: str, seed: int):
     """(keras twin, torch twin, keras model, torch model) sharing the torch twin's initial weights."""
-    import torch
-
-    keras_twin, torch_twin = backends.load("keras"), backends.load("lightning")
-    torch.manual_seed(seed)
-    torch_model = torch_twin.models.build(spec, dtype)
-    keras_model = keras_twin.models.build(spec, dtype)
+    keras_twin, torch_twin = load("keras"), load("lightning")
+    torch_model = torch_twin.build(spec, dtype, seed=seed)
+    keras_model = keras_twin.build(spec, dtype)
     counts = {
-        "keras": keras_twin.models.count_trainable_params(keras_model),
-        "lightning": torch_twin.models.count_trainable_params(torch_model),
+        "keras": keras_twin.count_trainable_params(keras_model),
+        "lightning": torch_twin.count_trainable_params(torch_model),
     }
     if counts["keras"] != counts["lightning"]:
         raise TwinMismatch(f"trainable parameter counts differ: {counts}")
     try:
-        keras_twin.port.load_torch_state(keras_model, torch_twin.port.to_torch_state(torch_model))
+        keras_twin.load_torch_state(keras_model, torch_twin.to_torch_state(torch_model))
     except (TypeError, ValueError) as error:
         raise TwinMismatch(f"weights do not port: {error}") from error
     return keras_twin, torch_twin, keras_model, torch_model
@@ -108,13 +105,13 @@ def compare_twins(
 
     errors = {
         "logits_eval": relative_error(
-            keras_twin.probe.forward(keras_model, x, training=False),
-            torch_twin.probe.forward(torch_model, x, training=False),
+            keras_twin.forward(keras_model, x, training=False),
+            torch_twin.forward(torch_model, x, training=False),
         )
     }
     k, t = (
-        keras_twin.probe.forward_backward(keras_model, x, labels),
-        torch_twin.probe.forward_backward(torch_model, x, labels),
+        keras_twin.forward_backward(keras_model, x, labels),
+        torch_twin.forward_backward(torch_model, x, labels),
     )
     param_keys = sorted(t.param_grads)
     if sorted(k.param_grads) != param_keys:
@@ -124,7 +121,7 @@ def compare_twins(
     errors["input_grad"] = relative_error(k.input_grad, t.input_grad)
     errors["param_grads"] = relative_error(_flat(k.param_grads, param_keys), _flat(t.param_grads, param_keys))
     if spec.norm == "batch":
-        k_state, t_state = keras_twin.port.to_torch_state(keras_model), torch_twin.port.to_torch_state(torch_model)
+        k_state, t_state = keras_twin.to_torch_state(keras_model), torch_twin.to_torch_state(torch_model)
         stat_keys = sorted(key for key in t_state if key.endswith(("running_mean", "running_var")))
         errors["bn_running_stats"] = relative_error(_flat(k_state, stat_keys), _flat(t_state, stat_keys))
     report = AgreeReport(spec.name, dtype, errors)
@@ -154,13 +151,13 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
     data = Dataset("agree", x[:-batch], y[:-batch], x[-batch:], y[-batch:], spec.classes, augment=False)
     train_spec = TrainSpec(epochs=1, batch_size=batch, seed=seed, augment=False)
     keras_twin, torch_twin, keras_model, torch_model = build_twins(spec, dtype, seed)
-    initial = torch_twin.port.to_torch_state(torch_model)
+    initial = torch_twin.to_torch_state(torch_model)
 
     def train(twin, model, precision):
         with tempfile.TemporaryDirectory() as out:
             run = RunContext(Path(out), train_spec, steps, len(data.y_train), precision, trace_steps=True)
-            outcome = backends.load_training(twin.name).train(spec, train_spec, data, run, backbone=model, verbose=0)
-        return np.array(outcome.batch_losses), twin.port.to_torch_state(model)
+            outcome = twin.train(spec, train_spec, data, run, backbone=model, verbose=0)
+        return np.array(outcome.batch_losses), twin.to_torch_state(model)
 
     def errors(a, b):
         keys = sorted(b[1])
@@ -177,8 +174,8 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
     if dtype == "float32" and not all(report.quantity_passed(q) for q in TRAJECTORY):
         # ReLU kinks again (see KINK_FACTOR), now compounded over the steps: the floor is the torch
         # twin's own float32 trajectory against its float64 one from the same weights.
-        reference = torch_twin.models.build(spec, "float64")
-        torch_twin.port.load_torch_state(reference, initial)
+        reference = torch_twin.build(spec, "float64")
+        torch_twin.load_torch_state(reference, initial)
         report.noise_floor.update(errors(t, train(torch_twin, reference, "64")))
 
 
@@ -189,7 +186,7 @@ def _torch_float32_noise(torch_twin, torch_model, x, labels, probe) -> dict[str,
     rng = np.random.default_rng(12345)
     for _ in range(KINK_PROBES):
         noisy = (x * (1 + KINK_PERTURBATION * rng.standard_normal(x.shape))).astype(x.dtype)
-        other = torch_twin.probe.forward_backward(torch_model, noisy, labels)
+        other = torch_twin.forward_backward(torch_model, noisy, labels)
         floor["input_grad"] = max(floor["input_grad"], relative_error(other.input_grad, probe.input_grad))
         floor["param_grads"] = max(
             floor["param_grads"], relative_error(_flat(other.param_grads, keys), _flat(probe.param_grads, keys))

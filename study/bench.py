@@ -10,7 +10,6 @@ claim: they hold on any machine.
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import re
@@ -21,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from study import backends
 from study.core.data import Dataset
 from study.core.records import RunContext
 from study.core.spec import NetworkSpec, TrainSpec
+from study.core.twin import Twin, load
 from study.tracking import library_versions
 
 # Dense peak throughput, FLOP/s, by GPU name fragment and precision (vendor data sheets, SXM parts;
@@ -46,11 +45,9 @@ def cpu_peak_flops() -> tuple[float, str]:
     return flops, f"{cores} cores x {max(mhz):.0f} MHz x {2 * lanes * 2} FLOP/cycle (fp32 FMA, {lanes} lanes, 2 units)"
 
 
-def peak_flops(device: str, precision: str) -> tuple[float, str]:
+def peak_flops(twin: Twin, device: str, precision: str) -> tuple[float, str]:
     if device == "gpu":
-        import torch
-
-        name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+        name = twin.gpu_name()
         for fragment, peaks in GPU_PEAKS.items():
             if fragment in name:
                 return peaks[precision], f"{name} data sheet, dense {precision}"
@@ -74,9 +71,8 @@ def run_bench(
     y = rng.integers(0, spec.classes, size=n + batch)
     data = Dataset("bench", x[:n], y[:n], x[n:], y[n:], spec.classes, augment=False)
     train_spec = TrainSpec(epochs=repeats + 1, batch_size=batch, augment=False)
-    raw = importlib.import_module(f"{backends.package(backend)}.bench").RawLoop(
-        spec, train_spec, data.x_train, data.y_train, device, precision, compile
-    )
+    twin = load(backend)
+    raw = twin.raw_loop(spec, train_spec, data.x_train, data.y_train, device, precision, compile)
     raw_seconds = []
     with tempfile.TemporaryDirectory() as out:
         run = RunContext(
@@ -89,19 +85,19 @@ def run_bench(
             epoch_hook=lambda record: raw_seconds.append(raw.train_epoch()),  # interleaved with the twin
             compile=compile,
         )
-        outcome = backends.load_training(backend).train(spec, train_spec, data, run, verbose=0)
+        outcome = twin.train(spec, train_spec, data, run, verbose=0)
     # Each timed twin epoch is paired with the raw epoch run right after it, so slow drifts of the
     # machine (other load, clocks) hit both sides of a ratio alike; the median ratio is the claim.
     epochs = [
         {"train_img_per_s": record.train_img_per_s, "raw_train_img_per_s": n / seconds}
         for record, seconds in zip(outcome.records[1:], raw_seconds[1:], strict=True)
     ]
-    twin = statistics.median(e["train_img_per_s"] for e in epochs)
+    train_ips = statistics.median(e["train_img_per_s"] for e in epochs)
     raw_ips = statistics.median(e["raw_train_img_per_s"] for e in epochs)
     ratios = [e["train_img_per_s"] / e["raw_train_img_per_s"] for e in epochs]
     infer = statistics.median(n / raw.infer_epoch() for _ in range(repeats + 1))
     flops_per_image = 3 * 2 * spec.macs  # forward + backward ~ 3x forward; 2 FLOPs per MAC
-    peak, peak_source = peak_flops(device, precision)
+    peak, peak_source = peak_flops(twin, device, precision)
     device_peak = raw.peak_memory_mb()
     return {
         "spec": spec.name,
@@ -112,11 +108,11 @@ def run_bench(
         "batch": batch,
         "steps": steps,
         "repeats": repeats,
-        "train_img_per_s": twin,
+        "train_img_per_s": train_ips,
         "raw_train_img_per_s": raw_ips,
         "ratio_to_raw": statistics.median(ratios),
         "ratio_range": [min(ratios), max(ratios)],
-        "step_ms": 1e3 * batch / twin,
+        "step_ms": 1e3 * batch / train_ips,
         "raw_step_ms": 1e3 * batch / raw_ips,
         "infer_img_per_s": infer,
         "peak_mem_mb": device_peak
@@ -124,10 +120,10 @@ def run_bench(
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_mem_kind": "device allocator" if device_peak is not None else "process RSS",
         "train_flops_per_image": flops_per_image,
-        "mfu": twin * flops_per_image / peak,
+        "mfu": train_ips * flops_per_image / peak,
         "peak_tflops": peak / 1e12,
         "peak_source": peak_source,
         "machine": platform.processor() or platform.machine(),
-        "versions": library_versions(backend),
+        "versions": library_versions(twin),
         "epochs": epochs,
     }

@@ -11,11 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-from study.backends import BACKENDS
 from study.configs import ARCHS
 from study.core.data import DATASETS
 from study.core.errors import UserError
 from study.core.spec import ACTIVATIONS, NORMS, SHORTCUTS, NetworkSpec, parse_spec
+from study.core.twin import BACKENDS
 from study.memory import keep_freed_memory
 from study.tracking import WANDB_MODES
 from study.train import DEVICES, PRECISIONS
@@ -79,13 +79,13 @@ def cmd_describe(args: argparse.Namespace) -> int:
     }
     exit_code = 0
     if args.backend:
-        from study import backends
+        from study.core.twin import load
 
-        twin = backends.load(args.backend)
-        model = twin.models.build(spec)
+        twin = load(args.backend)
+        model = twin.build(spec)
         counted = {
-            "trainable_params": twin.models.count_trainable_params(model),
-            "macs": twin.models.count_macs(model, spec.input_shape),
+            "trainable_params": twin.count_trainable_params(model),
+            "macs": twin.count_macs(model, spec.input_shape),
         }
         info["backend"] = args.backend
         info["counted"] = counted
@@ -371,10 +371,11 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from study.bench import run_bench
+    from study.core.twin import load
     from study.train import resolve_device
 
     spec = spec_from_args(args)
-    device = resolve_device(args.backend, args.device)
+    device = resolve_device(load(args.backend), args.device)
     check_compile(args)
     result = run_bench(spec, args.backend, args.batch, args.steps, args.repeats, device, args.precision, args.compile)
     if args.json:

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from study import backends
 from study.core import data as datasets
 from study.core.init import initial_state
 from study.core.records import weighted_layer_names
 from study.core.spec import NetworkSpec
+from study.core.twin import load
 
 GRADFLOW = "gradflow.csv"
 GRADFLOW_FIT = "gradflow_fit.csv"
@@ -39,7 +39,7 @@ def measure(
     batch: int = 128,
 ) -> tuple[list[dict], list[dict]]:
     """(per-layer rows, per-network fit rows). Layer index 0 is the first conv (next to the input)."""
-    twin = backends.load(backend)
+    twin = load(backend)
     x, y = dataset.x_train[:batch], dataset.y_train[:batch]
     rows, fits = [], []
     for arch, activation, norm, depth, seed in itertools.product(
@@ -49,9 +49,9 @@ def measure(
             "cifar", depth, residual=arch == "resnet", activation=activation, norm=norm,
             input_shape=dataset.input_shape, classes=dataset.classes,
         )  # fmt: skip
-        model = twin.models.build(spec)
-        twin.port.load_torch_state(model, initial_state(spec, seed))
-        grads = twin.probe.forward_backward(model, x, y).param_grads
+        model = twin.build(spec)
+        twin.load_torch_state(model, initial_state(spec, seed))
+        grads = twin.forward_backward(model, x, y).param_grads
         names = weighted_layer_names(spec)
         grad_norms = [float(np.linalg.norm(grads[f"{name}.weight"])) for name in names]
         ident = {"backend": backend, "arch": arch, "activation": activation, "norm": norm, "depth": depth, "seed": seed}

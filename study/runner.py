@@ -33,6 +33,7 @@ from pathlib import Path
 
 from study.configs import GridPoint, StudyConfig
 from study.core.errors import UserError
+from study.core.twin import load
 from study.memory import keep_freed_memory
 from study.train import HISTORY, SUMMARY, atomic_write_text, csv_text, run_training
 
@@ -177,20 +178,12 @@ def _exit_with_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def _init_worker(threads: int, parent: int) -> None:
+def _init_worker(threads: int, parent: int, backends: tuple[str, ...]) -> None:
     keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except ImportError:
-        pass
+    for backend in backends:
+        load(backend).set_threads(threads)
 
 
 def run_study(
@@ -232,7 +225,7 @@ def run_study(
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         context = get_context("spawn")
-        initargs = (threads, os.getpid())
+        initargs = (threads, os.getpid(), config.backends)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
             futures = {pool.submit(run_point, point, *args): point for point in pending}
             for done, future in enumerate(as_completed(futures), start=1):

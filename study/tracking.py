@@ -6,13 +6,15 @@ import importlib.metadata
 import platform
 from pathlib import Path
 
+from study.core.twin import Twin
+
 WANDB_MODES = ("offline", "online", "disabled")
 WANDB_PROJECT = "resnet-study"
-BACKEND_PACKAGES = {"keras": ("tensorflow", "keras"), "lightning": ("torch", "pytorch-lightning", "torchmetrics")}
 
 
-def library_versions(backend: str) -> dict[str, str]:
-    packages = ("numpy", "wandb", *BACKEND_PACKAGES[backend])
+def library_versions(twin: Twin) -> dict[str, str]:
+    """Python's and every distribution's version that a run of `twin` depends on."""
+    packages = ("numpy", "wandb", *twin.PACKAGES)
     return {"python": platform.python_version(), **{p: importlib.metadata.version(p) for p in packages}}
 
 

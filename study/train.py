@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from study import backends
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.records import EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
+from study.core.twin import Twin, load
 from study.tracking import library_versions, start_wandb
 
 DEVICES = ("auto", "cpu", "gpu")  # --device
@@ -60,22 +60,14 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
-def resolve_device(backend: str, device: str) -> str:
-    if backend == "lightning":
-        import torch
-
-        has_gpu = torch.cuda.is_available()
-    else:
-        import tensorflow as tf
-
-        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+def resolve_device(twin: Twin, device: str) -> str:
+    """ "cpu" or "gpu" for a requested --device (auto: a GPU where the twin's framework sees one)."""
+    has_gpu = twin.gpu_count() > 0
     if device == "gpu" and not has_gpu:
-        raise RunError(f"--device gpu: no GPU is visible to the {backend} backend; use --device cpu or auto")
+        raise RunError(f"--device gpu: no GPU is visible to the {twin.NAME} backend; use --device cpu or auto")
     resolved = "gpu" if device == "gpu" or (device == "auto" and has_gpu) else "cpu"
-    if backend == "keras" and resolved == "cpu" and has_gpu:
-        import tensorflow as tf
-
-        tf.config.set_visible_devices([], "GPU")
+    if resolved == "cpu" and has_gpu:
+        twin.use_cpu_only()
     return resolved
 
 
@@ -142,8 +134,8 @@ def run_training(
     except datasets.DataError as error:
         raise RunError(str(error)) from None
     spec = fit_spec_to_data(spec, dataset, input_given)
-    twin = backends.load_training(backend)
-    device = resolve_device(backend, device)
+    twin = load(backend)
+    device = resolve_device(twin, device)
     steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
     config = {
         "spec": spec.to_dict(),
@@ -157,7 +149,7 @@ def run_training(
         "devices": devices,
         "compile": compile,
         "trainable_params": spec.trainable_params,
-        "versions": library_versions(backend),
+        "versions": library_versions(twin),
     }
     tags = [spec.arch, f"depth-{spec.depth}", backend, dataset_name]
     wandb_run = start_wandb(

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from study import backends
 from study.core.spec import parse_spec
+from study.core.twin import load
 
-KERAS, TORCH = backends.load("keras"), backends.load("lightning")
+KERAS, TORCH = load("keras"), load("lightning")
 TWINS = [KERAS, TORCH]
 BUILT_PRESETS = [
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
@@ -18,11 +18,11 @@ BUILT_PRESETS = [
 
 
 @pytest.mark.parametrize("name", BUILT_PRESETS)
-@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.name)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_built_parameter_count_is_the_analytic_one(twin, name):
     # Parameter counts do not depend on the input size; a small input keeps the build cheap.
     spec = parse_spec(name, input_shape=(32, 32, 3))
-    assert twin.models.count_trainable_params(twin.models.build(spec)) == spec.trainable_params
+    assert twin.count_trainable_params(twin.build(spec)) == spec.trainable_params
 
 
 @pytest.mark.parametrize(
@@ -37,36 +37,36 @@ def test_built_parameter_count_is_the_analytic_one(twin, name):
         ("resnet50", {"bottleneck_stride": "1x1", "input_shape": (64, 96, 3)}),
     ],
 )
-@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.name)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_counted_macs_are_the_analytic_ones(twin, name, overrides):
     spec = parse_spec(name, **overrides)
-    assert twin.models.count_macs(twin.models.build(spec), spec.input_shape) == spec.macs
+    assert twin.count_macs(twin.build(spec), spec.input_shape) == spec.macs
 
 
-@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.name)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 @pytest.mark.parametrize("name", ["resnet-8", "plain-8", "resnet18"])
 def test_logits_shape_and_finite(twin, name):
     spec = parse_spec(name, input_shape=(32, 40, 3), classes=7)
-    model = twin.models.build(spec)
+    model = twin.build(spec)
     x = np.random.default_rng(0).standard_normal((2, 32, 40, 3)).astype("float32")
-    logits = twin.probe.forward(model, x, training=False)
+    logits = twin.forward(model, x, training=False)
     assert logits.shape == (2, 7) and np.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.name)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_every_parameter_gets_a_gradient(twin):
     spec = parse_spec("resnet18", input_shape=(32, 32, 3), classes=5)
-    model = twin.models.build(spec)
+    model = twin.build(spec)
     x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype("float32")
-    probe = twin.probe.forward_backward(model, x, np.arange(4) % 5)
-    assert set(probe.param_grads) == {name for name, _ in TORCH.models.build(spec).named_parameters()}
+    probe = twin.forward_backward(model, x, np.arange(4) % 5)
+    assert set(probe.param_grads) == {name for name, _ in TORCH.build(spec).named_parameters()}
     assert all(np.abs(g).sum() > 0 for g in probe.param_grads.values())
 
 
 def test_layer_names_are_torch_state_dict_keys():
     spec = parse_spec("resnet20", shortcut="B")
-    torch_keys = set(TORCH.port.to_torch_state(TORCH.models.build(spec)))
-    keras_keys = set(KERAS.port.to_torch_state(KERAS.models.build(spec)))
+    torch_keys = set(TORCH.to_torch_state(TORCH.build(spec)))
+    keras_keys = set(KERAS.to_torch_state(KERAS.build(spec)))
     assert keras_keys == torch_keys
     assert {
         "conv1.weight",
@@ -76,10 +76,10 @@ def test_layer_names_are_torch_state_dict_keys():
     } <= torch_keys
 
 
-@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.name)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_he_normal_fan_out_initialization(twin):
     spec = parse_spec("resnet56")
-    state = twin.port.to_torch_state(twin.models.build(spec))
+    state = twin.to_torch_state(twin.build(spec))
     kernel = state["layer3.0.conv2.weight"]  # 64 x 64 x 3 x 3: fan_out = 576
     assert kernel.std() == pytest.approx(np.sqrt(2 / 576), rel=0.03)
     assert state["layer3.0.bn2.weight"].tolist() == [1.0] * 64 and not state["layer3.0.bn2.bias"].any()
@@ -89,42 +89,42 @@ def test_he_normal_fan_out_initialization(twin):
 def test_port_round_trips_bitwise_both_ways():
     spec = parse_spec("resnet-14", shortcut="B", input_shape=(16, 16, 3))
     torch.manual_seed(0)
-    original = TORCH.port.to_torch_state(TORCH.models.build(spec))
+    original = TORCH.to_torch_state(TORCH.build(spec))
     original = {k: v + np.float32(0.1) * (k.endswith(("running_mean", "running_var"))) for k, v in original.items()}
-    keras_model = KERAS.models.build(spec)
-    KERAS.port.load_torch_state(keras_model, original)
-    back = TORCH.models.build(spec)
-    TORCH.port.load_torch_state(back, KERAS.port.to_torch_state(keras_model))
-    for key, value in TORCH.port.to_torch_state(back).items():
+    keras_model = KERAS.build(spec)
+    KERAS.load_torch_state(keras_model, original)
+    back = TORCH.build(spec)
+    TORCH.load_torch_state(back, KERAS.to_torch_state(keras_model))
+    for key, value in TORCH.to_torch_state(back).items():
         assert value.dtype == original[key].dtype and np.array_equal(value, original[key]), key
 
     keras_weights = [np.array(w) for w in keras_model.get_weights()]
-    again = KERAS.models.build(spec)
-    KERAS.port.load_torch_state(again, TORCH.port.to_torch_state(back))
+    again = KERAS.build(spec)
+    KERAS.load_torch_state(again, TORCH.to_torch_state(back))
     assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), keras_weights, strict=True))
 
 
 def test_port_rejects_a_state_dict_of_another_network():
-    state = TORCH.port.to_torch_state(TORCH.models.build(parse_spec("resnet20")))
+    state = TORCH.to_torch_state(TORCH.build(parse_spec("resnet20")))
     with pytest.raises(ValueError, match="does not match"):
-        KERAS.port.load_torch_state(KERAS.models.build(parse_spec("resnet20", shortcut="B")), state)
+        KERAS.load_torch_state(KERAS.build(parse_spec("resnet20", shortcut="B")), state)
     with pytest.raises(ValueError, match="does not match"):
-        TORCH.port.load_torch_state(TORCH.models.build(parse_spec("resnet32")), state)
+        TORCH.load_torch_state(TORCH.build(parse_spec("resnet32")), state)
 
 
-@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.name)
+@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 @pytest.mark.parametrize("arch", ["resnet", "plain"])
 def test_only_residual_nets_carry_signal_past_a_dead_block(twin, arch):
     """Zero the convolutions of one block: a plain net's input gradient must then vanish exactly
     (everything flows through that block's convolutions); a residual net's must not (the skip)."""
     spec = parse_spec(f"{arch}-14", input_shape=(16, 16, 3), norm="none")
     torch.manual_seed(0)
-    state = TORCH.port.to_torch_state(TORCH.models.build(spec))
+    state = TORCH.to_torch_state(TORCH.build(spec))
     for key in state:
         if key.startswith("layer2.1.conv"):
             state[key] = np.zeros_like(state[key])
-    model = twin.models.build(spec)
-    twin.port.load_torch_state(model, state)
+    model = twin.build(spec)
+    twin.load_torch_state(model, state)
     x = np.random.default_rng(0).standard_normal((2, 16, 16, 3)).astype("float32")
-    grad = twin.probe.forward_backward(model, x, np.array([0, 1])).input_grad
+    grad = twin.forward_backward(model, x, np.array([0, 1])).input_grad
     assert (np.abs(grad).max() == 0.0) == (arch == "plain")

@@ -1,0 +1,121 @@
+"""What a twin provides (`Twin`), and the one way the application gets one (`load`).
+
+A twin is a package (`keras_impl`, `lightning_impl`) whose module ``twin`` implements the `Twin`
+protocol with module-level functions. The application never imports a twin package itself: it calls
+`load(backend)`, so commands that need neither framework (`describe` without a backend, `analyze`)
+never import TensorFlow or torch, and every use of a twin goes through the functions listed here.
+
+Conventions every implementation follows (docs/design.md, "Numerical conventions"):
+- models are built from a `NetworkSpec` with layer names equal to torch state-dict keys;
+- weights cross the boundary as a torch-layout state dict of NumPy arrays (conv kernels OIHW);
+- images cross it as NHWC NumPy arrays (`study.core.data`), labels as int64 class indices.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from study.core.data import Dataset
+from study.core.probe import Probe
+from study.core.records import RunContext, TrainOutcome
+from study.core.spec import NetworkSpec, TrainSpec
+
+BACKENDS = ("keras", "lightning")  # the names users give: `--backend`, `--backends`, results.csv
+_PACKAGES = {"keras": "keras_impl", "lightning": "lightning_impl"}
+
+
+@runtime_checkable
+class RawLoop(Protocol):
+    """The baseline `resnet-study bench` measures a twin's training path against: the same network,
+    trained by the framework's plainest loop on batches already in memory."""
+
+    def train_epoch(self) -> float:
+        """Seconds for one pass over the data (training)."""
+
+    def infer_epoch(self) -> float:
+        """Seconds for one pass over the data (inference)."""
+
+    def peak_memory_mb(self) -> float | None:
+        """Peak accelerator memory; None on CPU (where the process RSS counts)."""
+
+
+@runtime_checkable
+class Twin(Protocol):
+    """One framework's implementation of the study's networks and recipe."""
+
+    NAME: str  # the backend name, one of BACKENDS
+    PACKAGES: tuple[str, ...]  # distributions whose versions a run records
+
+    def build(self, spec: NetworkSpec, dtype: str = "float32", seed: int | None = None) -> Any:
+        """The network of `spec`, freshly initialized by the framework's own RNG (seeded if `seed`).
+        `dtype`: "float32" or "float64". Input NHWC (Keras) / NCHW (torch); output logits."""
+
+    def count_trainable_params(self, model: Any) -> int:
+        """Trainable parameters counted from the built model."""
+
+    def count_macs(self, model: Any, input_shape: tuple[int, int, int]) -> int:
+        """Forward multiply-accumulates per example counted from the built model (conv and dense)."""
+
+    def to_torch_state(self, model: Any) -> dict[str, np.ndarray]:
+        """Weights and BN statistics as a torch state dict of NumPy arrays (the port's format)."""
+
+    def load_torch_state(self, model: Any, state: dict[str, np.ndarray]) -> None:
+        """Assign such a state dict to the model; keys must match exactly."""
+
+    def forward(self, model: Any, x: np.ndarray, training: bool) -> np.ndarray:
+        """Logits (batch, classes) of NHWC images; training=True uses and updates BN batch statistics."""
+
+    def forward_backward(self, model: Any, x: np.ndarray, labels: np.ndarray) -> Probe:
+        """One train-mode pass and the gradients of the mean cross-entropy, in torch layout."""
+
+    def train(
+        self,
+        spec: NetworkSpec,
+        train_spec: TrainSpec,
+        dataset: Dataset,
+        run: RunContext,
+        backbone: Any = None,
+        verbose: int = 1,
+    ) -> TrainOutcome:
+        """Train `spec` (or the given backbone) with the recipe on the data set's batches
+        (`study.core.data.epoch_batches`), starting from `study.core.init.initial_state` unless a
+        backbone is given; the checkpoint lands in `run.out_dir`."""
+
+    def raw_loop(
+        self,
+        spec: NetworkSpec,
+        train_spec: TrainSpec,
+        x: np.ndarray,
+        y: np.ndarray,
+        device: str,
+        precision: str,
+        compile: bool = False,
+    ) -> RawLoop:
+        """The bench baseline for `spec` on these arrays."""
+
+    def gpu_count(self) -> int:
+        """GPUs the framework sees."""
+
+    def gpu_name(self) -> str:
+        """The first GPU's model name ("" without one): the bench looks up its peak FLOP/s by it."""
+
+    def use_cpu_only(self) -> None:
+        """Keep the framework off the GPUs (where it would otherwise place work there by itself)."""
+
+    def set_threads(self, threads: int) -> None:
+        """Intra- and inter-op CPU threads; call before the framework starts its runtime."""
+
+
+def load(backend: str) -> Twin:
+    """The twin named `backend` (one of BACKENDS), imported on first use."""
+    if backend not in _PACKAGES:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    module = importlib.import_module(f"{_PACKAGES[backend]}.twin")
+    if not isinstance(module, Twin):
+        missing = [name for name in (*Twin.__annotations__, *vars(Twin)) if not name.startswith("_")]
+        missing = [name for name in missing if not hasattr(module, name)]
+        raise TypeError(f"{module.__name__} does not implement study.core.twin.Twin: missing {', '.join(missing)}")
+    return module
