@@ -1,8 +1,10 @@
-"""Keras twin training: tf.data + `model.fit` + Keras callbacks, implementing `study.core.spec.TrainSpec`.
+"""Keras twin training: the wrapper model, the callbacks and `train` (`model.fit`), implementing
+`study.core.spec.TrainSpec`.
 
 Mirrors `lightning_impl/training.py`: the backbone from `keras_impl.models.build` is wrapped by a thin
 `ClassifierModel` (loss, metrics, per-layer gradient norms), as the LightningModule wraps the torch
-backbone. The optimizer reproduces torch's SGD exactly (momentum form and coupled weight decay).
+backbone. The optimizer and LR schedule are in `keras_impl.optim`, the input pipeline in
+`keras_impl.data`.
 """
 
 from __future__ import annotations
@@ -16,67 +18,14 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_impl.data import train_dataset
+from keras_impl.optim import make_optimizer
 from keras_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.init import initial_state
 from study.core.records import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec, TrainSpec
-
-
-@keras.saving.register_keras_serializable(package="resnet_study")
-class TorchSGD(keras.optimizers.Optimizer):
-    """torch.optim.SGD (dampening 0, no Nesterov) in Keras.
-
-    Keras' SGD keeps m = mu * m - lr * g and adds m; torch keeps v = mu * v + g and subtracts lr * v.
-    They agree at constant LR and differ right after an LR drop (DESIGN.md trap 5). Weight decay is
-    torch's coupled form, g += weight_decay * w, on every trainable variable (Keras' own
-    `weight_decay` argument is decoupled, trap 4).
-    """
-
-    def __init__(
-        self, learning_rate, momentum: float = 0.9, coupled_weight_decay: float = 0.0, name="torch_sgd", **kwargs
-    ):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.momentum, self.coupled_weight_decay = momentum, coupled_weight_decay
-
-    def build(self, variables):
-        if self.built:
-            return
-        super().build(variables)
-        self.velocities = [self.add_variable_from_reference(v, "velocity") for v in variables]
-
-    def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.add(ops.cast(gradient, variable.dtype), ops.multiply(variable, self.coupled_weight_decay))
-        velocity = self.velocities[self._get_variable_index(variable)]
-        self.assign(velocity, ops.add(ops.multiply(velocity, self.momentum), gradient))
-        self.assign_sub(variable, ops.multiply(lr, velocity))
-
-    def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum, "coupled_weight_decay": self.coupled_weight_decay}
-
-
-@keras.saving.register_keras_serializable(package="resnet_study")
-class PiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
-    """lr = values[i] for boundaries[i-1] <= step < boundaries[i] (`TrainSpec.lr_schedule`).
-
-    `dtype` matters: 0.1 as float32 is not 0.1 as float64, and float64 agreement is checked at 1e-8.
-    """
-
-    def __init__(self, boundaries, values, dtype="float32"):
-        self.boundaries, self.values, self.dtype = list(boundaries), list(values), dtype
-
-    def __call__(self, step):
-        index = ops.sum(
-            ops.cast(
-                ops.greater_equal(ops.cast(step, "int64"), ops.array(self.boundaries or [2**62], "int64")), "int32"
-            )
-        )
-        return ops.take(ops.array(self.values, self.dtype), index)
-
-    def get_config(self):
-        return {"boundaries": self.boundaries, "values": self.values, "dtype": self.dtype}
 
 
 class ClassifierModel(keras.Model):
@@ -204,24 +153,6 @@ class StepTracer(keras.callbacks.Callback):
         self.losses.append(float(logs["batch_loss"]))
 
 
-def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str) -> tf.data.Dataset:
-    """All epochs' batches in `study.core.data.epoch_batches` order: the same batches as the torch twin."""
-    h, w, c = dataset.input_shape
-    signature = (tf.TensorSpec((None, h, w, c), dtype), tf.TensorSpec((None,), tf.int64))
-
-    def one_epoch(epoch):
-        for x, y in datasets.epoch_batches(
-            dataset, train_spec.batch_size, train_spec.seed, int(epoch), train_spec.augment
-        ):
-            yield x.astype(dtype), y
-
-    epochs = tf.data.Dataset.range(train_spec.epochs)
-    batches = epochs.flat_map(
-        lambda e: tf.data.Dataset.from_generator(one_epoch, output_signature=signature, args=(e,))
-    )
-    return batches.prefetch(tf.data.AUTOTUNE)
-
-
 def distribution_strategy(run: RunContext) -> tf.distribute.Strategy | None:
     """None for one device; else a MirroredStrategy over `run.devices` GPUs or logical CPU devices.
 
@@ -247,12 +178,8 @@ def distribution_strategy(run: RunContext) -> tf.distribute.Strategy | None:
 def make_training_model(
     spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, backbone: keras.Model, dtype: str, xla: bool = False
 ) -> ClassifierModel:
-    boundaries, values = train_spec.lr_schedule(steps_per_epoch)
     model = ClassifierModel(backbone, weighted_layer_names(spec), steps_per_epoch)
-    variable_dtype = keras.DTypePolicy(dtype).variable_dtype
-    optimizer = TorchSGD(
-        PiecewiseConstant(boundaries, values, variable_dtype), train_spec.momentum, train_spec.weight_decay
-    )
+    optimizer = make_optimizer(train_spec, steps_per_epoch, keras.DTypePolicy(dtype).variable_dtype)
     model.compile(optimizer=optimizer, jit_compile=xla)
     # Create the optimizer's variables now: created inside the first traced step, they make
     # tf.function trace that step twice (seconds for a deep net).

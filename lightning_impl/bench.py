@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lightning_impl.models import build, to_nchw
+from lightning_impl.data import to_nchw
+from lightning_impl.models import build
 from study.core.spec import NetworkSpec, TrainSpec
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from lightning_impl.layers import PadShortcut
 from study.core.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -32,18 +31,6 @@ def make_conv_bn(layer: ConvLayer) -> tuple[nn.Conv2d, nn.Module]:
     if not layer.batch_norm:
         return conv, nn.Identity()
     return conv, nn.BatchNorm2d(layer.out_channels, eps=BN_EPSILON, momentum=BN_MOMENTUM_TORCH)
-
-
-class PadShortcut(nn.Module):
-    """Option A shortcut: subsample by the stride, append zero channels after the existing ones."""
-
-    def __init__(self, stride: int, extra_channels: int):
-        super().__init__()
-        self.stride, self.extra_channels = stride, extra_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
 
 
 def make_shortcut(spec: NetworkSpec, block: BlockSpec) -> nn.Module | None:
@@ -108,11 +95,6 @@ class ResNet(nn.Module):
         for stage in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{stage}")(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def to_nchw(x: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
-    """NHWC images (the layout of `study.core.data` and the Keras twin) as a contiguous NCHW tensor on `device`."""
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device, dtype)
 
 
 def init_weights(model: nn.Module) -> None:

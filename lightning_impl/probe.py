@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_impl.models import to_nchw
+from lightning_impl.data import to_nchw
 from study.core.probe import Probe
 
 

@@ -1,9 +1,10 @@
-"""Lightning twin training: LightningModule + LightningDataModule + `Trainer`, implementing
-`study.core.spec.TrainSpec`.
+"""Lightning twin training: the wrapper model (LightningModule), the callbacks and `train`
+(`Trainer.fit`), implementing `study.core.spec.TrainSpec`.
 
 Mirrors `keras_impl/training.py`: `ClassifierModule` wraps the plain `nn.Module` backbone from
-`lightning_impl.models.build` (the model stays usable without Lightning); the data module serves
-exactly the batches `study.core.data.epoch_batches` gives the Keras twin.
+`lightning_impl.models.build` (the model stays usable without Lightning). The optimizer and LR
+schedule are in `lightning_impl.optim`, the input pipeline (the data module serving exactly the
+batches `study.core.data.epoch_batches` gives the Keras twin) in `lightning_impl.data`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import torch.nn.functional as F
 import torchmetrics
 from pytorch_lightning.utilities import grad_norm
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
-from lightning_impl.models import to_nchw
+from lightning_impl.data import StudyDataModule
+from lightning_impl.optim import make_optimizer
 from lightning_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.init import initial_state
@@ -38,7 +39,7 @@ RECORDS = ".epoch-records.jsonl"  # multi-process runs: rank 0's records for the
 class ClassifierModule(pl.LightningModule):
     """Backbone + mean cross-entropy on logits, train/test error, per-layer gradient norms.
 
-    The optimizer is torch's SGD (the form `keras_impl.training.TorchSGD` reproduces), coupled
+    The optimizer is torch's SGD (the form `keras_impl.optim.TorchSGD` reproduces), coupled
     weight decay on every parameter, and a per-step piecewise-constant LR (`TrainSpec.lr_at`).
     """
 
@@ -90,98 +91,7 @@ class ClassifierModule(pl.LightningModule):
         self.test_acc.update(logits, y)
 
     def configure_optimizers(self):
-        spec, steps = self.train_spec, self.steps_per_epoch
-        optimizer = torch.optim.SGD(self.parameters(), lr=1.0, momentum=spec.momentum, weight_decay=spec.weight_decay)
-        # base lr 1.0 times the schedule's value: the LR is exactly the schedule's number.
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: spec.lr_at(step, steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def augment(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """`study.core.data.augment` for (N, C, H, W) tensors, on their device: the same pixels, element for element.
-
-    Zero-pad by `pad`, crop H x W at (dy[i], dx[i]) of the padded image, mirror along W where flip[i].
-    """
-    n, c, h, w = x.shape
-    device = x.device
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = dy[:, None] + torch.arange(h, device=device)
-    cols = dx[:, None] + torch.arange(w, device=device)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    images = torch.arange(n, device=device)[:, None, None, None]
-    channels = torch.arange(c, device=device)[None, :, None, None]
-    return padded[images, channels, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-class EpochBatches:
-    """One epoch's train batches in `study.core.data.epoch_batches` order, gathered (and augmented) where the
-    train set lives: on the GPU when training there, so no batch crosses the host-device link.
-
-    Under data parallelism each of `world` processes takes its contiguous share of every global batch,
-    so the averaged gradient is the one of the global batch (exactly so when the world size divides
-    the batch).
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        train_spec: TrainSpec,
-        epoch: int,
-        augment: bool,
-        rank=0,
-        world=1,
-    ):
-        self.images, self.labels, self.batch_size = images, labels, train_spec.batch_size
-        self.share = rank, world
-        n, device = len(labels), labels.device
-        self.steps = datasets.steps_per_epoch(n, self.batch_size)
-        self.order = torch.from_numpy(datasets.epoch_order(n, train_spec.seed, epoch)).to(device)
-        self.augment = None
-        if augment:
-            dy, dx, flip = datasets.augment_params(n, train_spec.seed, epoch)
-            self.augment = [torch.from_numpy(p).to(device) for p in (dy, dx, flip)]
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        rank, world = self.share
-        for step in range(self.steps):
-            start = step * self.batch_size
-            positions = np.array_split(np.arange(start, min(start + self.batch_size, len(self.labels))), world)[rank]
-            positions = slice(int(positions[0]), int(positions[-1]) + 1) if len(positions) else slice(start, start)
-            index = self.order[positions]
-            x = self.images[index]
-            if self.augment is not None:
-                x = augment(x, *(p[positions] for p in self.augment))
-            yield x, self.labels[index]
-
-
-class StudyDataModule(pl.LightningDataModule):
-    """The data set in memory on the training device; train batches drawn afresh each epoch
-    (`reload_dataloaders_every_n_epochs=1`), the test set in batches of 1000."""
-
-    def __init__(self, dataset: datasets.Dataset, train_spec: TrainSpec, dtype: torch.dtype = torch.float32):
-        super().__init__()
-        self.dataset, self.train_spec, self.dtype = dataset, train_spec, dtype
-
-    def setup(self, stage: str) -> None:
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-
-        data = self.dataset
-        self.train = to_nchw(data.x_train, device, self.dtype), torch.from_numpy(data.y_train).to(device)
-        self.test = to_nchw(data.x_test, device, self.dtype), torch.from_numpy(data.y_test).to(device)
-
-    def train_dataloader(self):
-        trainer = self.trainer
-        epoch, rank, world = (trainer.current_epoch, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
-        augment = self.dataset.augment if self.train_spec.augment is None else self.train_spec.augment
-        return EpochBatches(*self.train, self.train_spec, epoch, augment, rank, world)
-
-    def val_dataloader(self):
-        batches = BatchSampler(SequentialSampler(range(len(self.test[1]))), batch_size=1000, drop_last=False)
-        return DataLoader(TensorDataset(*self.test), batch_size=None, sampler=batches)  # one gather per batch
+        return make_optimizer(self.parameters(), self.train_spec, self.steps_per_epoch)
 
 
 class EpochRecorder(pl.Callback):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import keras_impl.training
-from lightning_impl.models import to_nchw
-from lightning_impl.training import EpochBatches
+import keras_impl.data
+import keras_impl.optim
+from lightning_impl.data import EpochBatches, to_nchw
 from study.agree import compare_twins
 from study.core.data import Dataset, epoch_batches, write_cifar10_files
 from study.core.spec import TrainSpec, parse_spec
@@ -57,7 +57,7 @@ def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
     images = to_nchw(dataset.x_train)
     labels = torch.from_numpy(dataset.y_train)
     served = list(EpochBatches(images, labels, train_spec, epoch, augment=True))
-    keras_epoch = list(keras_impl.training.train_dataset(dataset, train_spec, "float32").as_numpy_iterator())
+    keras_epoch = list(keras_impl.data.train_dataset(dataset, train_spec, "float32").as_numpy_iterator())
     keras_epoch = keras_epoch[epoch * len(expected) : (epoch + 1) * len(expected)]
     assert len(served) == len(keras_epoch) == len(expected) == 3  # the last batch is partial
     for (x, y), (tx, ty), (kx, ky) in zip(expected, served, keras_epoch, strict=True):
@@ -88,7 +88,7 @@ def _torch_with_keras_momentum(self, gradient, variable, learning_rate):
 
 
 def test_trap_keras_momentum_form_fails_after_the_lr_drop(monkeypatch):
-    monkeypatch.setattr(keras_impl.training.TorchSGD, "update_step", _torch_with_keras_momentum)
+    monkeypatch.setattr(keras_impl.optim.TorchSGD, "update_step", _torch_with_keras_momentum)
     report = compare_twins(parse_spec("resnet-8", input_shape=(8, 8, 1)), dtype="float64", batch=8, train_steps=10)
     losses = report.train_losses
     # Identical up to the first LR drop (step 5 of 10), different after it.
@@ -98,12 +98,12 @@ def test_trap_keras_momentum_form_fails_after_the_lr_drop(monkeypatch):
 
 @pytest.mark.parametrize("factor", [2.0, 0.0])  # Keras l2(wd) doubles it; decoupled/none drops it
 def test_trap_weight_decay_semantics(monkeypatch, factor):
-    original = keras_impl.training.TorchSGD.__init__
+    original = keras_impl.optim.TorchSGD.__init__
 
     def changed(self, learning_rate, momentum=0.9, coupled_weight_decay=0.0, **kwargs):
         original(self, learning_rate, momentum, coupled_weight_decay * factor, **kwargs)
 
-    monkeypatch.setattr(keras_impl.training.TorchSGD, "__init__", changed)
+    monkeypatch.setattr(keras_impl.optim.TorchSGD, "__init__", changed)
     report = compare_twins(parse_spec("resnet-8", input_shape=(8, 8, 1)), dtype="float64", batch=8, train_steps=10)
     assert not report.passed and report.max_rel_error["train_final_weights"] > 1e-8
 
