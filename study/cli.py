@@ -16,6 +16,7 @@ from study.core.data import DATASETS
 from study.core.errors import UserError
 from study.core.spec import ACTIVATIONS, NORMS, SHORTCUTS, NetworkSpec, parse_spec
 from study.core.twin import BACKENDS
+from study.files import REPORT_HTML, REPORT_MD, VERDICT
 from study.memory import keep_freed_memory
 from study.tracking import WANDB_MODES
 from study.train import DEVICES, PRECISIONS
@@ -323,7 +324,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     }
     text = yaml.safe_dump(sweep, sort_keys=False)
     if args.file:
-        from study.train import atomic_write_text
+        from study.files import atomic_write_text
 
         atomic_write_text(Path(args.file), text)
         print(f"wrote {args.file}: wandb sweep {args.file} && wandb agent <sweep id> (on each machine)")
@@ -399,7 +400,7 @@ def print_verdict(verdict: dict, out: Path, as_json: bool) -> None:
         return
     for name in ("degradation", "agreement"):
         print(f"{name}: {verdict[name]['verdict']} - {verdict[name]['reason']}")
-    print(f"report: {out / 'report.md'} (and report.html, verdict.json)")
+    print(f"report: {out / REPORT_MD} (and {REPORT_HTML}, {VERDICT})")
 
 
 def make_parser() -> ArgumentParser:

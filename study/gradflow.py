@@ -22,9 +22,8 @@ from study.core.init import initial_state
 from study.core.records import weighted_layer_names
 from study.core.spec import NetworkSpec
 from study.core.twin import load
+from study.files import GRADFLOW, GRADFLOW_FIT, write_csv
 
-GRADFLOW = "gradflow.csv"
-GRADFLOW_FIT = "gradflow_fit.csv"
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 NORMS = ("batch", "none")
 
@@ -83,9 +82,5 @@ def fit_decay(norms: list[float]) -> dict:
 
 
 def write_gradflow(out: Path, rows: list[dict], fits: list[dict]) -> None:
-    import pandas as pd
-
-    from study.train import atomic_write_text
-
-    atomic_write_text(Path(out) / GRADFLOW, pd.DataFrame(rows).to_csv(index=False))
-    atomic_write_text(Path(out) / GRADFLOW_FIT, pd.DataFrame(fits).to_csv(index=False))
+    write_csv(Path(out) / GRADFLOW, rows)
+    write_csv(Path(out) / GRADFLOW_FIT, fits)

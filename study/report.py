@@ -15,11 +15,20 @@ import pandas as pd
 from scipy.stats import t as t_dist
 
 from study import stats
-from study.gradflow import GRADFLOW, GRADFLOW_FIT
-from study.runner import GRADNORMS, HISTORIES, RESULTS
-from study.train import atomic_write_text
+from study.files import (
+    FIGURES,
+    GRADFLOW,
+    GRADFLOW_FIT,
+    GRADNORMS,
+    HISTORY,
+    REPORT_HTML,
+    REPORT_MD,
+    RESULTS,
+    STUDY,
+    VERDICT,
+    atomic_write_text,
+)
 
-FIGURES = "figures"
 COLORS = {"plain": "tab:red", "resnet": "tab:blue"}
 
 
@@ -267,9 +276,9 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     folder = Path(folder)
     results = stats.load_results(folder / RESULTS)
     verdict = stats.analyze(results, alpha=alpha, margin=margin)
-    history, gradnorms = _read_optional(folder / HISTORIES), _read_optional(folder / GRADNORMS)
+    history, gradnorms = _read_optional(folder / HISTORY), _read_optional(folder / GRADNORMS)
     gradflow, gradflow_fit = _read_optional(folder / GRADFLOW), _read_optional(folder / GRADFLOW_FIT)
-    config = json.loads((folder / "study.json").read_text())["config"] if (folder / "study.json").exists() else {}
+    config = json.loads((folder / STUDY).read_text())["config"] if (folder / STUDY).exists() else {}
 
     (folder / FIGURES).mkdir(exist_ok=True)
     fig = lambda name: Path(FIGURES) / name  # noqa: E731 (relative to the report)
@@ -380,7 +389,7 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     if gradnorms is None and gradflow is None:
         doc.para("No gradient data in this folder (gradnorms.csv, gradflow.csv).")
 
-    atomic_write_text(folder / "verdict.json", json.dumps(verdict, indent=2, allow_nan=False))
-    atomic_write_text(folder / "report.md", doc.markdown())
-    atomic_write_text(folder / "report.html", doc.html("ResNet depth study"))
+    atomic_write_text(folder / VERDICT, json.dumps(verdict, indent=2, allow_nan=False))
+    atomic_write_text(folder / REPORT_MD, doc.markdown())
+    atomic_write_text(folder / REPORT_HTML, doc.html("ResNet depth study"))
     return verdict

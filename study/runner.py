@@ -1,12 +1,6 @@
 """The resumable study runner: one folder per grid point, tables regenerated atomically.
 
-Layout of a study folder::
-
-    study.json              the config and its W&B group (the study id)
-    runs/<run_key>/         one training run (history.csv, summary.json, checkpoint, wandb/)
-    results.csv             one row per finished run (schema in README.md)
-    history.csv             one row per run and epoch
-    gradnorms.csv           per-layer gradient norms, one row per run, epoch and weighted layer
+The folder's files are described in `study.files`.
 
 A run is finished when its `summary.json` exists (written last, atomically). The tables are rebuilt
 from the finished runs under a lock and renamed into place, so killing the study at any moment,
@@ -34,28 +28,28 @@ from pathlib import Path
 from study.configs import GridPoint, StudyConfig
 from study.core.errors import UserError
 from study.core.twin import load
+from study.files import (
+    GRADNORM_COLUMNS,
+    GRADNORMS,
+    HISTORY,
+    HISTORY_COLUMNS,
+    RESULT_COLUMNS,
+    RESULTS,
+    RUN_IDENTITY,
+    RUNS,
+    STUDY,
+    SUMMARY,
+    atomic_write_text,
+    write_csv,
+)
 from study.memory import keep_freed_memory
-from study.train import HISTORY, SUMMARY, atomic_write_text, csv_text, run_training
-
-STUDY_FILE = "study.json"
-RUNS = "runs"
-RESULTS = "results.csv"
-HISTORIES = "history.csv"
-GRADNORMS = "gradnorms.csv"
-RESULT_COLUMNS = [
-    "run_key", "study", "backend", "arch", "depth", "shortcut", "activation", "norm", "seed", "dataset",
-    "epochs", "epochs_completed", "final_train_loss", "final_train_error", "final_test_error",
-    "best_test_error", "diverged", "wall_s", "train_img_per_s", "params",
-]  # fmt: skip
-HISTORY_COLUMNS = ["run_key", "backend", "arch", "depth", "seed", "epoch", "train_loss", "train_error",
-                   "test_loss", "test_error", "lr", "wall_s", "train_img_per_s"]  # fmt: skip
-GRADNORM_COLUMNS = ["run_key", "backend", "arch", "depth", "seed", "epoch", "layer_index", "layer", "grad_norm"]
+from study.train import run_training
 
 
 def open_study(out: Path, config: StudyConfig) -> str:
     """Create or resume the study folder; returns the study id (the W&B group)."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / STUDY_FILE
+    path = out / STUDY
     if path.exists():
         existing = json.loads(path.read_text())
         if existing["config"] != config.to_dict():
@@ -139,7 +133,7 @@ def _result_row(summary: dict, run_key: str, study_id: str) -> dict:
 
 def update_tables(out: Path) -> list[dict]:
     """Rebuild results.csv, history.csv and gradnorms.csv from the finished runs, atomically."""
-    study_id = json.loads((out / STUDY_FILE).read_text())["study_id"] if (out / STUDY_FILE).exists() else ""
+    study_id = json.loads((out / STUDY).read_text())["study_id"] if (out / STUDY).exists() else ""
     results, histories, gradnorms = [], [], []
     with locked(out / ".tables.lock"):
         for summary_path in sorted((out / RUNS).glob(f"*/{SUMMARY}")):
@@ -147,7 +141,7 @@ def update_tables(out: Path) -> list[dict]:
             summary = json.loads(summary_path.read_text())
             row = _result_row(summary, run_key, study_id)
             results.append(row)
-            ident = {k: row[k] for k in ("run_key", "backend", "arch", "depth", "seed")}
+            ident = {k: row[k] for k in RUN_IDENTITY}
             history_path = summary_path.parent / HISTORY
             if history_path.exists() and history_path.stat().st_size:
                 with open(history_path) as handle:
@@ -164,9 +158,9 @@ def update_tables(out: Path) -> list[dict]:
                             }
                             for i, k in enumerate(layers)
                         ]
-        atomic_write_text(out / RESULTS, csv_text(RESULT_COLUMNS, results))
-        atomic_write_text(out / HISTORIES, csv_text(HISTORY_COLUMNS, histories))
-        atomic_write_text(out / GRADNORMS, csv_text(GRADNORM_COLUMNS, gradnorms))
+        write_csv(out / RESULTS, results, RESULT_COLUMNS)
+        write_csv(out / HISTORY, histories, HISTORY_COLUMNS)
+        write_csv(out / GRADNORMS, gradnorms, GRADNORM_COLUMNS)
     return results
 
 
@@ -240,8 +234,8 @@ def collect(out: Path, sources: list[Path]) -> list[dict]:
     for source in map(Path, sources):
         if not (source / RUNS).is_dir():
             raise UserError(f"{source} is not a study folder (no {RUNS}/ inside)")
-        if not (out / STUDY_FILE).exists() and (source / STUDY_FILE).exists():
-            shutil.copy2(source / STUDY_FILE, out / STUDY_FILE)
+        if not (out / STUDY).exists() and (source / STUDY).exists():
+            shutil.copy2(source / STUDY, out / STUDY)
         for summary in sorted((source / RUNS).glob(f"*/{SUMMARY}")):
             target = out / RUNS / summary.parent.name
             if not (target / SUMMARY).exists():

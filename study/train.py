@@ -6,11 +6,8 @@ else is there.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -21,30 +18,15 @@ from study.core.errors import UserError
 from study.core.records import EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import Twin, load
+from study.files import HISTORY, SUMMARY, atomic_write_text, write_csv
 from study.tracking import library_versions, start_wandb
 
 DEVICES = ("auto", "cpu", "gpu")  # --device
 PRECISIONS = ("32", "bf16")  # --precision: fp32, or bf16 mixed precision
-SUMMARY = "summary.json"
-HISTORY = "history.csv"
 
 
 class RunError(UserError):
     """A problem with the run's inputs or environment; the message is one line for the user."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers see all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare_out_dir(out: Path) -> Path:
@@ -80,18 +62,8 @@ def fit_spec_to_data(spec: NetworkSpec, dataset: datasets.Dataset, input_given: 
     return spec.with_overrides(input_shape=dataset.input_shape, classes=dataset.classes)
 
 
-def csv_text(columns: list[str], rows: list[dict]) -> str:
-    """CSV with a header; keys of a row outside `columns` are left out."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def write_history(path: Path, records: list[EpochRecord]) -> None:
-    rows = [r.to_row() for r in records]
-    atomic_write_text(path, csv_text(list(rows[0]), rows) if rows else "")
+    write_csv(path, [r.to_row() for r in records])
 
 
 def summarize(records: list[EpochRecord], diverged: bool) -> dict:

@@ -1,0 +1,83 @@
+"""The study folder's files: their names, their CSV columns, and how every one of them is written.
+
+A study folder (`resnet-study run --out DIR`)::
+
+    study.json              the config and its W&B group (the study id)
+    runs/<run_key>/         one training run: history.csv, summary.json, checkpoint, wandb/
+    results.csv             one row per finished run (RESULT_COLUMNS)
+    history.csv             one row per run and epoch (HISTORY_COLUMNS)
+    gradnorms.csv           one row per run, epoch and weighted layer (GRADNORM_COLUMNS)
+    gradflow.csv            per-layer gradient norms at initialization (`study.gradflow`)
+    gradflow_fit.csv        their fitted decay per network
+    verdict.json            the verdicts and the statistics behind them (`study.stats`)
+    report.md, report.html  the report, with figures/ beside it
+
+A training folder (`resnet-study train --out DIR`, and each ``runs/<run_key>/``) holds history.csv
+(one row per epoch: `study.core.records.EpochRecord.to_row`), summary.json (written last: a folder
+without it holds no finished run) and the twin's checkpoint.
+
+Every file is written whole or not at all (`atomic_write_text`): readers, a killed process and a
+second writer never see half a file. docs/design.md documents the columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+STUDY = "study.json"
+RUNS = "runs"
+RESULTS = "results.csv"
+HISTORY = "history.csv"  # a run's epochs; in a study folder, every run's epochs
+SUMMARY = "summary.json"
+GRADNORMS = "gradnorms.csv"
+GRADFLOW = "gradflow.csv"
+GRADFLOW_FIT = "gradflow_fit.csv"
+VERDICT = "verdict.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+FIGURES = "figures"
+
+RESULT_COLUMNS = [
+    "run_key", "study", "backend", "arch", "depth", "shortcut", "activation", "norm", "seed", "dataset",
+    "epochs", "epochs_completed", "final_train_loss", "final_train_error", "final_test_error",
+    "best_test_error", "diverged", "wall_s", "train_img_per_s", "params",
+]  # fmt: skip
+RUN_IDENTITY = ["run_key", "backend", "arch", "depth", "seed"]  # the first columns of the per-run tables
+HISTORY_COLUMNS = [*RUN_IDENTITY, "epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "wall_s",
+                   "train_img_per_s"]  # fmt: skip
+GRADNORM_COLUMNS = [*RUN_IDENTITY, "epoch", "layer_index", "layer", "grad_norm"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers see all or nothing."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def csv_text(columns: list[str], rows: list[dict]) -> str:
+    """CSV with a header; keys of a row outside `columns` are left out, missing ones left empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """`rows` as a CSV file, atomically; `columns` defaults to the first row's keys (no rows: empty file)."""
+    if columns is None:
+        columns = list(rows[0]) if rows else []
+    atomic_write_text(path, csv_text(columns, rows) if columns else "")
