@@ -24,8 +24,10 @@ from keras_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.init import initial_state
-from study.core.records import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
+from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec, TrainSpec
+
+DTYPE_POLICY = {"32": "float32", "bf16": "mixed_bfloat16", FLOAT64: "float64"}  # run.precision -> Keras'
 
 
 class ClassifierModel(keras.Model):
@@ -198,7 +200,7 @@ def train(
     """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset`."""
     import keras_impl.models as models
 
-    dtype = {"32": "float32", "bf16": "mixed_bfloat16", "64": "float64"}[run.precision]
+    dtype = DTYPE_POLICY[run.precision]
     strategy = distribution_strategy(run)
     keras.utils.set_random_seed(train_spec.seed)
     tf.config.experimental.enable_op_determinism()

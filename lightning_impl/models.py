@@ -15,12 +15,12 @@ from torch import nn
 from lightning_impl.layers import PadShortcut
 from study.core.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}  # one per spec.ACTIVATIONS
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def make_activation(spec: NetworkSpec) -> nn.Module:
-    return ACTIVATIONS[spec.activation]()
+    return ACTIVATION_MODULES[spec.activation]()
 
 
 def make_conv_bn(layer: ConvLayer) -> tuple[nn.Conv2d, nn.Module]:

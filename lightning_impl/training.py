@@ -29,10 +29,10 @@ from lightning_impl.optim import make_optimizer
 from lightning_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.init import initial_state
-from study.core.records import EpochRecord, RunContext, TrainOutcome, weighted_layer_names
+from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec, TrainSpec
 
-PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "64": "64-true"}
+TRAINER_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", FLOAT64: "64-true"}  # run.precision -> Trainer's
 RECORDS = ".epoch-records.jsonl"  # multi-process runs: rank 0's records for the main process
 
 
@@ -160,7 +160,7 @@ def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose:
         strategy="ddp_spawn" if multi else "auto",
         sync_batchnorm=multi and run.device == "gpu",
         use_distributed_sampler=False,  # EpochBatches already gives each process its share
-        precision=PRECISIONS[run.precision],
+        precision=TRAINER_PRECISION[run.precision],
         deterministic=True,
         logger=logger,
         callbacks=callbacks,
@@ -192,9 +192,9 @@ def train(
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")  # inside Lightning itself
     pl.seed_everything(train_spec.seed, workers=True, verbose=False)
-    dtype = torch.float64 if run.precision == "64" else torch.float32
+    dtype = torch.float64 if run.precision == FLOAT64 else torch.float32
     if backbone is None:
-        backbone = models.build(spec, "float64" if run.precision == "64" else "float32")
+        backbone = models.build(spec, "float64" if run.precision == FLOAT64 else "float32")
         load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the Keras twin
     module = ClassifierModule(backbone, train_spec, run.steps_per_epoch, weighted_layer_names(spec))
     module.trace_steps = run.trace_steps

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from study.core.records import FLOAT64
 from study.core.spec import NetworkSpec
 from study.core.twin import load
 
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # one forward/backward pass
+DTYPES = tuple(TOLERANCES)  # agree --dtype
 TRAJECTORY_TOLERANCES = {"float64": 1e-8, "float32": 1e-3}  # K SGD steps (--train-steps)
 TRAJECTORY = ("train_loss_trajectory", "train_final_weights")
 
@@ -167,7 +169,7 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
             "train_final_weights": relative_error(_flat(a[1], keys), _flat(b[1], keys)),
         }
 
-    precision = {"float64": "64", "float32": "32"}[dtype]
+    precision = {"float64": FLOAT64, "float32": "32"}[dtype]
     k, t = train(keras_twin, keras_model, precision), train(torch_twin, torch_model, precision)
     report.train_losses = {"keras": k[0].tolist(), "lightning": t[0].tolist()}
     report.max_rel_error.update(errors(k, t))
@@ -176,7 +178,7 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
         # twin's own float32 trajectory against its float64 one from the same weights.
         reference = torch_twin.build(spec, "float64")
         torch_twin.load_torch_state(reference, initial)
-        report.noise_floor.update(errors(t, train(torch_twin, reference, "64")))
+        report.noise_floor.update(errors(t, train(torch_twin, reference, FLOAT64)))
 
 
 def _torch_float32_noise(torch_twin, torch_model, x, labels, probe) -> dict[str, float]:

@@ -11,15 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-from study.configs import ARCHS
+from study.agree import DTYPES
 from study.core.data import DATASETS
 from study.core.errors import UserError
-from study.core.spec import ACTIVATIONS, NORMS, SHORTCUTS, NetworkSpec, parse_spec
+from study.core.records import PRECISIONS
+from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec, parse_spec
 from study.core.twin import BACKENDS
-from study.files import REPORT_HTML, REPORT_MD, VERDICT
+from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
 from study.memory import keep_freed_memory
 from study.tracking import WANDB_MODES
-from study.train import DEVICES, PRECISIONS
+from study.train import DEVICE_REQUESTS
 
 PROG = "resnet-study"
 
@@ -52,7 +53,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--norm", choices=NORMS)
     parser.add_argument("--input", type=parse_input_shape, metavar="H,W,C", help="input shape")
     parser.add_argument("--classes", type=int, metavar="K")
-    parser.add_argument("--bottleneck-stride", choices=("3x3", "1x1"), help="3x3: v1.5 (default), 1x1: v1")
+    parser.add_argument("--bottleneck-stride", choices=BOTTLENECK_STRIDES, help="3x3: v1.5 (default), 1x1: v1")
 
 
 def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
@@ -218,7 +219,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activation", choices=ACTIVATIONS)
     parser.add_argument("--norm", choices=NORMS)
     parser.add_argument("--wandb", choices=WANDB_MODES, default="offline")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--device", choices=DEVICE_REQUESTS, default="auto")
 
 
 def study_config_from_args(args: argparse.Namespace):
@@ -324,8 +325,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     }
     text = yaml.safe_dump(sweep, sort_keys=False)
     if args.file:
-        from study.files import atomic_write_text
-
         atomic_write_text(Path(args.file), text)
         print(f"wrote {args.file}: wandb sweep {args.file} && wandb agent <sweep id> (on each machine)")
     else:
@@ -417,7 +416,7 @@ def make_parser() -> ArgumentParser:
 
     agree = commands.add_parser("agree", help="prove the two twins compute the same numbers")
     add_spec_arguments(agree)
-    agree.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    agree.add_argument("--dtype", choices=DTYPES, default="float32")
     agree.add_argument("--batch", type=int, default=8, help="examples in the compared batch (default 8)")
     agree.add_argument("--seed", type=int, default=0)
     agree.add_argument(
@@ -442,7 +441,7 @@ def make_parser() -> ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("runs/train"))
     train.add_argument("--wandb", choices=WANDB_MODES, default="offline")
-    train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--device", choices=DEVICE_REQUESTS, default="auto")
     train.add_argument("--precision", choices=PRECISIONS, default="32")
     train.add_argument("--compile", action="store_true", help="torch.compile the backbone (lightning backend)")
     train.add_argument(
@@ -502,7 +501,7 @@ def make_parser() -> ArgumentParser:
     bench.add_argument("--batch", type=positive_int, default=128)
     bench.add_argument("--steps", type=positive_int, default=20, help="steps per timed epoch")
     bench.add_argument("--repeats", type=positive_int, default=7, help="timed epochs (after one warm-up)")
-    bench.add_argument("--device", choices=DEVICES, default="auto")
+    bench.add_argument("--device", choices=DEVICE_REQUESTS, default="auto")
     bench.add_argument("--precision", choices=PRECISIONS, default="32")
     bench.add_argument("--compile", action="store_true", help="torch.compile the lightning twin (and its raw loop)")
     bench.add_argument("--json", action="store_true")

@@ -12,9 +12,8 @@ import json
 from dataclasses import dataclass
 
 from study.core.errors import UserError
-from study.core.spec import NetworkSpec, TrainSpec
-
-ARCHS = ("plain", "resnet")
+from study.core.spec import ARCHS, NetworkSpec, TrainSpec
+from study.core.twin import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ CONFIGS = {
     "default": StudyConfig(
         name="default",
         dataset="digits",
-        backends=("keras", "lightning"),
+        backends=BACKENDS,
         archs=ARCHS,
         depths=(8, 20, 56),
         seeds=(0, 1, 2, 3, 4),
@@ -123,7 +122,7 @@ CONFIGS = {
     "paper": StudyConfig(
         name="paper",
         dataset="cifar10",
-        backends=("keras", "lightning"),
+        backends=BACKENDS,
         archs=ARCHS,
         depths=(20, 32, 44, 56, 110),
         seeds=(0, 1, 2),

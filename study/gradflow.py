@@ -20,12 +20,9 @@ from scipy import stats
 from study.core import data as datasets
 from study.core.init import initial_state
 from study.core.records import weighted_layer_names
-from study.core.spec import NetworkSpec
+from study.core.spec import ACTIVATIONS, ARCHS, NORMS, NetworkSpec
 from study.core.twin import load
 from study.files import GRADFLOW, GRADFLOW_FIT, write_csv
-
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
-NORMS = ("batch", "none")
 
 
 def measure(
@@ -41,9 +38,7 @@ def measure(
     twin = load(backend)
     x, y = dataset.x_train[:batch], dataset.y_train[:batch]
     rows, fits = [], []
-    for arch, activation, norm, depth, seed in itertools.product(
-        ("plain", "resnet"), activations, norms, depths, seeds
-    ):
+    for arch, activation, norm, depth, seed in itertools.product(ARCHS, activations, norms, depths, seeds):
         spec = NetworkSpec(
             "cifar", depth, residual=arch == "resnet", activation=activation, norm=norm,
             input_shape=dataset.input_shape, classes=dataset.classes,

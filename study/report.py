@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import t as t_dist
 
 from study import stats
+from study.core.spec import ARCHS
 from study.files import (
     FIGURES,
     GRADFLOW,
@@ -60,7 +61,7 @@ def figure_curves(history: pd.DataFrame, path: Path) -> Path:
     depths = sorted(history.depth.unique())
     cmap = plt.get_cmap("viridis", len(depths) + 1)
     for row, backend in enumerate(backends):
-        for col, arch in enumerate(("plain", "resnet")):
+        for col, arch in enumerate(ARCHS):
             ax = axes[row][col]
             for i, depth in enumerate(depths):
                 cell = history[(history.backend == backend) & (history.arch == arch) & (history.depth == depth)]
@@ -135,7 +136,7 @@ def figure_gradient_norms(
     frames = [f for f in (gradnorms, gradflow) if f is not None and not f.empty]
     depths = sorted(set().union(*(set(f.depth) for f in frames)))
     color = dict(zip(depths, plt.get_cmap("viridis", len(depths) + 1).colors, strict=False))
-    for ax, arch in zip(axes, ("plain", "resnet"), strict=True):
+    for ax, arch in zip(axes, ARCHS, strict=True):
         if gradnorms is not None and not gradnorms.empty:
             last = gradnorms[gradnorms.epoch == gradnorms.groupby("run_key").epoch.transform("max")]
             for depth, group in last[last.arch == arch].groupby("depth"):

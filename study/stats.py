@@ -38,9 +38,9 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from study.core.errors import UserError
+from study.core.spec import ARCHS
+from study.core.twin import BACKENDS
 
-ARCHS = ("plain", "resnet")
-BACKENDS = ("keras", "lightning")
 ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
 CI_LEVEL = 0.95  # all confidence intervals, independent of the test level alpha

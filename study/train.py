@@ -15,14 +15,13 @@ from pathlib import Path
 
 from study.core import data as datasets
 from study.core.errors import UserError
-from study.core.records import EpochRecord, RunContext
+from study.core.records import DEVICES, EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import Twin, load
 from study.files import HISTORY, SUMMARY, atomic_write_text, write_csv
 from study.tracking import library_versions, start_wandb
 
-DEVICES = ("auto", "cpu", "gpu")  # --device
-PRECISIONS = ("32", "bf16")  # --precision: fp32, or bf16 mixed precision
+DEVICE_REQUESTS = ("auto", *DEVICES)  # --device: auto takes a GPU where the twin's framework sees one
 
 
 class RunError(UserError):

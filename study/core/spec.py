@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from study.core.errors import UserError
 
 FAMILIES = ("cifar", "imagenet")
+ARCHS = ("plain", "resnet")  # `NetworkSpec.arch`: the plain twin, or the residual net
 SHORTCUTS = ("A", "B")
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 NORMS = ("batch", "none")
@@ -184,7 +185,7 @@ class NetworkSpec:
 
     @property
     def arch(self) -> str:
-        return "resnet" if self.residual else "plain"
+        return ARCHS[self.residual]
 
     @property
     def name(self) -> str:
@@ -351,7 +352,7 @@ class NetworkSpec:
 def preset_names() -> list[str]:
     """The named presets, in the order a user would read them."""
     names = [f"resnet{d}" for d in CIFAR_PRESET_DEPTHS] + [f"plain{d}" for d in CIFAR_PLAIN_PRESET_DEPTHS]
-    names += [f"{arch}{d}" for arch in ("resnet", "plain") for d in IMAGENET_LAYOUTS]
+    names += [f"{arch}{d}" for arch in reversed(ARCHS) for d in IMAGENET_LAYOUTS]
     return names
 
 
