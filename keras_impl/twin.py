@@ -28,12 +28,30 @@ def use_cpu_only() -> None:
     tf.config.set_visible_devices([], "GPU")
 
 
+def full_precision_matmuls() -> None:
+    tf.config.experimental.enable_tensor_float_32_execution(False)  # TensorFlow enables TF32 by default
+
+
 def set_threads(threads: int) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 __all__ = [
-    "NAME", "PACKAGES", "build", "count_macs", "count_trainable_params", "forward", "forward_backward",
-    "gpu_count", "gpu_name", "load_torch_state", "raw_loop", "set_threads", "to_torch_state", "train", "use_cpu_only",
-]  # fmt: skip
+    "NAME",
+    "PACKAGES",
+    "build",
+    "count_macs",
+    "count_trainable_params",
+    "forward",
+    "forward_backward",
+    "full_precision_matmuls",
+    "gpu_count",
+    "gpu_name",
+    "load_torch_state",
+    "raw_loop",
+    "set_threads",
+    "to_torch_state",
+    "train",
+    "use_cpu_only",
+]

@@ -26,11 +26,30 @@ def use_cpu_only() -> None:
     """Nothing to do: the Trainer's accelerator and the bench loop's device choose where torch runs."""
 
 
+def full_precision_matmuls() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False  # on by default for convolutions
+
+
 def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
 __all__ = [
-    "NAME", "PACKAGES", "build", "count_macs", "count_trainable_params", "forward", "forward_backward",
-    "gpu_count", "gpu_name", "load_torch_state", "raw_loop", "set_threads", "to_torch_state", "train", "use_cpu_only",
-]  # fmt: skip
+    "NAME",
+    "PACKAGES",
+    "build",
+    "count_macs",
+    "count_trainable_params",
+    "forward",
+    "forward_backward",
+    "full_precision_matmuls",
+    "gpu_count",
+    "gpu_name",
+    "load_torch_state",
+    "raw_loop",
+    "set_threads",
+    "to_torch_state",
+    "train",
+    "use_cpu_only",
+]

@@ -80,6 +80,8 @@ class AgreeReport:
 def build_twins(spec: NetworkSpec, dtype: str, seed: int):
     """(keras twin, torch twin, keras model, torch model) sharing the torch twin's initial weights."""
     keras_twin, torch_twin = load("keras"), load("lightning")
+    for twin in (keras_twin, torch_twin):
+        twin.full_precision_matmuls()
     torch_model = torch_twin.build(spec, dtype, seed=seed)
     keras_model = keras_twin.build(spec, dtype)
     counts = {

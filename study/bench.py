@@ -27,7 +27,8 @@ from study.core.twin import Twin, load
 from study.tracking import library_versions
 
 # Dense peak throughput, FLOP/s, by GPU name fragment and precision (vendor data sheets, SXM parts;
-# "32" is TF32 tensor-core math, which the agreement checks switch off but training may use).
+# "32" is TF32 tensor-core math, which the agreement checks switch off but training may use:
+# docs/design.md, convention 6).
 GPU_PEAKS = {
     "H200": {"bf16": 989e12, "32": 494e12},
     "H100": {"bf16": 989e12, "32": 494e12},

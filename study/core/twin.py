@@ -105,6 +105,10 @@ class Twin(Protocol):
     def use_cpu_only(self) -> None:
         """Keep the framework off the GPUs (where it would otherwise place work there by itself)."""
 
+    def full_precision_matmuls(self) -> None:
+        """Switch off reduced-precision float32 math (TF32 on NVIDIA GPUs) for the agreement checks
+        (docs/design.md, convention 6); a no-op on CPUs."""
+
     def set_threads(self, threads: int) -> None:
         """Intra- and inter-op CPU threads; call before the framework starts its runtime."""
 
