@@ -114,6 +114,18 @@ def test_trap_conv_bias(monkeypatch):
         compare_twins(parse_spec("resnet-8"), dtype="float64")
 
 
+def test_trap_option_a_zero_channels_first(monkeypatch):
+    """Option A appends the zero channels after the existing ones (convention 9); before is another network."""
+
+    def zeros_first(self, x):
+        x = x[:, :: self.stride, :: self.stride, :]
+        return keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [self.extra_channels, 0]])
+
+    monkeypatch.setattr(keras_impl.layers.PadShortcut, "call", zeros_first)
+    report, errors = _float64_errors(shortcut="A")
+    assert not report.passed and errors["logits_eval"] > 1e-3
+
+
 def test_float32_kink_allowance_does_not_hide_a_real_error(monkeypatch):
     """The float32 ReLU-kink noise floor is ~1e-3; a convention error is far above it."""
     monkeypatch.setattr(keras_impl.models, "BN_EPSILON", 1e-3)
