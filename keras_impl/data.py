@@ -1,6 +1,7 @@
 """The Keras twin's input pipeline: `study.core.data`'s batches as a `tf.data.Dataset`.
 
-Mirrors `lightning_impl/data.py`: both serve exactly `study.core.data.epoch_batches`.
+Mirrors `lightning_impl/data.py`: both serve exactly `study.core.data.epoch_batches` (docs/design.md,
+convention 8).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     Keras' own layer stores the biased variance (divide by n) in `moving_variance`; torch stores the
     unbiased one (divide by n - 1) while normalizing with the biased one in both. We follow torch
-    (DESIGN.md trap 2), so eval-mode outputs after training agree between the twins. Momentum is
+    (docs/design.md, convention 2), so eval-mode outputs after training agree between the twins. Momentum is
     Keras' (moving = momentum * moving + (1 - momentum) * batch), i.e. 1 - torch's momentum.
     """
 
@@ -75,7 +75,8 @@ def _batch_norm_train(x, gamma, beta, axes, epsilon):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PadShortcut(keras.layers.Layer):
-    """Option A shortcut (NHWC): subsample by the stride, append zero channels after the existing ones."""
+    """Option A shortcut (NHWC): subsample by the stride, append zero channels after the existing ones
+    (docs/design.md, convention 9)."""
 
     def __init__(self, stride: int, extra_channels: int, **kwargs):
         super().__init__(**kwargs)

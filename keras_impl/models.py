@@ -22,9 +22,9 @@ def make_activation(spec: NetworkSpec, name: str, dtype) -> layers.Layer:
 
 
 def apply_conv_bn(x, layer: ConvLayer, dtype):
-    """Conv (no bias) and its BN, named as the torch twin's modules."""
+    """Conv (no bias: docs/design.md, convention 7) and its BN, named as the torch twin's modules."""
     # Keras 'same' pads (0, 1) at stride 2 on even inputs, torch pads (1, 1): pad explicitly
-    # with torch's symmetric padding and convolve 'valid' (DESIGN.md trap 1).
+    # with torch's symmetric padding and convolve 'valid' (docs/design.md, convention 1).
     if layer.padding:
         x = layers.ZeroPadding2D(layer.padding, name=f"{layer.name}.pad", dtype=dtype)(x)
     x = layers.Conv2D(

@@ -16,9 +16,9 @@ class TorchSGD(keras.optimizers.Optimizer):
     """torch.optim.SGD (dampening 0, no Nesterov) in Keras.
 
     Keras' SGD keeps m = mu * m - lr * g and adds m; torch keeps v = mu * v + g and subtracts lr * v.
-    They agree at constant LR and differ right after an LR drop (DESIGN.md trap 5). Weight decay is
-    torch's coupled form, g += weight_decay * w, on every trainable variable (Keras' own
-    `weight_decay` argument is decoupled, trap 4).
+    They agree at constant LR and differ right after an LR drop (docs/design.md, convention 5).
+    Weight decay is torch's coupled form, g += weight_decay * w, on every trainable variable (Keras'
+    own `weight_decay` argument is decoupled: convention 4).
     """
 
     def __init__(
@@ -46,7 +46,8 @@ class TorchSGD(keras.optimizers.Optimizer):
 
 @keras.saving.register_keras_serializable(package="resnet_study")
 class PiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
-    """lr = values[i] for boundaries[i-1] <= step < boundaries[i] (`TrainSpec.lr_schedule`).
+    """lr = values[i] for boundaries[i-1] <= step < boundaries[i] (`TrainSpec.lr_schedule`, docs/design.md,
+    convention 11).
 
     `dtype` matters: 0.1 as float32 is not 0.1 as float64, and float64 agreement is checked at 1e-8.
     """

@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_impl.layers import BatchNormalization
 
-# Keras variable -> torch state-dict suffix, per layer type (DESIGN.md trap 3: kernel layouts).
+# Keras variable -> torch state-dict suffix, per layer type (docs/design.md, convention 3: kernel layouts).
 _BN_VARIABLES = (
     ("gamma", "weight"),
     ("beta", "bias"),

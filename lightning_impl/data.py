@@ -1,6 +1,7 @@
 """The Lightning twin's input pipeline: `study.core.data`'s batches, gathered and augmented on the device.
 
-Mirrors `keras_impl/data.py`: both serve exactly `study.core.data.epoch_batches`.
+Mirrors `keras_impl/data.py`: both serve exactly `study.core.data.epoch_batches` (docs/design.md,
+convention 8).
 """
 
 from __future__ import annotations

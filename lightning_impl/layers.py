@@ -12,7 +12,8 @@ from torch import nn
 
 
 class PadShortcut(nn.Module):
-    """Option A shortcut: subsample by the stride, append zero channels after the existing ones."""
+    """Option A shortcut: subsample by the stride, append zero channels after the existing ones
+    (docs/design.md, convention 9)."""
 
     def __init__(self, stride: int, extra_channels: int):
         super().__init__()

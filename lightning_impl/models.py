@@ -24,9 +24,11 @@ def make_activation(spec: NetworkSpec) -> nn.Module:
 
 
 def make_conv_bn(layer: ConvLayer) -> tuple[nn.Conv2d, nn.Module]:
-    """Conv (no bias: BN follows or, without BN, the paper's nets have none either) and its BN."""
+    """Conv (no bias: BN follows or, without BN, the paper's nets have none either; docs/design.md,
+    convention 7) and its BN."""
     # torch pads symmetrically (padding=1 pads one row top and bottom); the Keras twin pads
-    # explicitly to match, because Keras 'same' pads (0, 1) at stride 2 on even inputs.
+    # explicitly to match, because Keras 'same' pads (0, 1) at stride 2 on even inputs
+    # (docs/design.md, convention 1).
     conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding, bias=False)
     if not layer.batch_norm:
         return conv, nn.Identity()
@@ -79,7 +81,7 @@ class ResNet(nn.Module):
         stem = spec.layers()[0]
         self.conv1, self.bn1 = make_conv_bn(stem)
         self.act = make_activation(spec)
-        # ImageNet stem max-pool pads with -inf (torch semantics); the Keras twin does the same.
+        # ImageNet stem max-pool pads with -inf (torch semantics); the Keras twin does the same (convention 1).
         self.maxpool = nn.MaxPool2d(3, 2, 1) if spec.family == "imagenet" else nn.Identity()
         stages: dict[int, list[Block]] = {}
         for block in spec.blocks():

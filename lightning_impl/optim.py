@@ -13,8 +13,9 @@ from study.core.spec import TrainSpec
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], train_spec: TrainSpec, steps_per_epoch: int) -> dict:
-    """torch's SGD (coupled weight decay on every parameter) and a per-step LR schedule
-    (`TrainSpec.lr_at`), as `LightningModule.configure_optimizers` returns them."""
+    """torch's SGD (its momentum form and coupled weight decay on every parameter: docs/design.md,
+    conventions 4 and 5) and the per-step LR schedule (`TrainSpec.lr_at`, convention 11), as
+    `LightningModule.configure_optimizers` returns them."""
     optimizer = torch.optim.SGD(parameters, lr=1.0, momentum=train_spec.momentum, weight_decay=train_spec.weight_decay)
     # base lr 1.0 times the schedule's value: the LR is exactly the schedule's number.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: train_spec.lr_at(step, steps_per_epoch))

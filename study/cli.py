@@ -1,4 +1,4 @@
-"""`resnet-study` (also `python -m study`): the command-line contract of DESIGN.md.
+"""`resnet-study` (also `python -m study`): the command-line contract of docs/design.md.
 
 Every error a user can cause prints one line on stderr naming the problem and exits with code 2.
 """

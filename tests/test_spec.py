@@ -1,10 +1,13 @@
-"""The specification alone: presets, validation, analytic complexity (regression-tested)."""
+"""The specification alone: presets, validation, analytic complexity (regression-tested), the LR
+schedule and the initial weights."""
 
 import re
 
+import numpy as np
 import pytest
 
-from study.core.spec import NetworkSpec, SpecError, parse_spec, preset_names
+from study.core.init import initial_state
+from study.core.spec import NetworkSpec, SpecError, TrainSpec, parse_spec, preset_names
 
 # He et al. 2015 Table 6 / torchvision: trainable parameters, exact.
 PARAMS = {
@@ -108,3 +111,29 @@ def test_odd_inputs_follow_torch_output_sizes():
 def test_invalid_specs_are_rejected_with_a_clear_message(name, overrides, message):
     with pytest.raises(SpecError, match=re.escape(message)):
         parse_spec(name, **overrides)
+
+
+def test_lr_at_follows_warmup_and_milestones_per_step():
+    """Convention 11: warm-up steps, then lr, divided by 10 at round(m x total steps)."""
+    recipe = TrainSpec(epochs=4, warmup_epochs=1, lr=0.1, warmup_lr=0.01, lr_milestones=(0.5, 0.75))
+    steps = 3  # 12 steps: warm-up 0-2, drops at steps 6 and 9
+    lrs = [recipe.lr_at(step, steps) for step in range(12)]
+    assert lrs == pytest.approx([0.01] * 3 + [0.1] * 3 + [0.01] * 3 + [0.001] * 3)
+    assert TrainSpec(epochs=10).lr_at(49, 10) == pytest.approx(0.1)  # step 50 of 100 is the first drop
+    assert TrainSpec(epochs=10).lr_at(50, 10) == pytest.approx(0.01)
+
+
+def test_initial_state_is_he_normal_fan_out_and_fits_both_twins_by_name():
+    """Convention 10: one NumPy draw per (spec, seed), the distributions the twins' own builds use."""
+    spec = parse_spec("resnet56")
+    state = initial_state(spec, seed=3)
+    assert state["layer3.0.conv2.weight"].shape == (64, 64, 3, 3)
+    assert state["layer3.0.conv2.weight"].std() == pytest.approx(np.sqrt(2 / 576), rel=0.03)
+    assert (state["layer3.0.bn2.weight"] == 1).all() and not state["layer3.0.bn2.bias"].any()
+    assert (state["layer3.0.bn2.running_var"] == 1).all() and not state["layer3.0.bn2.running_mean"].any()
+    assert np.abs(state["fc.weight"]).max() <= 1 / np.sqrt(64) and state["fc.weight"].std() > 0.5 / np.sqrt(3 * 64)
+    again, other = initial_state(spec, seed=3), initial_state(spec, seed=4)
+    assert all(np.array_equal(state[k], again[k]) for k in state)
+    assert not np.array_equal(state["conv1.weight"], other["conv1.weight"])
+    names = {layer.name for layer in spec.layers()}
+    assert {key.rsplit(".", 1)[0] for key in state if key.endswith("weight") and "bn" not in key} == names | {"fc"}

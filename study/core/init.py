@@ -1,6 +1,6 @@
 """Initial weights generated once, in NumPy, from the spec and a seed: both twins start from them.
 
-DESIGN.md: generate weights once and port them, rather than trusting two RNGs to agree. The same
+docs/design.md, convention 10: generate weights once and port them, rather than trusting two RNGs to agree. The same
 seed therefore gives the Keras and the Lightning twin the same initial network (and
 `study.core.data.epoch_batches` the same batches), so a study can compare the twins run by run.
 

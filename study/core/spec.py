@@ -56,7 +56,7 @@ IMAGENET_LAYOUTS = {
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 BOTTLENECK_EXPANSION = 4
 
-BN_MOMENTUM_TORCH = 0.1  # torch convention; Keras momentum = 1 - this (DESIGN.md trap 2)
+BN_MOMENTUM_TORCH = 0.1  # torch convention; Keras momentum = 1 - this (docs/design.md, convention 2)
 BN_EPSILON = 1e-5
 
 
