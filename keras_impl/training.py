@@ -10,6 +10,7 @@ backbone. The optimizer and LR schedule are in `keras_impl.optim`, the input pip
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 
@@ -189,6 +190,36 @@ def make_training_model(
     return model
 
 
+# Tracing the train and test steps of a deep net costs seconds (plain-56 on one CPU thread: ~5 s, five
+# times one epoch on digits), and a study worker trains the same network seed after seed. Such a
+# process keeps the compiled model of the last few networks and starts each new run by assigning the
+# new initial weights and zeroing the optimizer's state: the same traced graph computes the same
+# numbers as a fresh model (tests/test_training.py).
+_COMPILED: dict[tuple, ClassifierModel] = {}
+_COMPILED_KEEP = 8
+
+
+def compiled_training_model(
+    spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, dtype: str, xla: bool
+) -> ClassifierModel:
+    """A compiled training model of `spec` holding the seed's initial weights and a fresh optimizer state,
+    reused from an earlier run of this process where the network and recipe (all but the seed) match."""
+    import keras_impl.models as models
+
+    key = (spec, dataclasses.replace(train_spec, seed=0), steps_per_epoch, dtype, xla)
+    model = _COMPILED.pop(key, None)
+    if model is None:
+        model = make_training_model(spec, train_spec, steps_per_epoch, models.build(spec, dtype), dtype, xla)
+    else:
+        for variable in model.optimizer.variables:  # the step count and the momentum buffers
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
+    load_torch_state(model.backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
+    _COMPILED[key] = model
+    while len(_COMPILED) > _COMPILED_KEEP:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    return model
+
+
 def train(
     spec: NetworkSpec,
     train_spec: TrainSpec,
@@ -202,15 +233,21 @@ def train(
 
     dtype = DTYPE_POLICY[run.precision]
     strategy = distribution_strategy(run)
-    keras.utils.set_random_seed(train_spec.seed)
+    # No keras.utils.set_random_seed: nothing here draws random numbers (the weights come from
+    # study.core.init, the batches from study.core.data), and reseeding clears TensorFlow's function
+    # caches, which makes every run build its graphs again.
     tf.config.experimental.enable_op_determinism()
     steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        if backbone is None:
-            backbone = models.build(spec, dtype)
-            load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
-        # XLA on GPUs; on CPUs it loses oneDNN's convolutions (measured: 40 % slower for resnet20).
-        model = make_training_model(spec, train_spec, steps, backbone, dtype, xla=run.device == "gpu")
+    xla = run.device == "gpu"  # on CPUs XLA loses oneDNN's convolutions (measured: 40 % slower for resnet20)
+    if backbone is None and strategy is None:
+        model = compiled_training_model(spec, train_spec, steps, dtype, xla)
+        backbone = model.backbone
+    else:
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            if backbone is None:
+                backbone = models.build(spec, dtype)
+                load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
+            model = make_training_model(spec, train_spec, steps, backbone, dtype, xla)
     recorder, tracer = EpochRecorder(run), StepTracer()
     callbacks = [recorder, tracer] if run.trace_steps else [recorder]
     if run.wandb_run is not None:

@@ -13,8 +13,10 @@ import keras_impl.data
 import keras_impl.optim
 from lightning_impl.data import EpochBatches, to_nchw
 from study.agree import compare_twins
-from study.core.data import Dataset, epoch_batches, write_cifar10_files
+from study.core.data import Dataset, epoch_batches, load_dataset, steps_per_epoch, write_cifar10_files
+from study.core.records import RunContext
 from study.core.spec import TrainSpec, parse_spec
+from study.core.twin import load
 
 TIMING = {"wall_s", "train_img_per_s"}
 
@@ -109,6 +111,22 @@ def test_trap_weight_decay_semantics(monkeypatch, factor):
 
 
 # -- runs: determinism, files, W&B ----------------------------------------------------------------
+
+
+def test_keras_reuses_a_compiled_network_without_changing_a_number(tmp_path):
+    """A process that trains the same network again reuses its traced graph (keras_impl.training):
+    the run after another seed's run gives the fresh run's history, bit for bit."""
+    dataset = load_dataset("synthetic")
+    spec = parse_spec("resnet-8", input_shape=dataset.input_shape, classes=dataset.classes)
+    twin, histories = load("keras"), []
+    for seed in (1, 2, 1):
+        recipe = TrainSpec(epochs=2, warmup_epochs=1, seed=seed)
+        run = RunContext(
+            tmp_path, recipe, steps_per_epoch(len(dataset.y_train), recipe.batch_size), len(dataset.y_train)
+        )
+        outcome = twin.train(spec, recipe, dataset, run, verbose=0)
+        histories.append([(r.train_loss, r.test_loss, r.test_error, r.grad_norms["fc"]) for r in outcome.records])
+    assert histories[0] == histories[2] and histories[0] != histories[1]
 
 
 @pytest.mark.parametrize("backend", ["keras", "lightning"])
