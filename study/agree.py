@@ -7,14 +7,16 @@ over all its entries (all parameter gradients form one vector, all BN statistics
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from study.core.records import FLOAT64
-from study.core.spec import NetworkSpec
-from study.core.twin import load
+from study.core.data import Dataset, steps_per_epoch
+from study.core.records import FLOAT64, EpochRecord, RunContext
+from study.core.spec import NetworkSpec, TrainSpec
+from study.core.twin import Twin, load
 
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # one forward/backward pass
 DTYPES = tuple(TOLERANCES)  # agree --dtype
@@ -136,16 +138,32 @@ def compare_twins(
     return report
 
 
+@dataclass
+class Trajectory:
+    """What a twin's real training code did, step by step, from given initial weights."""
+
+    step_losses: np.ndarray  # every step's train-mode loss
+    records: list[EpochRecord]  # one per epoch
+    state: dict[str, np.ndarray]  # the final weights and BN statistics, torch layout
+
+
+def train_from(
+    twin: Twin, spec: NetworkSpec, train_spec: TrainSpec, dataset: Dataset, initial: dict, precision: str
+) -> Trajectory:
+    """Train `twin` (its `train`: Keras `fit`, Lightning `Trainer`) from the `initial` state dict."""
+    model = twin.build(spec, "float64" if precision == FLOAT64 else "float32")
+    twin.load_torch_state(model, initial)
+    steps = steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
+    with tempfile.TemporaryDirectory() as out:
+        run = RunContext(Path(out), train_spec, steps, len(dataset.y_train), precision, trace_steps=True)
+        outcome = twin.train(spec, train_spec, dataset, run, backbone=model, verbose=0)
+    return Trajectory(np.array(outcome.batch_losses), outcome.records, twin.to_torch_state(model))
+
+
 def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps: int, report: AgreeReport) -> None:
-    """Train both twins' real training code (Keras `fit`, Lightning `Trainer`) for `steps` SGD steps
-    from the same weights on the same batches, augmentation off, with the recipe's LR drops at 50 %
-    and 75 % of the steps (so the momentum form matters); add the trajectory errors to `report`."""
-    import tempfile
-
-    from study.core.data import Dataset
-    from study.core.records import RunContext
-    from study.core.spec import TrainSpec
-
+    """Train both twins' real training code for `steps` SGD steps from the same weights on the same
+    batches, augmentation off, with the recipe's LR drops at 50 % and 75 % of the steps (so the
+    momentum form matters); add the trajectory errors to `report`."""
     # A learnable problem (class prototypes + noise), so the steps descend as in real training rather
     # than thrash on random labels, where any rounding difference grows exponentially.
     rng = np.random.default_rng([seed, 1])
@@ -154,33 +172,25 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
     x = (prototypes[y] + 0.5 * rng.standard_normal((len(y), *spec.input_shape))).astype("float32")
     data = Dataset("agree", x[:-batch], y[:-batch], x[-batch:], y[-batch:], spec.classes, augment=False)
     train_spec = TrainSpec(epochs=1, batch_size=batch, seed=seed, augment=False)
-    keras_twin, torch_twin, keras_model, torch_model = build_twins(spec, dtype, seed)
+    keras_twin, torch_twin, _, torch_model = build_twins(spec, dtype, seed)
     initial = torch_twin.to_torch_state(torch_model)
 
-    def train(twin, model, precision):
-        with tempfile.TemporaryDirectory() as out:
-            run = RunContext(Path(out), train_spec, steps, len(data.y_train), precision, trace_steps=True)
-            outcome = twin.train(spec, train_spec, data, run, backbone=model, verbose=0)
-        return np.array(outcome.batch_losses), twin.to_torch_state(model)
-
-    def errors(a, b):
-        keys = sorted(b[1])
-        loss = relative_error(a[0], b[0]) if len(a[0]) == len(b[0]) else float("inf")
+    def errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
+        keys = sorted(b.state)
+        loss = relative_error(a.step_losses, b.step_losses) if len(a.step_losses) == len(b.step_losses) else np.inf
         return {
-            "train_loss_trajectory": loss,
-            "train_final_weights": relative_error(_flat(a[1], keys), _flat(b[1], keys)),
+            "train_loss_trajectory": float(loss),
+            "train_final_weights": relative_error(_flat(a.state, keys), _flat(b.state, keys)),
         }
 
     precision = {"float64": FLOAT64, "float32": "32"}[dtype]
-    k, t = train(keras_twin, keras_model, precision), train(torch_twin, torch_model, precision)
-    report.train_losses = {"keras": k[0].tolist(), "lightning": t[0].tolist()}
+    k, t = (train_from(twin, spec, train_spec, data, initial, precision) for twin in (keras_twin, torch_twin))
+    report.train_losses = {"keras": k.step_losses.tolist(), "lightning": t.step_losses.tolist()}
     report.max_rel_error.update(errors(k, t))
     if dtype == "float32" and not all(report.quantity_passed(q) for q in TRAJECTORY):
         # ReLU kinks again (see KINK_FACTOR), now compounded over the steps: the floor is the torch
         # twin's own float32 trajectory against its float64 one from the same weights.
-        reference = torch_twin.build(spec, "float64")
-        torch_twin.load_torch_state(reference, initial)
-        report.noise_floor.update(errors(t, train(torch_twin, reference, FLOAT64)))
+        report.noise_floor.update(errors(t, train_from(torch_twin, spec, train_spec, data, initial, FLOAT64)))
 
 
 def _torch_float32_noise(torch_twin, torch_model, x, labels, probe) -> dict[str, float]:
