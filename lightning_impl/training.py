@@ -50,6 +50,9 @@ class ClassifierModule(pl.LightningModule):
         self.train_spec, self.steps_per_epoch, self.layer_names = train_spec, steps_per_epoch, layer_names
         classes = backbone.fc.out_features
         # nan_strategy="disable": a NaN loss must show in the epoch mean (divergence), not be dropped.
+        # The epoch means weight each batch by its size (the last one is partial), as Keras' twin does:
+        # each update passes the batch's mean loss once per example, because with nan_strategy="disable"
+        # torchmetrics (1.9) replaces a `weight` argument by ones.
         self.train_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         self.test_loss = torchmetrics.MeanMetric(nan_strategy="disable")
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(classes, average="micro")
@@ -75,7 +78,7 @@ class ClassifierModule(pl.LightningModule):
         loss = F.cross_entropy(logits.float() if logits.dtype != torch.float64 else logits, y)
         if self.trace_steps:  # a device sync per step: only for study.agree's trajectories
             self.batch_losses.append(loss.item())
-        self.train_loss.update(loss.detach(), weight=len(y))
+        self.train_loss.update(loss.detach().expand(len(y)))  # batch-size weighted (see __init__)
         self.train_acc.update(logits.detach(), y)
         return loss
 
@@ -87,7 +90,7 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.test_loss.update(F.cross_entropy(logits.float(), y), weight=len(y))
+        self.test_loss.update(F.cross_entropy(logits.float(), y).expand(len(y)))
         self.test_acc.update(logits, y)
 
     def configure_optimizers(self):

@@ -41,6 +41,19 @@ def test_ten_sgd_steps_agree_across_lr_drops(name, overrides, dtype):
     assert len(report.train_losses["keras"]) == len(report.train_losses["lightning"]) == 10
 
 
+@pytest.mark.parametrize("backend", ["keras", "lightning"])
+def test_epoch_train_loss_weights_each_batch_by_its_size(tmp_path, backend):
+    """An epoch's train loss is the mean over its examples: the partial last batch counts for less."""
+    dataset = load_dataset("synthetic", synthetic_size=(40, 16))
+    spec = parse_spec("plain-8", input_shape=dataset.input_shape, classes=dataset.classes)
+    recipe = TrainSpec(epochs=1, batch_size=16, augment=False)  # batches of 16, 16 and 8
+    run = RunContext(tmp_path, recipe, 3, 40, precision="64", trace_steps=True)
+    outcome = load(backend).train(spec, recipe, dataset, run, verbose=0)
+    steps = np.array(outcome.batch_losses)
+    assert len(steps) == 3 and abs(steps[2] - steps[:2].mean()) > 1e-3  # the weighting matters here
+    assert outcome.records[0].train_loss == pytest.approx(np.average(steps, weights=[16, 16, 8]), rel=1e-6)
+
+
 def augmenting_dataset(n=10):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, 6, 5, 3)).astype("float32")
