@@ -44,16 +44,18 @@ class ClassifierModel(keras.Model):
         self.backbone = backbone
         self.layer_names, self.steps_per_epoch = layer_names, steps_per_epoch
         self._kernels = [backbone.get_layer(name).kernel for name in layer_names]
+        # Metrics and norms in float32, or float64 for a float64 backbone (the agreement checks).
+        self.metric_dtype = keras.backend.result_type(backbone.inputs[0].dtype, "float32")
         self.grad_norms = self.add_weight(
             shape=(len(layer_names),),
             initializer="zeros",
             trainable=False,
             name="grad_norms",
-            dtype="float32",
+            dtype=self.metric_dtype,
             aggregation="only_first_replica",  # replicas hold the same (all-reduced) values
         )
-        self.loss_mean = keras.metrics.Mean(name="loss")
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.loss_mean = keras.metrics.Mean(name="loss", dtype=self.metric_dtype)
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype=self.metric_dtype)
 
     def call(self, x, training=False):
         return self.backbone(x, training=training)
@@ -88,9 +90,8 @@ class ClassifierModel(keras.Model):
         self.optimizer.apply(grads, variables)
         return self._update_metrics(x, y, logits, loss) | {"batch_loss": loss}
 
-    @staticmethod
-    def _norms(grads):
-        return ops.stack([ops.cast(ops.norm(ops.reshape(g, [-1])), "float32") for g in grads])
+    def _norms(self, grads):
+        return ops.stack([ops.cast(ops.norm(ops.reshape(g, [-1])), self.metric_dtype) for g in grads])
 
     def _record_grad_norms(self, grads):
         self.grad_norms.assign(self._norms(grads))

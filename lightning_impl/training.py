@@ -64,6 +64,13 @@ class ClassifierModule(pl.LightningModule):
         self.channels_last = False  # NHWC memory layout: faster convolutions on GPUs (tensor cores)
         self._compiled = None  # torch.compile'd backbone, kept off the module tree so state-dict keys stay
 
+    def on_fit_start(self) -> None:
+        """Metrics in float64 for a float64 backbone (the agreement checks); torchmetrics keeps float32
+        otherwise, and the Trainer's precision set-up resets what is set before `fit`."""
+        if next(self.backbone.parameters()).dtype == torch.float64:
+            for metric in (self.train_loss, self.test_loss, self.train_acc, self.test_acc):
+                metric.set_dtype(torch.float64)
+
     def compile_backbone(self) -> None:
         object.__setattr__(self, "_compiled", torch.compile(self.backbone))
 
@@ -75,12 +82,17 @@ class ClassifierModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits.float() if logits.dtype != torch.float64 else logits, y)
+        loss = self._loss(logits, y)
         if self.trace_steps:  # a device sync per step: only for study.agree's trajectories
             self.batch_losses.append(loss.item())
         self.train_loss.update(loss.detach().expand(len(y)))  # batch-size weighted (see __init__)
         self.train_acc.update(logits.detach(), y)
         return loss
+
+    @staticmethod
+    def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy on logits, in float32 at least (bf16 logits are cast up)."""
+        return F.cross_entropy(logits if logits.dtype == torch.float64 else logits.float(), y)
 
     def on_before_optimizer_step(self, optimizer):
         if self.trainer.is_last_batch:  # once per epoch: the gradient of the epoch's last step
@@ -90,7 +102,7 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.test_loss.update(F.cross_entropy(logits.float(), y).expand(len(y)))
+        self.test_loss.update(self._loss(logits, y).expand(len(y)))
         self.test_acc.update(logits, y)
 
     def configure_optimizers(self):
