@@ -31,9 +31,10 @@ class StudyConfig:
     activation: str = "relu"
     norm: str = "batch"
     gradflow_depths: tuple[int, ...] = ()  # depths probed by `gradflow` for the report; () = `depths`
+    exactness_depths: tuple[int, ...] = ()  # depths of the float64 recipe replay; () = the shallowest
 
     def __post_init__(self) -> None:
-        for field in ("backends", "archs", "depths", "seeds", "gradflow_depths"):
+        for field in ("backends", "archs", "depths", "seeds", "gradflow_depths", "exactness_depths"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
         if not (self.backends and self.archs and self.depths and self.seeds):
             raise UserError("a study needs at least one backend, arch, depth and seed")

@@ -9,6 +9,7 @@ A study folder (`resnet-study run --out DIR`)::
     gradnorms.csv           one row per run, epoch and weighted layer (GRADNORM_COLUMNS)
     gradflow.csv            per-layer gradient norms at initialization (`study.gradflow`)
     gradflow_fit.csv        their fitted decay per network
+    exactness.json          the float64 replay of the recipe by every twin (`study.exactness`)
     verdict.json            the verdicts and the statistics behind them (`study.stats`)
     report.md, report.html  the report, with figures/ beside it
 
@@ -36,6 +37,7 @@ SUMMARY = "summary.json"
 GRADNORMS = "gradnorms.csv"
 GRADFLOW = "gradflow.csv"
 GRADFLOW_FIT = "gradflow_fit.csv"
+EXACTNESS = "exactness.json"
 VERDICT = "verdict.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

@@ -16,7 +16,9 @@ from scipy.stats import t as t_dist
 
 from study import stats
 from study.core.spec import ARCHS
+from study.exactness import load_exactness
 from study.files import (
+    EXACTNESS,
     FIGURES,
     GRADFLOW,
     GRADFLOW_FIT,
@@ -29,6 +31,7 @@ from study.files import (
     VERDICT,
     atomic_write_text,
 )
+from study.verdicts import analyze
 
 COLORS = {"plain": "tab:red", "resnet": "tab:blue"}
 
@@ -104,24 +107,37 @@ def figure_error_vs_depth(degradation: dict, results: pd.DataFrame, path: Path) 
     return _save(fig, path)
 
 
-def figure_agreement(agreement: dict, results: pd.DataFrame, path: Path) -> Path:
-    """Keras vs Lightning final errors, run by run (paired by seed): on the diagonal means equal."""
+def figure_agreement(agreement: dict, path: Path) -> Path:
+    """Per cell and metric, the difference of the twins' mean errors with its 95 % CI (Welch) and the
+    equivalence margin: a cell is shown equivalent when its interval (at the Holm level) lies inside
+    the band. Crosses mark the differences the cell excludes (±bound)."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    pivot_index = ["arch", "depth", "seed"]
-    for ax, metric in zip(axes, ("final_train_error", "final_test_error"), strict=True):
-        pairs = results.pivot_table(index=pivot_index, columns="backend", values=metric)
-        if {"keras", "lightning"} <= set(pairs.columns):
-            for arch, group in pairs.groupby(level="arch"):
-                ax.scatter(100 * group.lightning, 100 * group.keras, color=COLORS.get(arch), label=arch, s=18)
-        margin = 100 * agreement.get("margin", 0.05)
-        ax.plot([0, 100], [0, 100], color="black", linewidth=0.8)
-        ax.fill_between([0, 100], [-margin, 100 - margin], [margin, 100 + margin], color="grey", alpha=0.15)
-        ax.set_xlim(0, 100), ax.set_ylim(0, 100)
-        ax.set_xlabel(f"lightning {metric.replace('final_', '')} (%)")
-        ax.set_ylabel(f"keras {metric.replace('final_', '')} (%)")
-        ax.legend(fontsize=8)
-    axes[0].set_title(f"agreement: {agreement['verdict']} (band: ±{agreement.get('margin', 0.05):.0%})")
+    metrics = agreement["metrics"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.45 * len(agreement["cells"]) + 1.6),
+                             squeeze=False, sharey=True)  # fmt: skip
+    labels = [f"{c['arch']}-{c['depth']}" + (f" {'/'.join(c['backends'])}" if len(agreement["pairs"]) > 1 else "")
+              for c in agreement["cells"]]  # fmt: skip
+    margin = 100 * agreement["margin"]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for row, cell in enumerate(agreement["cells"]):
+            test = cell["tests"][metric]
+            if test["mean_diff"] is None:
+                continue
+            color = {"equivalent": "tab:green", "bounded": "tab:orange", "differs": "tab:red"}.get(
+                cell["verdict"], "grey"
+            )
+            low, high = (test["ci_low"], test["ci_high"]) if test["ci_low"] is not None else (None, None)
+            ax.plot(100 * test["mean_diff"], row, "o", color=color)
+            if low is not None:
+                ax.plot([100 * low, 100 * high], [row, row], color=color)
+            if test["bound"] is not None:
+                ax.plot([-100 * test["bound"], 100 * test["bound"]], [row, row], "x", color=color, alpha=0.6)
+        ax.axvspan(-margin, margin, color="grey", alpha=0.15)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{' − '.join(agreement['pairs'][0])}: {metric.replace('final_', '').replace('_', ' ')} (points)")
+    axes[0][0].set_title(f"agreement: {agreement['verdict']} (band ±{margin:.1f} points)", loc="left")
     return _save(fig, path)
 
 
@@ -276,7 +292,8 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     """Read the tables in `folder`, decide, draw, and write verdict.json, report.md and report.html."""
     folder = Path(folder)
     results = stats.load_results(folder / RESULTS)
-    verdict = stats.analyze(results, alpha=alpha, margin=margin)
+    exactness = load_exactness(folder / EXACTNESS) if (folder / EXACTNESS).exists() else None
+    verdict = analyze(results, alpha=alpha, margin=margin, exactness=exactness)
     history, gradnorms = _read_optional(folder / HISTORY), _read_optional(folder / GRADNORMS)
     gradflow, gradflow_fit = _read_optional(folder / GRADFLOW), _read_optional(folder / GRADFLOW_FIT)
     config = json.loads((folder / STUDY).read_text())["config"] if (folder / STUDY).exists() else {}
@@ -330,42 +347,45 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
 
     agr = verdict["agreement"]
     doc.heading(f"Agreement of the twins: {agr['verdict']}")
+    doc.para(agr["reason"] + (f" What would settle it: {agr['settle']}." if agr["settle"] else ""))
+    doc.para(f"Proved exactly: {agr['proved']}.")
     doc.para(
-        f"{agr['reason']} Per (arch, depth) cell: TOST equivalence within ±{agr['margin']:.0%} error and a two-sided "
-        "difference test, paired by seed (both twins start from the same weights and see the same batches); Holm."
+        f"Shown statistically: {agr['shown']} (Welch TOST at ±{100 * agr['margin']:.1f} points on the final train and "
+        f"test error, Holm over all cells; {agr['design']})."
+    )
+    doc.para(
+        "Not excluded: "
+        + ("; ".join(agr["not_excluded"]) if agr["not_excluded"] else "nothing beyond the margin in any cell")
+        + "."
     )
     rows = []
     for cell in agr["cells"]:
         for metric, t in cell["tests"].items():
             rows.append(
                 [
-                    cell["arch"],
-                    cell["depth"],
-                    metric,
-                    t["n"],
+                    f"{cell['arch']}-{cell['depth']}",
+                    metric.replace("final_", ""),
+                    "+".join(map(str, t["n"])),
                     _pct_ci(t["mean_diff"], t["ci_low"], t["ci_high"]),
                     t["p_tost_holm"],
                     t["p_diff_holm"],
+                    None if t["bound"] is None else f"±{100 * t['bound']:.1f}",
+                    None if t["mdd"] is None else f"{100 * t['mdd']:.1f}",
+                    t["pair_correlation"],
                     cell["verdict"],
                 ]
             )
     doc.table(
-        [
-            "arch",
-            "depth",
-            "metric",
-            "pairs",
-            "keras − lightning, points % [95% CI]",
-            "p TOST (Holm)",
-            "p diff (Holm)",
-            "verdict",
-        ],
+        ["cell", "metric", "runs", f"{' − '.join(agr['pairs'][0]) if agr['pairs'] else 'difference'}, points [95% CI]",
+         "p TOST (Holm)", "p diff (Holm)", "excluded beyond", "detectable (80 %)", "seed pairing r", "verdict"],
         rows,
-    )
-    doc.figure(
-        figure_agreement(agr, results, folder / fig("agreement.png")).relative_to(folder),
-        "Keras vs Lightning final errors, run by run; the band is the equivalence margin.",
-    )
+    )  # fmt: skip
+    if agr["cells"]:
+        doc.figure(
+            figure_agreement(agr, folder / fig("agreement.png")).relative_to(folder),
+            "Difference of the twins' mean final errors per cell with its 95 % CI; the band is the equivalence margin, "
+            "the crosses the differences each cell excludes.",
+        )
 
     doc.heading("Gradient flow")
     if gradnorms is not None or gradflow is not None:

@@ -213,7 +213,18 @@ def run_study(
             + f" (study at {time.perf_counter() - started:.0f} s)"
         )
 
+    def report_replay(evidence: dict) -> None:
+        worst = evidence["worst"]
+        progress(
+            f"exactness: float64 replay of the recipe by {', '.join(evidence['backends'])}: "
+            + ("passed" if evidence["passed"] else "FAILED")
+            + (f" (largest difference {worst['error']:.1e} in {worst['quantity']}, {worst['spec']})" if worst else "")
+        )
+
+    replays = len(config.backends) > 1  # the twins' exactness needs two of them
     if workers <= 1:
+        if replays:
+            report_replay(replay_exactness(config, out, data_dir))
         for done, point in enumerate(pending, start=1):
             report(done, point, run_point(point, *args))
     else:
@@ -221,10 +232,25 @@ def run_study(
         context = get_context("spawn")
         initargs = (threads, os.getpid(), config.backends)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+            # First: the replay alone can show the twins to differ, and it takes seconds.
+            replay = [pool.submit(replay_exactness, config, out, data_dir)] if replays else []
             futures = {pool.submit(run_point, point, *args): point for point in pending}
-            for done, future in enumerate(as_completed(futures), start=1):
-                report(done, futures[future], future.result())
+            done = 0
+            for future in as_completed([*replay, *futures]):
+                if future in replay:
+                    report_replay(future.result())
+                else:
+                    done += 1
+                    report(done, futures[future], future.result())
     return update_tables(out)
+
+
+def replay_exactness(config: StudyConfig, out: Path, data_dir=None) -> dict:
+    """The study's float64 recipe replay (`study.exactness`), unless the folder already holds it."""
+    from study.core.data import load_dataset
+    from study.exactness import run_replay
+
+    return run_replay(config, out, load_dataset(config.dataset, data_dir))
 
 
 def collect(out: Path, sources: list[Path]) -> list[dict]:

@@ -1,25 +1,16 @@
-"""Statistics over finished runs: does depth degrade plain nets, and do the twins agree?
+"""The results table and the degradation verdict: does depth degrade plain nets, and not residual ones?
 
 Input is ``results.csv``: one row per finished training run (`load_results`). Errors are fractions in
 [0, 1]. Diverged runs are failures, not missing data: their error columns already hold the run's last
 error (or chance level), so they enter every test as ordinary observations and are also counted.
 
 `degradation` tests He et al. (2015)'s claim per backend: deeper *plain* nets reach a *higher* training
-error, residual nets do not. `agreement` tests whether the Keras and Lightning twins give the same errors
-in every (arch, depth) cell. All p-values of one question are Holm-corrected together; every verdict is
-"holds"/"does_not_hold" (or "agree"/"disagree") only when the data support it, else "inconclusive" with a
-reason. The functions analyse one experiment (one dataset, schedule, shortcut and activation): filter the
-table before calling them.
-
-Margins (both in error fraction):
-
-* ``margin`` = 0.05 (5 percentage points) is the equivalence margin for the twins. The digits test set
-  holds ~450 images, so one image is 0.22 points, and the seed-to-seed spread of a cell is a few points;
-  a margin below that spread could never be met with a handful of seeds, one much above it would call
-  visibly different twins equivalent.
-* `MARGIN_EFFECT` = 0.02 (2 points) is the smallest depth-induced rise of plain-net error that counts as
-  degradation: if the bootstrap CI of the deep-minus-shallow difference lies entirely below it, the
-  claim does not hold.
+error, residual nets do not. All its p-values are Holm-corrected together; the verdict is "holds" or
+"does_not_hold" only when the data support it, else "inconclusive" with a reason. It analyses one
+experiment (one dataset, schedule, shortcut and activation): filter the table before calling it.
+`MARGIN_EFFECT` = 0.02 (2 points) is the smallest depth-induced rise of plain-net error that counts as
+degradation: if the bootstrap CI of the deep-minus-shallow difference lies entirely below it, the claim
+does not hold. The twins' agreement is `study.agreement`; all verdicts together, `study.verdicts`.
 
 Every returned dict is JSON-serializable: plain floats/ints/str/bool/None, NaN written as None.
 """
@@ -35,7 +26,6 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.meta_analysis import effectsize_smd
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from study.core.errors import UserError
 from study.core.spec import ARCHS
@@ -98,12 +88,12 @@ def load_results(path) -> pd.DataFrame:
     return frame
 
 
-def _num(value) -> float | None:
+def as_float(value) -> float | None:
     """A finite number as a plain float; NaN/inf/None as None."""
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _holm(pvalues: list[float | None]) -> list[float | None]:
+def holm(pvalues: list[float | None]) -> list[float | None]:
     """Holm-adjusted p-values over the defined (not None) entries; None stays None."""
     defined = [i for i, p in enumerate(pvalues) if p is not None]
     adjusted = list(pvalues)
@@ -160,12 +150,12 @@ def _deep_vs_shallow(frame: pd.DataFrame, metric: str, depths: list[int], n_boot
         rng=np.random.default_rng(seed),
     ).confidence_interval
     return {
-        "statistic": _num(statistic),
-        "p": _num(p),
+        "statistic": as_float(statistic),
+        "p": as_float(p),
         "mean_diff": float(deep.mean() - shallow.mean()),
-        "ci_low": _num(boot.low),
-        "ci_high": _num(boot.high),
-        "hedges_g": _num(g),
+        "ci_low": as_float(boot.low),
+        "ci_high": as_float(boot.high),
+        "hedges_g": as_float(g),
         "depths": [int(depths[0]), int(depths[-1])],
     }
 
@@ -181,10 +171,10 @@ def _interaction(frame: pd.DataFrame, metric: str) -> dict:
     coef, p_two = float(fit.params[term]), float(fit.pvalues[term])
     low, high = fit.conf_int(alpha=1 - CI_LEVEL).loc[term]
     return {
-        "coef": _num(coef),
-        "ci_low": _num(low),
-        "ci_high": _num(high),
-        "p": _num(p_two / 2 if coef > 0 else 1 - p_two / 2),
+        "coef": as_float(coef),
+        "ci_low": as_float(low),
+        "ci_high": as_float(high),
+        "p": as_float(p_two / 2 if coef > 0 else 1 - p_two / 2),
     }
 
 
@@ -208,7 +198,7 @@ def _degradation_tests(frame: pd.DataFrame, metric: str, n_boot: int, seed: int)
         plain, resnet = used[used.arch == "plain"], used[used.arch == "resnet"]
         trend = stats.kendalltau(plain.depth, plain[metric], alternative="greater")
         entry["tests"] = {
-            "plain_trend": {"statistic": _num(trend.statistic), "p": _num(trend.pvalue), "n": len(plain)},
+            "plain_trend": {"statistic": as_float(trend.statistic), "p": as_float(trend.pvalue), "n": len(plain)},
             "plain_deep_vs_shallow": _deep_vs_shallow(plain, metric, depths, n_boot, seed),
             "interaction": _interaction(used, metric),
             "residual_deep_vs_shallow": _deep_vs_shallow(resnet, metric, depths, n_boot, seed),
@@ -272,7 +262,7 @@ def degradation(
         for backend in sorted(results.backend.unique())
     }
     family = [test for entry in backends.values() for test in entry["tests"].values()]
-    for test, p_holm in zip(family, _holm([test["p"] for test in family]), strict=True):
+    for test, p_holm in zip(family, holm([test["p"] for test in family]), strict=True):
         test.update(p_holm=p_holm, significant=p_holm is not None and p_holm < alpha)
     for entry in backends.values():
         if entry["verdict"] is None:
@@ -295,120 +285,4 @@ def degradation(
         "alpha": alpha,
         "margin_effect": MARGIN_EFFECT,
         "backends": backends,
-    }
-
-
-def _twin_test(keras: pd.DataFrame, lightning: pd.DataFrame, metric: str, margin: float) -> dict:
-    """Equivalence (TOST within ±margin) and two-sided difference test of keras - lightning in one cell.
-
-    Paired by seed when both backends ran the same set of distinct seeds, else unpaired (Welch). ``n`` is
-    the number of pairs (paired) or the smaller backend's run count (unpaired). p-values are None when
-    there are fewer than 2 pairs/runs or the test is undefined (zero variance); all paired differences
-    exactly zero give ``note`` "identical", p_tost 0 and p_diff 1.
-    """
-    paired = keras.seed.is_unique and lightning.seed.is_unique and set(keras.seed) == set(lightning.seed)
-    x = keras.sort_values("seed")[metric].to_numpy(float)
-    y = lightning.sort_values("seed")[metric].to_numpy(float)
-    n = len(x) if paired else min(len(x), len(y))
-    out = {"n": n, "paired": paired, "mean_diff": float(x.mean() - y.mean()), "ci_low": None, "ci_high": None}
-    out.update(p_tost=None, p_diff=None, note=None)
-    if n < 2 or (not paired and np.ptp(x) == 0 and np.ptp(y) == 0):  # too few runs, or zero variance
-        return out
-    if paired and np.all(x == y):
-        out.update(ci_low=0.0, ci_high=0.0, p_tost=0.0, p_diff=1.0, note="identical")  # TOST undefined, twins equal
-        return out
-    if paired:
-        p_tost, difference = ttost_paired(x, y, -margin, margin)[0], stats.ttest_rel(x, y)
-    else:
-        p_tost = ttost_ind(x, y, -margin, margin, usevar="unequal")[0]
-        difference = stats.ttest_ind(x, y, equal_var=False)
-    ci = difference.confidence_interval(CI_LEVEL)
-    out.update(ci_low=_num(ci.low), ci_high=_num(ci.high), p_tost=_num(p_tost), p_diff=_num(difference.pvalue))
-    return out
-
-
-def _agreement_verdict(tests: dict, alpha: float, margin: float) -> tuple[str, str]:
-    """Verdict and reason of one cell from its Holm-corrected per-metric tests (see `agreement`)."""
-    differ = [
-        metric
-        for metric, t in tests.items()
-        if t["p_diff_holm"] is not None and t["p_diff_holm"] < alpha and abs(t["mean_diff"]) > margin
-    ]
-    if differ:
-        return "disagree", f"significant difference beyond ±{margin}: {', '.join(differ)}"
-    if any(t["n"] < 2 for t in tests.values()):
-        return "inconclusive", "too few seeds"
-    if undefined := [m for m, t in tests.items() if t["p_tost_holm"] is None or t["p_diff_holm"] is None]:
-        return "inconclusive", f"test undefined (zero variance): {', '.join(undefined)}"
-    if all(t["p_tost_holm"] < alpha for t in tests.values()):
-        identical = all(t["note"] == "identical" for t in tests.values())
-        return "agree", "identical" if identical else f"equivalent within ±{margin} (TOST after Holm)"
-    return "inconclusive", f"neither equivalence within ±{margin} nor a larger difference shown"
-
-
-def agreement(
-    results: pd.DataFrame,
-    alpha: float = 0.05,
-    margin: float = 0.05,
-    metrics=("final_train_error", "final_test_error"),
-) -> dict:
-    """Do the Keras and Lightning twins give the same errors? One verdict per (arch, depth) cell and overall.
-
-    Cells are the (arch, depth) pairs run by both backends. Per cell and metric (error fractions): TOST
-    equivalence within ±`margin` and a two-sided difference test of keras - lightning, paired by seed when
-    the seeds match (the twins share initial weights and batch order per seed), else unpaired; mean
-    difference with a t-based CI. Holm correction runs separately over all TOST and all difference p-values.
-
-    A cell "agree"s when TOST passes (p_tost_holm < alpha) for every metric, "disagree"s when some metric
-    differs significantly (p_diff_holm < alpha) by more than `margin`, else is "inconclusive" (including too
-    few seeds). Overall: "agree" if every cell agrees, "disagree" if any disagrees, else "inconclusive".
-    """
-    header = {"margin": margin, "alpha": alpha, "metrics": list(metrics)}
-    present = set(results.backend)
-    if present != set(BACKENDS):
-        reason = "only one backend in the results" if len(present) == 1 else "no results"
-        return {"verdict": "inconclusive", "reason": reason, **header, "cells": []}
-    backends_per_cell = results.groupby(["arch", "depth"]).backend.nunique()
-    cells = []
-    for arch, depth in backends_per_cell.index[backends_per_cell == len(BACKENDS)]:
-        runs = results[(results.arch == arch) & (results.depth == depth)]
-        keras, lightning = runs[runs.backend == "keras"], runs[runs.backend == "lightning"]
-        tests = {metric: _twin_test(keras, lightning, metric, margin) for metric in metrics}
-        cells.append({"arch": arch, "depth": int(depth), "verdict": None, "reason": None, "tests": tests})
-    family = [test for cell in cells for test in cell["tests"].values()]
-    for kind in ("p_tost", "p_diff"):
-        for test, p_holm in zip(family, _holm([test[kind] for test in family]), strict=True):
-            test[f"{kind}_holm"] = p_holm
-    for cell in cells:
-        cell["verdict"], cell["reason"] = _agreement_verdict(cell["tests"], alpha, margin)
-    verdicts = {f"{c['arch']}-{c['depth']}": c["verdict"] for c in cells}
-    if not cells:
-        verdict, reason = "inconclusive", "no (arch, depth) cell was run by both backends"
-    elif disagree := [name for name, v in verdicts.items() if v == "disagree"]:
-        verdict, reason = "disagree", f"twins differ in {', '.join(disagree)}"
-    elif all(v == "agree" for v in verdicts.values()):
-        verdict, reason = "agree", f"all {len(cells)} cells agree within ±{margin}"
-    else:
-        open_cells = [f"{c['arch']}-{c['depth']} ({c['reason']})" for c in cells if c["verdict"] != "agree"]
-        verdict, reason = "inconclusive", f"not shown to agree: {', '.join(open_cells)}"
-    return {"verdict": verdict, "reason": reason, **header, "cells": cells}
-
-
-def analyze(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05) -> dict:
-    """Degradation, twin agreement and the diverged runs of one results table (see `load_results`).
-
-    ``diverged.by_cell`` lists every (backend, arch, depth) with its diverged and total run counts.
-    """
-    counts = results.groupby(["backend", "arch", "depth"]).diverged.agg(["sum", "size"])
-    by_cell = [
-        {"backend": backend, "arch": arch, "depth": int(depth), "diverged": int(row["sum"]), "runs": int(row["size"])}
-        for (backend, arch, depth), row in counts.iterrows()
-    ]
-    diverged = results.run_key[results.diverged.astype(bool)]
-    return {
-        "degradation": degradation(results, alpha=alpha),
-        "agreement": agreement(results, alpha=alpha, margin=margin),
-        "diverged": {"count": len(diverged), "runs": [str(key) for key in diverged], "by_cell": by_cell},
-        "alpha": alpha,
-        "margin": margin,
     }

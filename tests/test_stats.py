@@ -2,54 +2,12 @@
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
+from tables import DEPTHS, effect, flat, reversed_, table
 
-from study.stats import ResultsError, agreement, analyze, degradation, load_results
-
-DEPTHS = (8, 20, 56)
-
-
-def effect(arch, depth):
-    """He et al.'s picture: plain error rises 0.4 points per layer, residual error flat and low."""
-    return 0.05 + 0.004 * (depth - 8) if arch == "plain" else 0.03
-
-
-def flat(arch, depth):
-    return 0.10 if arch == "plain" else 0.05
-
-
-def reversed_(arch, depth):
-    return 0.30 - 0.004 * (depth - 8) if arch == "plain" else 0.05
-
-
-def table(
-    error=effect, seeds=(0, 1, 2, 3), backends=("keras", "lightning"), noise=0.01, twin_noise=0.002, rng_seed=0
-) -> pd.DataFrame:
-    """Runs of every backend x arch x depth x seed; ``error(arch, depth)`` (or a dict backend -> such a
-    function) is the true mean error fraction. Seed noise (sd `noise`) is shared by the twins, which differ only by
-    `twin_noise`; test error = train error + 0.05. Errors clipped to [0, 1]."""
-    rng = np.random.default_rng(rng_seed)
-    shared = {(a, d, s): rng.normal(0, noise, 2) for a in ("plain", "resnet") for d in DEPTHS for s in seeds}
-    truth = error if isinstance(error, dict) else dict.fromkeys(backends, error)
-    rows = []
-    for backend in backends:
-        for (arch, depth, seed), (train_noise, test_noise) in shared.items():
-            train = truth[backend](arch, depth) + train_noise + rng.normal(0, twin_noise)
-            test = train + 0.05 + test_noise + rng.normal(0, twin_noise)
-            rows.append(
-                {
-                    "run_key": f"{backend}-{arch}{depth}-s{seed}",
-                    **{"backend": backend, "arch": arch, "depth": depth, "shortcut": "A", "activation": "relu"},
-                    **{"seed": seed, "dataset": "digits", "epochs": 30, "final_train_loss": 0.1},
-                    "final_train_error": float(np.clip(train, 0, 1)),
-                    "final_test_error": float(np.clip(test, 0, 1)),
-                    "best_test_error": float(np.clip(test - 0.01, 0, 1)),
-                    **{"diverged": False, "wall_s": 10.0, "train_img_per_s": 1000.0, "params": 1000},
-                }
-            )
-    return pd.DataFrame(rows)
+from study.stats import ResultsError, degradation, load_results
+from study.verdicts import analyze
 
 
 def verdicts(result: dict) -> dict:
@@ -71,10 +29,6 @@ def test_effect_present_holds_and_twins_agree():
     cell = next(c for c in deg["backends"]["keras"]["cells"] if (c["arch"], c["depth"]) == ("plain", 56))
     assert cell["n"] == 4 and cell["ci_low"] < cell["mean"] < cell["ci_high"]
     assert cell["mean"] == pytest.approx(0.242, abs=0.015)
-    agree = agreement(results)
-    assert agree["verdict"] == "agree", agree["reason"]
-    assert len(agree["cells"]) == 6 and all(c["verdict"] == "agree" for c in agree["cells"])
-    assert all(t["paired"] and t["n"] == 4 for c in agree["cells"] for t in c["tests"].values())
 
 
 def test_holm_family_spans_all_backends():
@@ -122,12 +76,6 @@ def test_residual_degrading_less_but_significantly_is_inconclusive():
     assert "residual nets also degrade significantly" in deg["backends"]["keras"]["reason"]
 
 
-def test_noisy_twins_are_not_shown_to_agree():
-    agree = agreement(table(effect, twin_noise=0.05))
-    assert agree["verdict"] == "inconclusive" and agree["reason"].startswith("not shown to agree")
-    assert {c["verdict"] for c in agree["cells"]} == {"inconclusive"}
-
-
 def test_backends_differing():
     results = table(
         {"keras": lambda arch, depth: effect(arch, depth) + 0.3, "lightning": lambda arch, _: effect(arch, 8)}
@@ -136,12 +84,6 @@ def test_backends_differing():
     assert verdicts(deg) == {"keras": "holds", "lightning": "does_not_hold"}
     assert deg["verdict"] == "inconclusive"
     assert deg["reason"] == "backends differ: keras holds, lightning does_not_hold"
-    agree = agreement(results)
-    assert agree["verdict"] == "disagree"
-    assert all(c["verdict"] == "disagree" for c in agree["cells"])
-    assert agree["reason"].startswith("twins differ in plain-8, plain-20, plain-56, resnet-8")
-    plain56 = next(c for c in agree["cells"] if (c["arch"], c["depth"]) == ("plain", 56))
-    assert plain56["tests"]["final_train_error"]["mean_diff"] == pytest.approx(0.3 + 0.004 * 48, abs=0.02)
 
 
 def test_too_few_seeds_is_inconclusive():
@@ -151,10 +93,6 @@ def test_too_few_seeds_is_inconclusive():
     assert verdicts(deg) == {"keras": "inconclusive", "lightning": "inconclusive"}
     assert "fewer than 2 seeds" in deg["backends"]["keras"]["reason"] and deg["backends"]["keras"]["tests"] == {}
     assert deg["backends"]["keras"]["cells"][0]["ci_low"] is None
-    agree = agreement(results)
-    assert agree["verdict"] == "inconclusive"
-    assert {c["reason"] for c in agree["cells"]} == {"too few seeds"}
-    assert all(t["p_tost"] is None and t["p_diff_holm"] is None for c in agree["cells"] for t in c["tests"].values())
 
 
 def test_missing_arch_or_depth_is_inconclusive():
@@ -174,34 +112,7 @@ def test_zero_variance_tests_are_undefined():
 
 def test_only_one_backend():
     results = table(effect, backends=("keras",))
-    agree = agreement(results)
-    assert agree["verdict"] == "inconclusive" and agree["reason"] == "only one backend in the results"
-    assert agree["cells"] == []
     assert degradation(results)["verdict"] == "holds"
-
-
-def test_significant_offset_within_margin_still_agrees():
-    agree = agreement(table({"keras": lambda arch, depth: effect(arch, depth) + 0.02, "lightning": effect}))
-    tests = [t for c in agree["cells"] for t in c["tests"].values()]
-    assert all(t["p_diff_holm"] < 0.05 and 0.01 < t["mean_diff"] < 0.03 for t in tests)
-    assert agree["verdict"] == "agree"
-
-
-def test_identical_twins_agree():
-    agree = agreement(table(effect, twin_noise=0.0))
-    assert agree["verdict"] == "agree"
-    assert {c["reason"] for c in agree["cells"]} == {"identical"}
-    test = agree["cells"][0]["tests"]["final_train_error"]
-    assert (test["p_tost"], test["p_diff"], test["mean_diff"], test["note"]) == (0.0, 1.0, 0.0, "identical")
-
-
-def test_unpaired_seeds_fall_back_to_welch():
-    results = table(effect, twin_noise=0.0)
-    results.loc[results.backend == "lightning", "seed"] += 10  # the twins ran different seeds: no pairs
-    agree = agreement(results)
-    assert all(not t["paired"] for c in agree["cells"] for t in c["tests"].values())
-    assert agree["cells"][0]["tests"]["final_train_error"]["p_diff"] > 0.05
-    assert agree["verdict"] == "agree" and agree["cells"][0]["tests"]["final_train_error"]["n"] == 4
 
 
 def test_diverged_runs_are_counted_and_listed():

@@ -72,6 +72,39 @@ def test_analyze_reproduces_the_verdict_from_results_csv_alone(tmp_path):
     assert json.loads(result.stdout)["agreement"] == original["agreement"]
 
 
+TWINS = ["--dataset", "synthetic", "--depths", "8", "--seeds", "0,1,2", "--epochs", "2", "--wandb", "disabled"]
+
+
+def test_correct_twins_agree_and_the_evidence_is_read_back(tmp_path):
+    out = tmp_path / "study"
+    result = cli("run", *TWINS, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "exactness: float64 replay of the recipe by keras, lightning: passed" in result.stdout
+    verdict = json.loads((out / "verdict.json").read_text())["agreement"]
+    assert verdict["verdict"] == "agree", verdict["reason"]
+    assert verdict["exactness"]["status"] == "passed" and len(verdict["cells"]) == 2
+    assert "agreement: agree" in result.stdout
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("results.csv", "exactness.json"):
+        (copy / name).write_text((out / name).read_text())
+    again = cli("analyze", str(copy), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["agreement"] == verdict
+    (copy / "exactness.json").unlink()
+    alone = json.loads(cli("analyze", str(copy), "--json").stdout)["agreement"]
+    assert alone["verdict"] == "inconclusive" and "resnet-study run" in alone["settle"]
+
+    (copy / "exactness.json").write_text('{"schema": 1, "passed": true}')
+    before = (copy / "verdict.json").read_text()
+    bad = cli("analyze", str(copy))
+    assert (
+        bad.returncode == 2 and "exactness.json" in bad.stderr and "'tolerance' must be a positive number" in bad.stderr
+    )
+    assert len(bad.stderr.strip().splitlines()) == 1 and (copy / "verdict.json").read_text() == before
+
+
 def test_sweep_yaml_runs_a_point_the_way_the_agent_would_and_collect_merges(tmp_path):
     sweep = cli("sweep", *GRID, "--out", str(tmp_path / "A"))
     assert sweep.returncode == 0, sweep.stderr

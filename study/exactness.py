@@ -1,0 +1,224 @@
+"""Exactness: the study's own recipe, replayed by every twin in float64 from the same weights.
+
+The outcome test in `study.stats` compares float32 results that chaotic training has long
+decorrelated; it can only see differences of a few points. This check sees any difference at all.
+For each network of the study (its archs at `StudyConfig.exactness_depths`), every twin trains with
+its real training code (Keras `fit`, Lightning `Trainer`), in float64, from the same initial weights
+(`study.core.init`) on the same batches, a short schedule that still has every feature of the
+study's recipe (`replay_recipe`):
+
+- 4 epochs of 2.5 batches of the study's data set and batch size (the last batch partial), the
+  study's test images (at most 2 batches) evaluated in eval mode after every epoch;
+- warm-up for the first epoch, then the study's LR and milestones (so 50 % and 75 % fall on the
+  starts of epochs 3 and 4): both LR drops and the momentum carried across them;
+- augmentation on (pad-crop-flip), whether or not the study's data set augments, so the pipeline
+  every config uses is covered;
+- momentum, weight decay and BN (train-mode statistics, running averages, eval mode) as in the study.
+
+Compared, pair by pair, as normwise relative errors ||a - b|| / ||b||: every step's loss, every
+epoch's train loss and error, test loss and error, LR and per-layer gradient norms, and the final
+weights and BN statistics. Two twins that implement the same recipe agree to ~1e-14; one recipe
+difference in one twin (a BN momentum, an LR drop an epoch late, a warm-up one epoch longer, a crop
+or flip of its own) moves some quantity by 1e-4 or more. The tolerance, 1e-8, sits between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from study.agree import Trajectory, relative_error, train_from
+from study.configs import GridPoint, StudyConfig
+from study.core.data import Dataset
+from study.core.errors import UserError
+from study.core.init import initial_state
+from study.core.records import FLOAT64
+from study.core.spec import NetworkSpec, TrainSpec
+from study.core.twin import load
+from study.files import EXACTNESS, atomic_write_text
+
+TOLERANCE = 1e-8  # float64; the twins agree to ~1e-14, a recipe difference moves a quantity by >= 1e-4
+EPOCHS, WARMUP_EPOCHS = 4, 1
+TRAIN_BATCHES, TEST_BATCHES = 2.5, 2
+EPOCH_QUANTITIES = ("train_loss", "train_error", "test_loss", "test_error", "lr")
+QUANTITIES = ("step_losses", *EPOCH_QUANTITIES, "grad_norms", "final_weights", "final_bn_stats")
+SCHEMA = 1
+
+
+class ExactnessError(UserError):
+    """exactness.json is unreadable or malformed; the message is one line naming the problem."""
+
+
+def replay_recipe(train_spec: TrainSpec) -> TrainSpec:
+    """The study's recipe on the replay's short schedule (see the module docstring)."""
+    return dataclasses.replace(train_spec, epochs=EPOCHS, warmup_epochs=WARMUP_EPOCHS, augment=True)
+
+
+def replay_data(dataset: Dataset, batch_size: int) -> Dataset:
+    """The first 2.5 batches of the train set and the first 2 batches' worth of the test set."""
+    n_train = min(len(dataset.y_train), int(TRAIN_BATCHES * batch_size))
+    n_test = min(len(dataset.y_test), TEST_BATCHES * batch_size)
+    return Dataset(
+        f"{dataset.name}[:{n_train}]",
+        dataset.x_train[:n_train],
+        dataset.y_train[:n_train],
+        dataset.x_test[:n_test],
+        dataset.y_test[:n_test],
+        dataset.classes,
+        augment=True,
+    )
+
+
+def trajectory_errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
+    """One relative error per quantity of `QUANTITIES` (inf where the twins ran different lengths)."""
+
+    def error(x, y) -> float:
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        return relative_error(x, y) if x.shape == y.shape else math.inf
+
+    def column(records, key):
+        return [getattr(r, key) for r in records]
+
+    layers = sorted(b.records[0].grad_norms) if b.records else []
+    stats = sorted(k for k in b.state if k.endswith(("running_mean", "running_var")))
+    weights = sorted(k for k in b.state if k not in stats)
+    same_keys = sorted(a.state) == sorted(b.state)
+    errors = {"step_losses": error(a.step_losses, b.step_losses)}
+    errors |= {key: error(column(a.records, key), column(b.records, key)) for key in EPOCH_QUANTITIES}
+    errors["grad_norms"] = error(
+        [[r.grad_norms.get(layer, math.nan) for layer in layers] for r in a.records],
+        [[r.grad_norms[layer] for layer in layers] for r in b.records],
+    )
+    for name, keys in (("final_weights", weights), ("final_bn_stats", stats)):
+        flat = [np.concatenate([np.ravel(s[k]) for k in keys]) if keys else np.zeros(0) for s in (a.state, b.state)]
+        errors[name] = error(*flat) if same_keys else math.inf
+    return {k: (v if math.isfinite(v) else math.inf) for k, v in errors.items()}
+
+
+def replay_network(spec: NetworkSpec, recipe: TrainSpec, data: Dataset, backends: tuple[str, ...]) -> dict:
+    """Replay `recipe` on `spec` with every backend; compare every pair."""
+    initial = initial_state(spec, recipe.seed)
+    runs = {}
+    for backend in backends:
+        twin = load(backend)
+        twin.full_precision_matmuls()  # docs/design.md, convention 6
+        runs[backend] = train_from(twin, spec, recipe, data, initial, FLOAT64)
+    pairs = []
+    for first, second in itertools.combinations(backends, 2):
+        errors = trajectory_errors(runs[first], runs[second])
+        worst = max(errors, key=errors.get)
+        pairs.append(
+            {
+                "backends": [first, second],
+                "errors": errors,
+                "worst": worst,
+                "passed": all(e <= TOLERANCE for e in errors.values()),
+            }
+        )
+    steps = {backend: len(run.step_losses) for backend, run in runs.items()}
+    return {"spec": spec.name, "arch": spec.arch, "depth": spec.depth, "steps": steps, "pairs": pairs}
+
+
+def networks(config: StudyConfig, dataset: Dataset) -> list[NetworkSpec]:
+    """The study's networks the replay covers: every arch at every `exactness_depths` depth."""
+    depths = config.exactness_depths or (min(config.depths),)
+    return [
+        GridPoint(config, config.backends[0], arch, depth, config.seeds[0])
+        .network_spec()
+        .with_overrides(input_shape=dataset.input_shape, classes=dataset.classes)
+        for depth in depths
+        for arch in config.archs
+    ]
+
+
+def replay_study(config: StudyConfig, dataset: Dataset) -> dict:
+    """The exactness evidence of a study: `exactness.json`'s content (schema in docs/design.md)."""
+    train_spec = GridPoint(config, config.backends[0], config.archs[0], config.depths[0], config.seeds[0]).train_spec()
+    recipe = replay_recipe(train_spec)
+    data = replay_data(dataset, recipe.batch_size)
+    results = [replay_network(spec, recipe, data, config.backends) for spec in networks(config, dataset)]
+    pairs = [pair for network in results for pair in network["pairs"]]
+    worst = max(
+        ((pair["errors"][pair["worst"]], pair["worst"], network["spec"], pair["backends"]) for network in results
+         for pair in network["pairs"]),
+        default=None,
+    )  # fmt: skip
+    return {
+        "schema": SCHEMA,
+        "dtype": "float64",
+        "tolerance": TOLERANCE,
+        "passed": bool(pairs) and all(pair["passed"] for pair in pairs),
+        "worst": None
+        if worst is None
+        else {"error": worst[0], "quantity": worst[1], "spec": worst[2], "backends": worst[3]},  # fmt: skip
+        "recipe": recipe.to_dict(),
+        "n_train": len(data.y_train),
+        "n_test": len(data.y_test),
+        "dataset": dataset.name,
+        "backends": list(config.backends),
+        "networks": results,
+    }
+
+
+def run_replay(config: StudyConfig, out: Path, dataset: Dataset) -> dict:
+    """Replay the study's recipe unless `out` already holds the evidence; write it atomically."""
+    path = Path(out) / EXACTNESS
+    if path.exists():
+        return load_exactness(path)
+    evidence = replay_study(config, dataset)
+    atomic_write_text(path, json.dumps(_finite(evidence), indent=2, allow_nan=False))
+    return evidence
+
+
+def _finite(value):
+    """inf (twins that ran different lengths) as the string "inf": JSON has no infinity."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf"
+    return value
+
+
+def load_exactness(path: Path) -> dict:
+    """Read and validate exactness.json; raise `ExactnessError` with one line on the first problem."""
+    path = Path(path)
+    try:
+        evidence = json.loads(path.read_text())
+    except OSError as error:
+        raise ExactnessError(f"cannot read exactness file {path}: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ExactnessError(f"exactness file {path} is not valid JSON") from None
+
+    def require(condition: bool, what: str) -> None:
+        if not condition:
+            raise ExactnessError(f"exactness file {path}: {what}")
+
+    require(isinstance(evidence, dict), "expected a JSON object")
+    require(evidence.get("schema") == SCHEMA, f"schema must be {SCHEMA}")
+    require(isinstance(evidence.get("passed"), bool), "'passed' must be true or false")
+    tolerance = evidence.get("tolerance")
+    require(isinstance(tolerance, int | float) and tolerance > 0, "'tolerance' must be a positive number")
+    nets = evidence.get("networks")
+    require(isinstance(nets, list) and nets, "'networks' must be a non-empty list")
+    for network in nets:
+        require(isinstance(network, dict) and isinstance(network.get("pairs"), list), "each network needs 'pairs'")
+        require(isinstance(network.get("spec"), str), "each network needs its 'spec' name")
+        for pair in network["pairs"]:
+            require(isinstance(pair, dict) and isinstance(pair.get("errors"), dict), "each pair needs 'errors'")
+            errors = pair["errors"]
+            require(set(errors) == set(QUANTITIES), f"each pair's errors must be {', '.join(QUANTITIES)}")
+            for quantity, value in errors.items():
+                ok = value == "inf" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
+                require(ok, f'error of {quantity} must be a number >= 0 or "inf"; got {value!r}')
+            passed = all(value != "inf" and value <= tolerance for value in errors.values())
+            require(pair.get("passed") is passed, f"{network['spec']}: 'passed' contradicts the errors")
+    passed = all(pair["passed"] for network in nets for pair in network["pairs"])
+    require(evidence["passed"] is passed, "'passed' contradicts the networks' pairs")
+    return evidence

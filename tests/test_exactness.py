@@ -1,0 +1,132 @@
+"""The float64 replay of the study's recipe: exact for correct twins, and any single recipe difference
+injected into one twin fails it and turns the study's agreement verdict into "disagree"."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from tables import table
+
+import keras_impl.models
+import keras_impl.training
+import lightning_impl.data
+import lightning_impl.training
+from study.agreement import agreement
+from study.configs import StudyConfig
+from study.core.data import load_dataset
+from study.exactness import QUANTITIES, ExactnessError, load_exactness, replay_study, run_replay
+from study.files import EXACTNESS
+
+CONFIG = StudyConfig("tiny", "synthetic", ("keras", "lightning"), ("plain", "resnet"), (8,), (0, 1), epochs=2,
+                     warmup_epochs=1)  # fmt: skip
+DATA = load_dataset("synthetic")
+
+
+def replay(archs=("resnet",)):
+    return replay_study(dataclasses.replace(CONFIG, archs=archs), DATA)
+
+
+def test_correct_twins_replay_the_recipe_exactly():
+    evidence = replay(("plain", "resnet"))
+    assert evidence["passed"] and evidence["worst"]["error"] < 1e-12
+    assert [n["spec"] for n in evidence["networks"]] == ["plain-8", "resnet-8"]
+    network = evidence["networks"][1]
+    assert network["steps"] == {"keras": 12, "lightning": 12}  # 4 epochs of 2 full batches and a half one
+    assert set(network["pairs"][0]["errors"]) == set(QUANTITIES)
+    assert evidence["recipe"]["epochs"] == 4 and evidence["recipe"]["warmup_epochs"] == 1
+    assert evidence["recipe"]["augment"] is True and evidence["n_train"] == 320
+
+
+def keras_lr_drops_one_epoch_late(monkeypatch):
+    original = keras_impl.training.make_optimizer
+
+    def late(train_spec, steps_per_epoch, dtype):
+        optimizer = original(train_spec, steps_per_epoch, dtype)
+        schedule = optimizer._learning_rate
+        warmup = bool(train_spec.warmup_epochs)
+        schedule.boundaries = schedule.boundaries[:warmup] + [b + steps_per_epoch for b in schedule.boundaries[warmup:]]
+        return optimizer
+
+    monkeypatch.setattr(keras_impl.training, "make_optimizer", late)
+
+
+def lightning_warmup_one_epoch_longer(monkeypatch):
+    original = lightning_impl.training.make_optimizer
+
+    def longer(parameters, train_spec, steps_per_epoch):
+        return original(parameters, dataclasses.replace(train_spec, warmup_epochs=train_spec.warmup_epochs + 1),
+                        steps_per_epoch)  # fmt: skip
+
+    monkeypatch.setattr(lightning_impl.training, "make_optimizer", longer)
+
+
+def keras_bn_momentum(monkeypatch):
+    monkeypatch.setattr(keras_impl.models, "BN_MOMENTUM_TORCH", 0.2)  # Keras then keeps 0.8 of the average
+
+
+def lightning_never_flips(monkeypatch):
+    original = lightning_impl.data.augment
+    monkeypatch.setattr(lightning_impl.data, "augment", lambda x, dy, dx, flip: original(x, dy, dx, flip & False))
+
+
+def lightning_tests_with_batch_statistics(monkeypatch):
+    original = lightning_impl.training.ClassifierModule.validation_step
+
+    def train_mode_bn(self, batch, batch_idx):
+        self.backbone.train()
+        with torch.no_grad():
+            return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(lightning_impl.training.ClassifierModule, "validation_step", train_mode_bn)
+
+
+FAULTS = {
+    "keras LR drops one epoch late": (keras_lr_drops_one_epoch_late, "step_losses"),
+    "lightning warm-up one epoch longer": (lightning_warmup_one_epoch_longer, "step_losses"),
+    "keras BN momentum 0.2": (keras_bn_momentum, "final_bn_stats"),
+    "lightning augmentation without flips": (lightning_never_flips, "step_losses"),
+    "lightning test set through train-mode BN": (lightning_tests_with_batch_statistics, "test_loss"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_one_recipe_difference_in_one_twin_fails_the_replay_and_the_verdict(monkeypatch, fault):
+    inject, moved = FAULTS[fault]
+    inject(monkeypatch)
+    evidence = replay()
+    errors = evidence["networks"][0]["pairs"][0]["errors"]
+    assert not evidence["passed"] and errors[moved] > 1e-6, errors
+    outcomes = table(twin_noise=0.0)  # outcomes that agree perfectly cannot rescue it
+    result = agreement(outcomes, exactness=evidence)
+    assert result["verdict"] == "disagree" and "float64 replay of the recipe differs" in result["reason"]
+
+
+def test_the_evidence_is_written_once_and_read_back(tmp_path):
+    evidence = run_replay(dataclasses.replace(CONFIG, archs=("resnet",)), tmp_path, DATA)
+    assert load_exactness(tmp_path / EXACTNESS) == json.loads(json.dumps(evidence))
+    assert run_replay(CONFIG, tmp_path, DATA) == load_exactness(tmp_path / EXACTNESS)  # kept, not replayed
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[]", "expected a JSON object"),
+        ('{"schema": 2}', "schema must be 1"),
+        ('{"schema": 1, "passed": "yes"}', "'passed' must be true or false"),
+        ('{"schema": 1, "passed": true, "tolerance": 1e-8, "networks": []}', "'networks' must be a non-empty list"),
+    ],
+)
+def test_malformed_evidence_is_one_line(tmp_path, content, message):
+    (tmp_path / EXACTNESS).write_text(content)
+    with pytest.raises(ExactnessError, match=message):
+        load_exactness(tmp_path / EXACTNESS)
+
+
+def test_evidence_whose_verdict_contradicts_its_numbers_is_refused(tmp_path):
+    evidence = replay()
+    evidence["networks"][0]["pairs"][0]["errors"]["step_losses"] = 0.5  # "passed" no longer true
+    (tmp_path / EXACTNESS).write_text(json.dumps(evidence))
+    with pytest.raises(ExactnessError, match="'passed' contradicts the errors"):
+        load_exactness(tmp_path / EXACTNESS)
