@@ -228,7 +228,7 @@ def agreement(
     pts = f"±{100 * margin:.1f} points"
     shown = (
         f"{len(equivalent)} of {len(cells)} cells equivalent within {pts}"
-        + (f" ({', '.join(equivalent)})" if equivalent else "")
+        + (f": {', '.join(equivalent)}" if equivalent else "")
         if cells
         else "no cell was run by two backends"
     )
@@ -254,9 +254,9 @@ def agreement(
         settle = "add seeds (--seeds) to those cells"
     else:
         verdict = "agree"
-        reason = f"exact in float64; {shown}"
+        reason = f"the recipe is exact in float64; {shown}"
         if bounded:
-            reason += f"; {', '.join(bounded)} bounded by the differences excluded (below)"
+            reason += f"; {', '.join(bounded)} not shown equivalent but bounded (see what is not excluded)"
     return {
         "verdict": verdict,
         "reason": reason,

@@ -350,8 +350,8 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     doc.para(agr["reason"] + (f" What would settle it: {agr['settle']}." if agr["settle"] else ""))
     doc.para(f"Proved exactly: {agr['proved']}.")
     doc.para(
-        f"Shown statistically: {agr['shown']} (Welch TOST at ±{100 * agr['margin']:.1f} points on the final train and "
-        f"test error, Holm over all cells; {agr['design']})."
+        f"Shown statistically: {agr['shown']}. Welch TOST at ±{100 * agr['margin']:.1f} points on the final train "
+        f"and test error, Holm over all cells and metrics; {agr['design']}."
     )
     doc.para(
         "Not excluded: "
