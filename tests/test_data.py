@@ -1,5 +1,6 @@
 """study.core.data: data sets, normalization, the official CIFAR-10 format, keyed batch order and augmentation."""
 
+import os
 import pickle
 
 import numpy as np
@@ -340,3 +341,27 @@ def test_epoch_batches_augment_by_epoch_position():
     assert np.array_equal(plain, data.x_train[order])
     forced = np.concatenate([x for x, _ in epoch_batches(indexed_dataset(10, False), 4, seed=4, epoch=2, augment=True)])
     assert np.array_equal(forced, expected)
+
+
+class _RunsCode:
+    """What a crafted pickle does: name a callable that the unpickler will call while reading."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.makedirs, (self.path,))
+
+
+@pytest.mark.parametrize("victim", ["data_batch_2", "batches.meta"])
+def test_crafted_cifar_file_is_refused_without_running_it(tmp_path, victim):
+    data_dir = write_cifar10_files(tmp_path / "cifar", 4, 4)
+    marker = tmp_path / "ran"
+    content = {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3], b"label_names": _RunsCode(marker)}
+    with open(data_dir / victim, "wb") as handle:
+        pickle.dump(content, handle, protocol=2)
+    with pytest.raises(DataError, match=f"{victim} refers to os.makedirs, which no CIFAR-10 file contains"):
+        load_dataset("cifar10", data_dir)
+    assert not marker.exists()  # nothing in it was executed
+    pickle.loads((data_dir / victim).read_bytes())  # the plain unpickler does run it: the test can fail
+    assert marker.exists()

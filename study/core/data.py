@@ -152,8 +152,33 @@ def _cifar10_root(data_dir: Path) -> Path:
     return data_dir
 
 
+# The only globals the official files (and `write_cifar10_files`) reference: NumPy's array
+# reconstruction, and `_codecs.encode`, with which protocol 2 stores byte strings.
+_CIFAR10_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _ForbiddenObject(pickle.UnpicklingError):
+    pass
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Plain data only: a pickle that names any other class or function (a crafted file's way to run
+    code while it is read) is refused before that object is looked up, let alone called."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR10_GLOBALS:
+            raise _ForbiddenObject(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _read_cifar10_pickle(path: Path) -> dict:
-    """The dict stored in one CIFAR-10 file. Unpickling runs code named by the file: load only data you trust."""
+    """The dict stored in one CIFAR-10 file, read with `_CifarUnpickler`: the file is untrusted input."""
     if not path.is_file():
         raise DataError(
             f"missing CIFAR-10 file {path}; download the 'CIFAR-10 python version' from {CIFAR10_URL} "
@@ -161,7 +186,12 @@ def _read_cifar10_pickle(path: Path) -> dict:
         )
     try:
         with path.open("rb") as f:
-            content = pickle.load(f, encoding="bytes")  # the official files were written by Python 2
+            content = _CifarUnpickler(f, encoding="bytes").load()  # the official files were written by Python 2
+    except _ForbiddenObject as error:
+        raise DataError(
+            f"CIFAR-10 file {path} refers to {error}, which no CIFAR-10 file contains; refusing to load it "
+            "(nothing in it was run); re-download it"
+        ) from None
     except Exception as error:  # a corrupt pickle can raise almost anything
         detail = " ".join(f"{type(error).__name__}: {error}".split())
         raise DataError(f"cannot read CIFAR-10 file {path} ({detail}); re-download it from {CIFAR10_URL}") from None
