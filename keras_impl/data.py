@@ -12,8 +12,11 @@ from study.core import data as datasets
 from study.core.spec import TrainSpec
 
 
-def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str) -> tf.data.Dataset:
-    """All epochs' batches in `study.core.data.epoch_batches` order: the same batches as the torch twin."""
+def train_dataset(
+    dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str, first_epoch: int = 0
+) -> tf.data.Dataset:
+    """The batches of epochs `first_epoch`.. in `study.core.data.epoch_batches` order: the same batches
+    as the torch twin (a resumed run starts at its first unfinished epoch)."""
     h, w, c = dataset.input_shape
     signature = (tf.TensorSpec((None, h, w, c), dtype), tf.TensorSpec((None,), tf.int64))
 
@@ -23,7 +26,7 @@ def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str) 
         ):
             yield x.astype(dtype), y
 
-    epochs = tf.data.Dataset.range(train_spec.epochs)
+    epochs = tf.data.Dataset.range(first_epoch, train_spec.epochs)
     batches = epochs.flat_map(
         lambda e: tf.data.Dataset.from_generator(one_epoch, output_signature=signature, args=(e,))
     )

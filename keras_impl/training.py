@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import time
 from pathlib import Path
 
@@ -28,9 +30,12 @@ from study.core.init import initial_state
 from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec, TrainSpec
 
+CHECKPOINT = "model.keras"  # the trained model with its optimizer state, written when training ends
+RESUME_POINT = "resume.npz"  # the training state after the last completed epoch, while a run trains
 DTYPE_POLICY = {"32": "float32", "bf16": "mixed_bfloat16", FLOAT64: "float64"}  # run.precision -> Keras'
 
 
+@keras.saving.register_keras_serializable(package="resnet_study")
 class ClassifierModel(keras.Model):
     """Backbone + mean cross-entropy on logits, train/test error, per-layer gradient norms.
 
@@ -43,7 +48,6 @@ class ClassifierModel(keras.Model):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.layer_names, self.steps_per_epoch = layer_names, steps_per_epoch
-        self._kernels = [backbone.get_layer(name).kernel for name in layer_names]
         # Metrics and norms in float32, or float64 for a float64 backbone (the agreement checks).
         self.metric_dtype = keras.backend.result_type(backbone.inputs[0].dtype, "float32")
         self.grad_norms = self.add_weight(
@@ -59,6 +63,22 @@ class ClassifierModel(keras.Model):
 
     def call(self, x, training=False):
         return self.backbone(x, training=training)
+
+    def get_config(self):
+        """The backbone, layer names and steps: with the compile config, `model.keras` rebuilds the
+        whole training state (`keras.saving.load_model`), optimizer included."""
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "layer_names": self.layer_names,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        backbone = keras.saving.deserialize_keras_object(config.pop("backbone"))
+        return cls(backbone, **config)
 
     @property
     def metrics(self):
@@ -80,7 +100,9 @@ class ClassifierModel(keras.Model):
         grads = tape.gradient(scaled, variables)
         last_step = ops.equal((self.optimizer.iterations + 1) % self.steps_per_epoch, 0)
         by_ref = {id(v): g for v, g in zip(variables, grads, strict=True)}
-        kernel_grads = [by_ref[id(k)] for k in self._kernels]
+        # Looked up here, not kept as an attribute: Keras tracks attributes' variables, and a list of
+        # kernels would come first in `trainable_variables`, an order the saved optimizer state must match.
+        kernel_grads = [by_ref[id(self.backbone.get_layer(name).kernel)] for name in self.layer_names]
         if replicas == 1:
             tf.cond(last_step, lambda: self._record_grad_norms(kernel_grads), tf.no_op)
         else:  # the global batch's gradient, as the torch twin's after DDP's all-reduce; a cross-replica
@@ -109,14 +131,15 @@ class ClassifierModel(keras.Model):
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Turns Keras logs into `EpochRecord`s (and extra W&B keys), measures time and throughput, and
-    stops training when the epoch's loss is NaN/inf (as `keras.callbacks.TerminateOnNaN` does per
-    step, but recording that the run diverged). No per-step hook: that would sync every step."""
+    """Turns Keras logs into `EpochRecord`s, saves the resume point (`save_resume_point`), publishes
+    the record (`RunContext.publish`), measures time and throughput, and stops training when the
+    epoch's loss is NaN/inf (as `keras.callbacks.TerminateOnNaN` does per step, but recording that the
+    run diverged). No per-step hook: that would sync every step."""
 
-    def __init__(self, run: RunContext):
+    def __init__(self, run: RunContext, records: list[EpochRecord] | None = None):
         super().__init__()
         self.run = run
-        self.records: list[EpochRecord] = []
+        self.records: list[EpochRecord] = list(records or [])
         self.diverged = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -141,9 +164,33 @@ class EpochRecorder(keras.callbacks.Callback):
             grad_norms=dict(zip(self.model.layer_names, map(float, grad_norms), strict=True)),
         )
         self.records.append(record)
-        if self.run.epoch_hook is not None:
-            self.run.epoch_hook(record)
-        logs.update(record.metrics())  # WandbMetricsLogger, next in the list, logs them as epoch/<key>
+        save_resume_point(self.model, self.records, self.run.out_dir / RESUME_POINT)
+        self.run.publish(record)
+
+
+def save_resume_point(model: ClassifierModel, records: list[EpochRecord], path: Path) -> None:
+    """Every variable of the training model and its optimizer (the step count, so the LR schedule, and
+    the momentum buffers) with the records so far, in one file, renamed into place.
+
+    A NumPy archive rather than Keras' `save_weights`: the same content, but 0.04 s instead of 0.27 s
+    for plain-56 (measured), and it is written after every epoch.
+    """
+    arrays = {f"model/{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays |= {f"optimizer/{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)}
+    arrays["records"] = np.array(json.dumps([dataclasses.asdict(record) for record in records]))
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(temporary, path)
+
+
+def load_resume_point(model: ClassifierModel, path: Path) -> list[EpochRecord]:
+    """Assign a resume point's variables to the (same) training model; returns its records."""
+    with np.load(path) as archive:
+        for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+            for i, variable in enumerate(variables):
+                variable.assign(archive[f"{prefix}/{i}"])
+        return [EpochRecord(**record) for record in json.loads(str(archive["records"]))]
 
 
 class StepTracer(keras.callbacks.Callback):
@@ -249,15 +296,14 @@ def train(
                 backbone = models.build(spec, dtype)
                 load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
             model = make_training_model(spec, train_spec, steps, backbone, dtype, xla)
-    recorder, tracer = EpochRecorder(run), StepTracer()
+    resume_point = run.out_dir / RESUME_POINT
+    records = load_resume_point(model, resume_point) if run.resume and resume_point.exists() else []
+    recorder, tracer = EpochRecorder(run, records), StepTracer()
     callbacks = [recorder, tracer] if run.trace_steps else [recorder]
-    if run.wandb_run is not None:
-        from wandb.integration.keras import WandbMetricsLogger
-
-        callbacks.append(WandbMetricsLogger(log_freq="epoch"))
     input_dtype = keras.DTypePolicy(dtype).variable_dtype
     model.fit(
-        train_dataset(dataset, train_spec, input_dtype),
+        train_dataset(dataset, train_spec, input_dtype, first_epoch=len(records)),
+        initial_epoch=len(records),  # the data order of epoch e is keyed by e: the same batches follow
         epochs=train_spec.epochs,
         steps_per_epoch=steps,
         validation_data=(dataset.x_test.astype(input_dtype), dataset.y_test),
@@ -266,6 +312,7 @@ def train(
         shuffle=False,  # the order is study.core.data's, the same as the torch twin's
         verbose=verbose,
     )
-    checkpoint = Path(run.out_dir) / "model.keras"
-    backbone.save(checkpoint)
-    return TrainOutcome(recorder.records, recorder.diverged, checkpoint, tracer.losses)
+    checkpoint = Path(run.out_dir) / CHECKPOINT
+    model.save(checkpoint)  # the whole training state, optimizer included, as Lightning's checkpoint
+    resume_point.unlink(missing_ok=True)  # the checkpoint now holds all of it
+    return TrainOutcome(recorder.records, recorder.diverged, checkpoint, tracer.losses, len(records))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities import grad_norm
 from torch import nn
 
@@ -33,7 +35,8 @@ from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, w
 from study.core.spec import NetworkSpec, TrainSpec
 
 TRAINER_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", FLOAT64: "64-true"}  # run.precision -> Trainer's
-RECORDS = ".epoch-records.jsonl"  # multi-process runs: rank 0's records for the main process
+RECORDS = ".epoch-records.json"  # multi-process runs: rank 0's records for the main process
+CHECKPOINT = "model.ckpt"  # the run's checkpoint, saved every epoch: the resume point and the result
 
 
 class ClassifierModule(pl.LightningModule):
@@ -45,7 +48,10 @@ class ClassifierModule(pl.LightningModule):
 
     def __init__(self, backbone: nn.Module, train_spec: TrainSpec, steps_per_epoch: int, layer_names: list[str]):
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone"])
+        # Plain types only, so the checkpoint loads with torch.load(weights_only=True), as Lightning resumes.
+        self.save_hyperparameters(
+            {"train_spec": train_spec.to_dict(), "steps_per_epoch": steps_per_epoch, "layer_names": layer_names}
+        )
         self.backbone = backbone
         self.train_spec, self.steps_per_epoch, self.layer_names = train_spec, steps_per_epoch, layer_names
         classes = backbone.fc.out_features
@@ -109,12 +115,37 @@ class ClassifierModule(pl.LightningModule):
         return make_optimizer(self.parameters(), self.train_spec, self.steps_per_epoch)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint format, written to a temporary file and renamed into place: a run killed
+    while saving keeps its previous checkpoint whole (Lightning writes the file in place)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.partial")
+        super().save_checkpoint(checkpoint, temporary, storage_options)
+        os.replace(temporary, path)
+
+
 class EpochRecorder(pl.Callback):
-    """Turns the module's metrics into `EpochRecord`s, logs them, measures time and throughput."""
+    """Turns the module's metrics into `EpochRecord`s, saves the run's checkpoint, publishes the record
+    (`RunContext.publish`), measures time and throughput.
+
+    The checkpoint (`CHECKPOINT`, Lightning's own: weights, optimizer, LR schedule, loop counters and
+    this callback's records) is saved at the end of every epoch, before the epoch is published, so a
+    run killed at any moment resumes from its last completed epoch (`Trainer.fit(ckpt_path=...)`).
+    """
 
     def __init__(self, run: RunContext):
         self.run = run
         self.records: list[EpochRecord] = []
+        self.restored = 0  # epochs restored from a checkpoint
+
+    def state_dict(self) -> dict:
+        return {"records": [dataclasses.asdict(record) for record in self.records]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.records = [EpochRecord(**record) for record in state_dict["records"]]
+        self.restored = len(self.records)
 
     def on_train_epoch_start(self, trainer, module):
         self.start = time.perf_counter()
@@ -132,7 +163,6 @@ class EpochRecorder(pl.Callback):
         train_loss = float(module.train_loss.compute())
         if not np.isfinite(train_loss):  # diverged: stop and record it (checked per epoch: no per-step sync)
             module.diverged = trainer.should_stop = True
-            self._hand_over(trainer, {"diverged": True})
             return
         record = self.run.record(
             epoch=trainer.current_epoch,
@@ -146,24 +176,17 @@ class EpochRecorder(pl.Callback):
         )
         module.train_loss.reset(), module.train_acc.reset()
         self.records.append(record)
-        self._hand_over(trainer, dataclasses.asdict(record))
-        if self.run.epoch_hook is not None:
-            self.run.epoch_hook(record)
-        module.log_dict({f"epoch/{key}": value for key, value in record.metrics().items()})
+        trainer.save_checkpoint(self.run.out_dir / CHECKPOINT)
+        self.run.publish(record)
 
-    def _hand_over(self, trainer, entry: dict) -> None:
+    def on_train_end(self, trainer, module):
         """Spawned processes: rank 0 writes what the main process reads back after `fit`."""
         if trainer.world_size > 1 and trainer.is_global_zero:
-            with open(self.run.out_dir / RECORDS, "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            state = {"records": self.state_dict()["records"], "diverged": module.diverged, "restored": self.restored}
+            (self.run.out_dir / RECORDS).write_text(json.dumps(state))
 
 
 def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose: bool = True) -> pl.Trainer:
-    logger = False
-    if run.wandb_run is not None:
-        from pytorch_lightning.loggers import WandbLogger
-
-        logger = WandbLogger(experiment=run.wandb_run)
     multi = run.devices > 1
     return pl.Trainer(
         max_epochs=run.train_spec.epochs,
@@ -177,14 +200,14 @@ def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose:
         use_distributed_sampler=False,  # EpochBatches already gives each process its share
         precision=TRAINER_PRECISION[run.precision],
         deterministic=True,
-        logger=logger,
+        logger=False,  # W&B: `RunContext.publish`, the same keys as the Keras twin (study.tracking)
         callbacks=callbacks,
         reload_dataloaders_every_n_epochs=1,
         num_sanity_val_steps=0,
-        log_every_n_steps=min(50, run.steps_per_epoch),
         enable_progress_bar=verbose,
         enable_model_summary=False,
-        enable_checkpointing=bool(callbacks),
+        enable_checkpointing=False,  # EpochRecorder saves the checkpoint itself, before it publishes the epoch
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run.out_dir),
     )
 
@@ -203,8 +226,6 @@ def train(
     if not verbose:  # Lightning's start-up notes (devices, tips) are noise inside a study
         for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    # The run folder already holds the W&B run when the checkpoint lands in it; that is by design.
-    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")  # inside Lightning itself
     pl.seed_everything(train_spec.seed, workers=True, verbose=False)
     dtype = torch.float64 if run.precision == FLOAT64 else torch.float32
@@ -219,15 +240,14 @@ def train(
     if run.compile:
         module.compile_backbone()
     recorder = EpochRecorder(run)
-    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=run.out_dir, filename="model", save_last=False, save_top_k=1)
-    trainer = make_trainer(run, [recorder, checkpoint], verbose=bool(verbose))
-    trainer.fit(module, datamodule=StudyDataModule(dataset, train_spec, dtype))
-    path = Path(checkpoint.best_model_path or run.out_dir / "model.ckpt")
-    records, diverged = recorder.records, module.diverged
+    trainer = make_trainer(run, [recorder], verbose=bool(verbose))
+    path = run.out_dir / CHECKPOINT
+    resume_from = str(path) if run.resume and path.exists() else None  # Lightning restores everything
+    trainer.fit(module, datamodule=StudyDataModule(dataset, train_spec, dtype), ckpt_path=resume_from)
+    records, diverged, restored = recorder.records, module.diverged, recorder.restored
     if run.devices > 1:  # the epochs ran in spawned processes; rank 0 wrote them down
-        path_ = run.out_dir / RECORDS
-        entries = [json.loads(line) for line in path_.read_text().splitlines()] if path_.exists() else []
-        records = [EpochRecord(**e) for e in entries if "epoch" in e]
-        diverged = any(e.get("diverged") for e in entries)
-        path_.unlink(missing_ok=True)
-    return TrainOutcome(records, diverged, path, module.batch_losses)
+        state = json.loads((run.out_dir / RECORDS).read_text())
+        records, diverged = [EpochRecord(**r) for r in state["records"]], state["diverged"]
+        restored = state["restored"]
+        (run.out_dir / RECORDS).unlink()
+    return TrainOutcome(records, diverged, path, module.batch_losses, restored)

@@ -19,7 +19,7 @@ from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORT
 from study.core.twin import BACKENDS
 from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
 from study.memory import keep_freed_memory
-from study.tracking import WANDB_MODES
+from study.tracking import WANDB_MODES, project
 from study.train import DEVICE_REQUESTS
 
 PROG = "resnet-study"
@@ -218,7 +218,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shortcut", choices=SHORTCUTS)
     parser.add_argument("--activation", choices=ACTIVATIONS)
     parser.add_argument("--norm", choices=NORMS)
-    parser.add_argument("--wandb", choices=WANDB_MODES, default="offline")
+    parser.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: $WANDB_MODE, else offline)")
     parser.add_argument("--device", choices=DEVICE_REQUESTS, default="auto")
 
 
@@ -291,12 +291,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
     config = study_config_from_args(args)
-    # The grid's own axes come from the agent (${args}); every other override is fixed in the command.
+    # The agent picks the point (${args}: --backend, --arch, --depth, --seed); the command fixes the rest,
+    # the grid included, so every agent opens the same study (same config, so the same study id and
+    # W&B group) whichever machine it runs on.
     fixed = []
     for flag in ("dataset", "data_dir", "epochs", "warmup_epochs", "shortcut", "activation", "norm", "device"):
         value = getattr(args, flag)
         if value is not None:
             fixed += [f"--{flag.replace('_', '-')}", str(value)]
+    for axis in ("backends", "archs", "depths", "seeds"):
+        fixed += [f"--{axis}", ",".join(map(str, getattr(config, axis)))]
     out = str(args.out or Path("runs") / config.name)
     command = [
         "${env}",
@@ -312,7 +316,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "${args}",
     ]
     sweep = {
-        "name": f"resnet-study-{config.name}",
+        "name": f"resnet-study-{config.study_id}",
+        "project": project(),
         "method": "grid",
         "metric": {"name": "final_train_error", "goal": "minimize"},
         "parameters": {
@@ -440,7 +445,7 @@ def make_parser() -> ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("runs/train"))
-    train.add_argument("--wandb", choices=WANDB_MODES, default="offline")
+    train.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: $WANDB_MODE, else offline)")
     train.add_argument("--device", choices=DEVICE_REQUESTS, default="auto")
     train.add_argument("--precision", choices=PRECISIONS, default="32")
     train.add_argument("--compile", action="store_true", help="torch.compile the backbone (lightning backend)")

@@ -58,6 +58,13 @@ class StudyConfig:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    @property
+    def study_id(self) -> str:
+        """The study's name and a hash of its whole configuration: every machine running this study
+        (the agents of one sweep) gives its runs the same W&B group."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.name}-{digest}"
+
 
 @dataclass(frozen=True)
 class GridPoint:

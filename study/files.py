@@ -13,9 +13,11 @@ A study folder (`resnet-study run --out DIR`)::
     verdict.json            the verdicts and the statistics behind them (`study.stats`)
     report.md, report.html  the report, with figures/ beside it
 
-A training folder (`resnet-study train --out DIR`, and each ``runs/<run_key>/``) holds history.csv
-(one row per epoch: `study.core.records.EpochRecord.to_row`), summary.json (written last: a folder
-without it holds no finished run) and the twin's checkpoint.
+A training folder (`resnet-study train --out DIR`, and each ``runs/<run_key>/``) holds run.json
+(written when the run starts: its configuration and W&B run id), the twin's checkpoint (saved after
+every epoch, so a restarted run resumes), history.csv (one row per epoch:
+`study.core.records.EpochRecord.to_row`) and summary.json (written last: a folder without it holds no
+finished run).
 
 Every file is written whole or not at all (`atomic_write_text`): readers, a killed process and a
 second writer never see half a file. docs/design.md documents the columns.
@@ -34,6 +36,7 @@ RUNS = "runs"
 RESULTS = "results.csv"
 HISTORY = "history.csv"  # a run's epochs; in a study folder, every run's epochs
 SUMMARY = "summary.json"
+RUN_STATE = "run.json"  # a run's identity and W&B id, written when it starts: how a restart resumes it
 GRADNORMS = "gradnorms.csv"
 GRADFLOW = "gradflow.csv"
 GRADFLOW_FIT = "gradflow_fit.csv"

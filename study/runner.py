@@ -5,7 +5,7 @@ The folder's files are described in `study.files`.
 A run is finished when its `summary.json` exists (written last, atomically). The tables are rebuilt
 from the finished runs under a lock and renamed into place, so killing the study at any moment,
 SIGKILL included, loses no finished run and leaves no half-written row; running the same command
-again skips every finished run and restarts the interrupted ones from scratch. Each run holds an
+again skips every finished run and resumes the interrupted ones from their last completed epoch. Each run holds an
 exclusive lock on its folder while it trains, so parallel workers (or sweep agents sharing a disk)
 never train the same point twice.
 """
@@ -58,7 +58,7 @@ def open_study(out: Path, config: StudyConfig) -> str:
                 "resume it with the same flags or choose another --out"
             )
         return existing["study_id"]
-    study_id = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    study_id = config.study_id
     atomic_write_text(path, json.dumps({"study_id": study_id, "config": config.to_dict()}, indent=2))
     return study_id
 
@@ -84,7 +84,7 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
 
 
 def run_point(
-    point: GridPoint, out: Path, study_id: str, data_dir=None, wandb_mode="offline", device="auto"
+    point: GridPoint, out: Path, study_id: str, data_dir=None, wandb_mode=None, device="auto"
 ) -> dict | None:
     """Train one grid point into ``out/runs/<run_key>`` unless finished or being trained elsewhere.
 
@@ -96,8 +96,7 @@ def run_point(
             return None
         if (run_dir / SUMMARY).exists():
             return json.loads((run_dir / SUMMARY).read_text())
-        if run_dir.exists():  # an interrupted attempt: start the run again from scratch
-            shutil.rmtree(run_dir)
+        # An interrupted attempt's folder is resumed from its last completed epoch (study.train).
         summary = run_training(
             point.network_spec(),
             point.train_spec(),
@@ -107,7 +106,7 @@ def run_point(
             data_dir=data_dir,
             wandb_mode=wandb_mode,
             device=device,
-            group=study_id,
+            study=study_id,
             verbose=0,
         )
     update_tables(out)
@@ -185,7 +184,7 @@ def run_study(
     out: Path,
     workers: int = 1,
     data_dir=None,
-    wandb_mode: str = "offline",
+    wandb_mode: str | None = None,
     device: str = "auto",
     progress: Callable[[str], None] = print,
 ) -> list[dict]:

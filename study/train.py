@@ -11,6 +11,7 @@ import math
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from study.core import data as datasets
@@ -18,8 +19,8 @@ from study.core.errors import UserError
 from study.core.records import DEVICES, EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import Twin, load
-from study.files import HISTORY, SUMMARY, atomic_write_text, write_csv
-from study.tracking import library_versions, start_wandb
+from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
+from study.tracking import library_versions, resolve_mode, run_tags, start_wandb
 
 DEVICE_REQUESTS = ("auto", *DEVICES)  # --device: auto takes a GPU where the twin's framework sees one
 
@@ -82,6 +83,28 @@ def summarize(records: list[EpochRecord], diverged: bool) -> dict:
     }
 
 
+def claim_out_dir(out: Path, identity: dict) -> dict:
+    """The run state of `out` (run.json): a new one, or an unfinished earlier attempt's with the same
+    identity (which this run resumes). Another configuration's unfinished run is refused."""
+    path = out / RUN_STATE
+    if path.exists():
+        try:
+            state = json.loads(path.read_text())
+            same = state["identity"] == identity
+        except (OSError, ValueError, KeyError, TypeError):
+            raise RunError(f"--out {out}: {RUN_STATE} is unreadable; choose another folder") from None
+        if not same:
+            raise RunError(
+                f"--out {out} holds an unfinished run of another configuration; resume it with the same "
+                "flags or choose another folder"
+            )
+        state["attempts"] += 1
+    else:
+        state = {"identity": identity, "wandb_id": uuid.uuid4().hex[:12], "attempts": 1}
+    atomic_write_text(path, json.dumps(state, indent=2))
+    return state
+
+
 def run_training(
     spec: NetworkSpec,
     train_spec: TrainSpec,
@@ -89,54 +112,67 @@ def run_training(
     dataset_name: str,
     out: Path,
     data_dir: str | None = None,
-    wandb_mode: str = "offline",
+    wandb_mode: str | None = None,
     device: str = "auto",
     precision: str = "32",
     input_given: bool = False,
     devices: int = 1,
     compile: bool = False,
-    group: str | None = None,
+    study: str | None = None,
     verbose: int = 1,
 ) -> dict:
-    """Train one twin and return the summary (also written to `out/summary.json`)."""
+    """Train one twin and return the summary (also written to `out/summary.json`).
+
+    A folder holding an unfinished attempt of the same run resumes it: the twin continues from its
+    checkpoint of the last completed epoch, and the W&B run continues under the same id.
+    """
     out = prepare_out_dir(out)
     try:
         dataset = datasets.load_dataset(dataset_name, data_dir, seed=train_spec.seed)
     except datasets.DataError as error:
         raise RunError(str(error)) from None
     spec = fit_spec_to_data(spec, dataset, input_given)
+    wandb_mode = resolve_mode(wandb_mode)
     twin = load(backend)
     device = resolve_device(twin, device)
     steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
+    identity = {"backend": backend, "dataset": dataset_name, "spec": spec.to_dict(), "train_spec": train_spec.to_dict(),
+                "precision": precision, "devices": devices}  # fmt: skip
+    state = claim_out_dir(out, identity)
     config = {
-        "spec": spec.to_dict(),
-        "train_spec": train_spec.to_dict(),
-        "backend": backend,
+        # The keys a dashboard groups and filters by, at the top level (README: the W&B dashboard).
         "arch": spec.arch,
         "depth": spec.depth,
+        "backend": backend,
+        "seed": train_spec.seed,
+        "study": study,
         "dataset": dataset_name,
+        "spec": spec.to_dict(),
+        "train_spec": train_spec.to_dict(),
         "device": device,
         "precision": precision,
         "devices": devices,
         "compile": compile,
         "trainable_params": spec.trainable_params,
+        "steps_per_epoch": steps,
         "versions": library_versions(twin),
     }
-    tags = [spec.arch, f"depth-{spec.depth}", backend, dataset_name]
-    wandb_run = start_wandb(
-        wandb_mode, out, config, group or "adhoc", backend, tags, f"{backend}-{spec.name}-s{train_spec.seed}"
-    )
+    tags = run_tags(spec.arch, spec.depth, backend, train_spec.seed, dataset_name, study)
+    name = f"{backend}-{spec.name}-s{train_spec.seed}"
+    wandb_run = start_wandb(wandb_mode, out, config, study or "adhoc", backend, tags, name, state["wandb_id"])
     # Spawned data-parallel processes cannot carry a live W&B run: their epochs are logged afterwards.
     live_wandb = wandb_run if devices == 1 else None
     run = RunContext(
-        out, train_spec, steps, len(dataset.y_train), precision, device, devices, live_wandb, compile=compile
-    )
+        out, train_spec, steps, len(dataset.y_train), precision, device, devices, live_wandb, compile=compile,
+        resume=state["attempts"] > 1,
+    )  # fmt: skip
     start = time.perf_counter()
     outcome = twin.train(spec, train_spec, dataset, run, verbose=verbose)
-    wall_s = time.perf_counter() - start
+    # Wall time of the training: this attempt's, and the epochs an earlier attempt completed.
+    wall_s = time.perf_counter() - start + sum(r.wall_s for r in outcome.records[: outcome.resumed_epochs])
     if wandb_run is not None and live_wandb is None:
         for record in outcome.records:
-            wandb_run.log({f"epoch/{key}": value for key, value in record.metrics().items()} | {"epoch": record.epoch})
+            wandb_run.log(record.wandb_row(), step=record.epoch)
     summary = {
         "backend": backend,
         "spec_name": spec.name,
@@ -147,10 +183,13 @@ def run_training(
         "epochs": train_spec.epochs,
         **summarize(outcome.records, outcome.diverged),
         "wall_s": wall_s,
+        "attempts": state["attempts"],
+        "resumed_from_epoch": outcome.resumed_epochs,
         "params": spec.trainable_params,
         "device": device,
         "precision": precision,
         "checkpoint": str(outcome.checkpoint),
+        "wandb_id": state["wandb_id"] if wandb_run is not None else None,
         "wandb_dir": wandb_run.dir if wandb_run is not None else None,
         "config": config,
     }

@@ -18,6 +18,7 @@ from study.core.spec import NetworkSpec, TrainSpec
 PRECISIONS = ("32", "bf16")
 FLOAT64 = "64"
 DEVICES = ("cpu", "gpu")  # where a twin trains (`RunContext.device`)
+STEP_METRIC = "epoch"  # the W&B x-axis of every per-epoch metric: 1-based, the same for every twin
 
 
 def weighted_layer_names(spec: NetworkSpec) -> list[str]:
@@ -41,9 +42,9 @@ class EpochRecord:
         row = {k: v for k, v in self.__dict__.items() if k != "grad_norms"}
         return row | {f"grad_norm/{name}": value for name, value in self.grad_norms.items()}
 
-    def metrics(self) -> dict[str, float]:
-        """The W&B keys, the same for both twins (logged as ``epoch/<key>``, as WandbMetricsLogger does)."""
-        return {k: v for k, v in self.to_row().items() if k != "epoch"}
+    def wandb_row(self) -> dict[str, float]:
+        """What W&B logs for the epoch, the same keys for every twin: the step metric and ``epoch/<column>``."""
+        return {STEP_METRIC: self.epoch} | {f"epoch/{k}": v for k, v in self.to_row().items() if k != "epoch"}
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TrainOutcome:
     diverged: bool  # the loss became NaN/inf; training stopped there
     checkpoint: Path  # the trained backbone in the framework's native format
     batch_losses: list[float]  # every step's train-mode loss when RunContext.trace_steps, else []
+    resumed_epochs: int = 0  # epochs restored from an earlier attempt's checkpoint (RunContext.resume)
 
 
 @dataclass
@@ -68,9 +70,18 @@ class RunContext:
     device: str = "cpu"  # one of DEVICES
     devices: int = 1  # > 1: data parallel (Lightning DDP, Keras MirroredStrategy) over this many devices
     wandb_run: Any = None  # a wandb Run, or None when W&B is disabled
-    epoch_hook: Callable[[EpochRecord], None] | None = None  # called after each epoch's record (bench)
+    epoch_hook: Callable[[EpochRecord], None] | None = None  # called by `publish` after W&B (bench)
     trace_steps: bool = False  # record every step's loss (study.agree); costs a device sync per step
     compile: bool = False  # torch.compile the Lightning twin's backbone (Keras compiles with XLA on GPUs)
+    resume: bool = False  # continue from the checkpoint in out_dir, if an earlier attempt left one
+
+    def publish(self, record: EpochRecord) -> None:
+        """Every twin's last act of an epoch, after its state is saved: log the record to W&B (its step
+        is the 1-based epoch, so a resumed run continues the same axis) and call the epoch hook."""
+        if self.wandb_run is not None:
+            self.wandb_run.log(record.wandb_row(), step=record.epoch)
+        if self.epoch_hook is not None:
+            self.epoch_hook(record)
 
     def record(
         self, epoch: int, train_loss, train_error, test_loss, test_error, wall_s, train_s, grad_norms
