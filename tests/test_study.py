@@ -123,6 +123,10 @@ def test_sweep_yaml_runs_a_point_the_way_the_agent_would_and_collect_merges(tmp_
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["depth"] == 8
         assert len(list((tmp_path / folder / "runs").glob("*/wandb/offline-run-*"))) == 1
+    assert config["project"] == "resnet-study"
+    studies = [json.loads((tmp_path / folder / "study.json").read_text())["study_id"] for folder in ("A", "B")]
+    assert studies[0] == studies[1] and studies[0].startswith("default-")  # one W&B group for every agent
+    assert "--depths" in command and command[command.index("--depths") + 1] == "8,14"
     merged = tmp_path / "merged"
     assert cli("collect", str(merged), str(tmp_path / "A"), str(tmp_path / "B")).returncode == 0
     assert cli("collect", str(merged), str(tmp_path / "A"), str(tmp_path / "B")).returncode == 0  # idempotent
