@@ -19,7 +19,7 @@ from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORT
 from study.core.twin import BACKENDS
 from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
 from study.memory import keep_freed_memory
-from study.tracking import WANDB_MODES, project
+from study.tracking import WANDB_MODES, project, resolve_mode
 from study.train import DEVICE_REQUESTS
 
 PROG = "resnet-study"
@@ -171,6 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         input_given=args.input is not None,
         devices=args.devices,
         compile=args.compile,
+        log_model=args.log_model,
         verbose=0 if args.json else 1,
     )
     if args.json:
@@ -219,6 +220,12 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activation", choices=ACTIVATIONS)
     parser.add_argument("--norm", choices=NORMS)
     parser.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: $WANDB_MODE, else offline)")
+    parser.add_argument(
+        "--log-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log each run's checkpoint as a W&B model artifact (default: yes)",
+    )
     parser.add_argument("--device", choices=DEVICE_REQUESTS, default="auto")
 
 
@@ -247,7 +254,9 @@ def study_config_from_args(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from study import gradflow
+    from study.console import LOG, frameworks_to
     from study.core import data
+    from study.dashboard import publish_study
     from study.report import analyze_folder
     from study.runner import run_study
 
@@ -256,11 +265,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
     out = args.out or Path("runs") / config.name
     dataset = data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
-    progress = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
-    run_study(config, out, args.workers, args.data_dir, args.wandb, args.device, progress)
-    progress("gradient flow at initialization ...")
-    gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))
-    verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
+    mode = resolve_mode(args.wandb)
+    with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
+        shown = None if args.json else terminal
+        run_study(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model)
+        if shown is not None:
+            print("gradient flow at initialization, analysis, W&B ...", file=shown, flush=True)
+        gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))
+        verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
+        publish_study(out, verdict, mode)
     print_verdict(verdict, out, args.json)
     return 0
 
@@ -274,7 +287,7 @@ def cmd_run_point(args: argparse.Namespace) -> int:
     point = GridPoint(config, args.backend, args.arch, args.depth, args.seed)
     point.network_spec()
     study_id = open_study(args.out, config)
-    summary = run_point(point, args.out, study_id, args.data_dir, args.wandb, args.device)
+    summary = run_point(point, args.out, study_id, args.data_dir, args.wandb, args.device, args.log_model)
     if args.json:
         print(
             json.dumps(
@@ -301,6 +314,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             fixed += [f"--{flag.replace('_', '-')}", str(value)]
     for axis in ("backends", "archs", "depths", "seeds"):
         fixed += [f"--{axis}", ",".join(map(str, getattr(config, axis)))]
+    if not args.log_model:
+        fixed.append("--no-log-model")
     out = str(args.out or Path("runs") / config.name)
     command = [
         "${env}",
@@ -346,11 +361,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from study.dashboard import publish_study
     from study.report import analyze_folder
 
     if not Path(args.folder).is_dir():
         raise UsageError(f"{args.folder} is not a folder")
-    print_verdict(analyze_folder(Path(args.folder), alpha=args.alpha, margin=args.margin), Path(args.folder), args.json)
+    verdict = analyze_folder(Path(args.folder), alpha=args.alpha, margin=args.margin)
+    publish_study(Path(args.folder), verdict, resolve_mode(args.wandb))
+    print_verdict(verdict, Path(args.folder), args.json)
     return 0
 
 
@@ -446,6 +464,9 @@ def make_parser() -> ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("runs/train"))
     train.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: $WANDB_MODE, else offline)")
+    train.add_argument(
+        "--log-model", action="store_true", help="log the checkpoint as a W&B model artifact (default: no)"
+    )
     train.add_argument("--device", choices=DEVICE_REQUESTS, default="auto")
     train.add_argument("--precision", choices=PRECISIONS, default="32")
     train.add_argument("--compile", action="store_true", help="torch.compile the backbone (lightning backend)")
@@ -497,6 +518,9 @@ def make_parser() -> ArgumentParser:
     analyze.add_argument("folder", type=Path)
     analyze.add_argument("--alpha", type=float, default=0.05)
     analyze.add_argument("--margin", type=float, default=0.05)
+    analyze.add_argument(
+        "--wandb", choices=WANDB_MODES, help="W&B mode of the analysis run (default: $WANDB_MODE, else offline)"
+    )
     analyze.add_argument("--json", action="store_true")
     analyze.set_defaults(run=cmd_analyze)
 
@@ -526,6 +550,7 @@ def make_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # training reuses its buffers instead of faulting them in each step
+    os.environ.setdefault("WANDB_SILENT", "true")  # W&B's own notes; our lines say where runs are
     try:
         args = make_parser().parse_args(argv)
         return args.run(args)

@@ -20,14 +20,17 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TextIO
 
 from study.configs import GridPoint, StudyConfig
+from study.console import LOG, progress_bar, redirect_descriptors
 from study.core.errors import UserError
 from study.core.twin import load
+from study.dashboard import model_artifact_name
 from study.files import (
     GRADNORM_COLUMNS,
     GRADNORMS,
@@ -84,7 +87,7 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
 
 
 def run_point(
-    point: GridPoint, out: Path, study_id: str, data_dir=None, wandb_mode=None, device="auto"
+    point: GridPoint, out: Path, study_id: str, data_dir=None, wandb_mode=None, device="auto", log_model=True
 ) -> dict | None:
     """Train one grid point into ``out/runs/<run_key>`` unless finished or being trained elsewhere.
 
@@ -107,6 +110,8 @@ def run_point(
             wandb_mode=wandb_mode,
             device=device,
             study=study_id,
+            log_model=log_model,
+            artifact_name=model_artifact_name(point.run_key),
             verbose=0,
         )
     update_tables(out)
@@ -171,7 +176,8 @@ def _exit_with_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def _init_worker(threads: int, parent: int, backends: tuple[str, ...]) -> None:
+def _init_worker(threads: int, parent: int, backends: tuple[str, ...], log_path: Path) -> None:
+    redirect_descriptors(log_path)  # before any framework is imported: they print from C++ at import
     keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -186,61 +192,68 @@ def run_study(
     data_dir=None,
     wandb_mode: str | None = None,
     device: str = "auto",
-    progress: Callable[[str], None] = print,
+    terminal: TextIO | None = None,
+    log_model: bool = True,
 ) -> list[dict]:
-    """Run every unfinished grid point (in `workers` processes); returns the results rows."""
+    """Run every unfinished grid point (in `workers` processes); returns the results rows.
+
+    `terminal` gets the study's own lines and a progress bar (None: nothing). The workers' own output
+    (the frameworks') goes to `study.console.LOG` in the study folder.
+    """
     out = Path(out)
     study_id = open_study(out, config)
     points = config.points()
     pending = [p for p in points if not is_finished(out, p)]
-    progress(
-        f"study {study_id}: {len(points) - len(pending)} of {len(points)} runs already finished; {len(pending)} to run"
-    )
-    args = (out, study_id, data_dir, wandb_mode, device)
+    say = (lambda line: None) if terminal is None else (lambda line: print(line, file=terminal, flush=True))  # noqa: E731
+    say(f"study {study_id}: {len(points) - len(pending)} of {len(points)} runs finished, {len(pending)} to run "
+        f"(frameworks' output: {out / LOG})")  # fmt: skip
+    args = (out, study_id, data_dir, wandb_mode, device, log_model)
+    bar = progress_bar(len(pending), terminal) if terminal is not None else None
 
-    started = time.perf_counter()
-
-    def report(done: int, point: GridPoint, summary: dict | None) -> None:
-        if summary is None:
-            progress(f"[{done}/{len(pending)}] {point.run_key}: running elsewhere, skipped")
+    def report(point: GridPoint, summary: dict | None) -> None:
+        if bar is None:
             return
-        errors = summary["final_train_error"], summary["final_test_error"]
-        progress(
-            f"[{done}/{len(pending)}] {point.backend:9} {point.arch}-{point.depth} seed {point.seed}: "
-            + ("train error {:.3f}, test error {:.3f}".format(*errors) if None not in errors else "no epoch finished")
-            + f"{' (diverged)' if summary['diverged'] else ''}; {summary['wall_s']:.0f} s"
-            + f" (study at {time.perf_counter() - started:.0f} s)"
-        )
+        name = f"{point.backend} {point.arch}-{point.depth} seed {point.seed}"
+        if summary is None:
+            bar.write(f"{name}: running elsewhere, skipped", file=terminal)
+        elif summary["diverged"]:
+            bar.write(f"{name}: diverged", file=terminal)
+        else:
+            bar.set_postfix_str(f"last: {name}, train error {summary['final_train_error']:.3f}", refresh=False)
+        bar.update(1)
 
     def report_replay(evidence: dict) -> None:
         worst = evidence["worst"]
-        progress(
+        line = (
             f"exactness: float64 replay of the recipe by {', '.join(evidence['backends'])}: "
             + ("passed" if evidence["passed"] else "FAILED")
             + (f" (largest difference {worst['error']:.1e} in {worst['quantity']}, {worst['spec']})" if worst else "")
         )
+        bar.write(line, file=terminal) if bar is not None else say(line)
 
     replays = len(config.backends) > 1  # the twins' exactness needs two of them
-    if workers <= 1:
-        if replays:
-            report_replay(replay_exactness(config, out, data_dir))
-        for done, point in enumerate(pending, start=1):
-            report(done, point, run_point(point, *args))
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        context = get_context("spawn")
-        initargs = (threads, os.getpid(), config.backends)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-            # First: the replay alone can show the twins to differ, and it takes seconds.
-            replay = [pool.submit(replay_exactness, config, out, data_dir)] if replays else []
-            futures = {pool.submit(run_point, point, *args): point for point in pending}
-            done = 0
-            for future in as_completed([*replay, *futures]):
-                if future in replay:
-                    report_replay(future.result())
-                else:
-                    done += 1
-                    report(done, futures[future], future.result())
+    try:
+        if workers <= 1:
+            if replays:
+                report_replay(replay_exactness(config, out, data_dir))
+            for point in pending:
+                report(point, run_point(point, *args))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            context = get_context("spawn")
+            initargs = (threads, os.getpid(), config.backends, out / LOG)
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+                # First: the replay alone can show the twins to differ, and it takes seconds.
+                replay = [pool.submit(replay_exactness, config, out, data_dir)] if replays else []
+                futures = {pool.submit(run_point, point, *args): point for point in pending}
+                for future in as_completed([*replay, *futures]):
+                    if future in replay:
+                        report_replay(future.result())
+                    else:
+                        report(futures[future], future.result())
+    finally:
+        if bar is not None:
+            bar.close()
     return update_tables(out)
 
 

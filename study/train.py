@@ -19,6 +19,8 @@ from study.core.errors import UserError
 from study.core.records import DEVICES, EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import Twin, load
+from study.dashboard import log_model as log_model_artifact
+from study.dashboard import model_artifact_name
 from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
 from study.tracking import library_versions, resolve_mode, run_tags, start_wandb
 
@@ -119,12 +121,15 @@ def run_training(
     devices: int = 1,
     compile: bool = False,
     study: str | None = None,
+    log_model: bool = False,
+    artifact_name: str | None = None,
     verbose: int = 1,
 ) -> dict:
     """Train one twin and return the summary (also written to `out/summary.json`).
 
     A folder holding an unfinished attempt of the same run resumes it: the twin continues from its
-    checkpoint of the last completed epoch, and the W&B run continues under the same id.
+    checkpoint of the last completed epoch, and the W&B run continues under the same id. With
+    `log_model`, the checkpoint becomes a W&B model artifact (`artifact_name`, or one made of the run).
     """
     out = prepare_out_dir(out)
     try:
@@ -190,10 +195,16 @@ def run_training(
         "precision": precision,
         "checkpoint": str(outcome.checkpoint),
         "wandb_id": state["wandb_id"] if wandb_run is not None else None,
+        "model_artifact": None,
         "wandb_dir": wandb_run.dir if wandb_run is not None else None,
         "config": config,
     }
     write_history(out / HISTORY, outcome.records)
+    if wandb_run is not None and log_model:
+        name = artifact_name or model_artifact_name(f"{name}-{state['wandb_id']}")
+        metadata = {k: summary[k] for k in ("backend", "arch", "depth", "seed", "dataset", "final_train_error",
+                                            "final_test_error", "diverged")} | {"spec": config["spec"]}  # fmt: skip
+        summary["model_artifact"] = log_model_artifact(wandb_run, name, outcome.checkpoint, metadata)
     if wandb_run is not None:
         wandb_run.summary.update({k: v for k, v in summary.items() if k != "config" and v is not None})
         wandb_run.finish()

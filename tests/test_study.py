@@ -72,7 +72,7 @@ def test_analyze_reproduces_the_verdict_from_results_csv_alone(tmp_path):
     assert json.loads(result.stdout)["agreement"] == original["agreement"]
 
 
-TWINS = ["--dataset", "synthetic", "--depths", "8", "--seeds", "0,1,2", "--epochs", "2", "--wandb", "disabled"]
+TWINS = ["--dataset", "synthetic", "--depths", "8", "--seeds", "0,1,2", "--epochs", "2", "--wandb", "offline"]
 
 
 def test_correct_twins_agree_and_the_evidence_is_read_back(tmp_path):
@@ -84,6 +84,8 @@ def test_correct_twins_agree_and_the_evidence_is_read_back(tmp_path):
     assert verdict["verdict"] == "agree", verdict["reason"]
     assert verdict["exactness"]["status"] == "passed" and len(verdict["cells"]) == 2
     assert "agreement: agree" in result.stdout
+    assert_quiet(result, out)
+    assert_on_the_dashboard(out, verdict)
 
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -103,6 +105,59 @@ def test_correct_twins_agree_and_the_evidence_is_read_back(tmp_path):
         bad.returncode == 2 and "exactness.json" in bad.stderr and "'tolerance' must be a positive number" in bad.stderr
     )
     assert len(bad.stderr.strip().splitlines()) == 1 and (copy / "verdict.json").read_text() == before
+
+
+FRAMEWORK_NOISE = ("I0000", "E0000", "W0000", "absl::InitializeLog", "oneDNN", "cuda", "Tip:", "wandb:", "Warning")
+
+
+def assert_quiet(result, out):
+    """The terminal shows the study's own lines; what the frameworks printed is in the log file."""
+    assert result.stderr == "", result.stderr
+    assert not [line for line in result.stdout.splitlines() if any(n in line for n in FRAMEWORK_NOISE)]
+    assert "absl::InitializeLog" in (out / "frameworks.log").read_text()  # TensorFlow did print: into the log
+    assert "runs " in result.stdout and "elapsed" in result.stdout and "left ~" in result.stdout  # the bar
+
+
+def wandb_records(run_dir):
+    inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_dir)]
+    lines = subprocess.run(inspect, capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def assert_on_the_dashboard(out, agreement):
+    """Every run logged its checkpoint as a model artifact; one analysis run in the study's group holds the
+    results table, every figure, the verdicts and the study's files, and names the models it used."""
+    models = []
+    for run_dir in sorted((out / "runs").glob("*/wandb/offline-run-*")):
+        (artifact,) = [r["artifact"] for r in wandb_records(run_dir) if r["type"] == "artifact"]
+        assert artifact["type"] == "model" and artifact["name"] == f"model-{run_dir.parents[1].name}"
+        models.append(artifact["name"])
+    assert len(models) == 12  # 2 backends x 2 archs x 3 seeds at one depth
+    (analysis,) = (out / "wandb").glob("offline-run-*-analysis-*")
+    records = wandb_records(analysis)
+    (run,) = [r["run"] for r in records if r["type"] == "run"]
+    study = json.loads((out / "study.json").read_text())["study_id"]
+    assert run["run_group"] == study and run["job_type"] == "analysis"
+    inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(analysis)]
+    summary = json.loads(subprocess.run(inspect, capture_output=True, text=True, timeout=120, check=True).stdout)[
+        "summary"
+    ]
+    assert summary["agreement/verdict"] == agreement["verdict"] == "agree" and summary["degradation/verdict"]
+    assert summary["results"]["_type"] == "table-file"
+    assert {k for k in summary if k.startswith("figures/")} >= {"figures/agreement", "figures/error_vs_depth"}
+    (artifact,) = [r["artifact"] for r in records if r["type"] == "artifact" and r["artifact"]["type"] == "study"]
+    assert json.loads(artifact["metadata"])["inputs"] == models
+    assert {"results.csv", "verdict.json", "exactness.json", "report.md"} <= {
+        c["path"] for c in artifact["manifest"]["contents"]
+    }
+
+
+def test_one_worker_keeps_the_terminal_quiet_too(tmp_path):
+    out = tmp_path / "study"
+    args = ["--backends", "keras", "--archs", "resnet", "--depths", "8", "--seeds", "0", "--epochs", "1"]
+    result = cli("run", "--dataset", "synthetic", *args, "--workers", "1", "--wandb", "disabled", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert_quiet(result, out)
 
 
 def test_sweep_yaml_runs_a_point_the_way_the_agent_would_and_collect_merges(tmp_path):

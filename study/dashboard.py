@@ -1,0 +1,130 @@
+"""The study on the W&B dashboard: each run's checkpoint as a model artifact, and one analysis run.
+
+After `analyze`, one more run joins the study's group (job type ``analysis``, id ``analysis-<study>``,
+so analysing again updates the same run): the results as a `wandb.Table`, every figure as a
+`wandb.Image`, the verdicts and their key statistics in its summary, and the study's files (results,
+verdict, exactness, report, figures) as an artifact of type ``study``.
+
+Lineage: each training run logs its checkpoint as an artifact of type ``model``; the analysis run
+declares them as its inputs (`use_artifact`). W&B allows that only online — an offline run cannot
+use an artifact — so offline the study artifact lists its inputs in its metadata, and
+`resnet-study analyze DIR --wandb online`, after `wandb sync`, declares them on the server.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from study.files import (
+    EXACTNESS,
+    FIGURES,
+    GRADFLOW,
+    GRADFLOW_FIT,
+    GRADNORMS,
+    HISTORY,
+    REPORT_HTML,
+    REPORT_MD,
+    RESULTS,
+    RUNS,
+    STUDY,
+    SUMMARY,
+    VERDICT,
+)
+from study.tracking import start_wandb
+
+STUDY_FILES = (RESULTS, VERDICT, EXACTNESS, REPORT_MD, REPORT_HTML, HISTORY, GRADNORMS, GRADFLOW, GRADFLOW_FIT, STUDY)
+
+
+def model_artifact_name(run_key: str) -> str:
+    return f"model-{run_key}"
+
+
+def log_model(run, name: str, checkpoint: Path, metadata: dict) -> str:
+    """Log a run's checkpoint as a model artifact (the file is referenced, not copied); returns its name."""
+    import wandb
+
+    artifact = wandb.Artifact(name, type="model", metadata=metadata)
+    artifact.add_file(str(checkpoint), policy="immutable")  # written once, at the end of the run
+    run.log_artifact(artifact)
+    return name
+
+
+def verdict_summary(verdict: dict) -> dict:
+    """The verdicts and the statistics a dashboard user compares, as flat summary keys."""
+    summary = {}
+    for name in ("degradation", "agreement"):
+        summary[f"{name}/verdict"] = verdict[name]["verdict"]
+        summary[f"{name}/reason"] = verdict[name]["reason"]
+    for backend, entry in verdict["degradation"]["backends"].items():
+        summary[f"degradation/{backend}/verdict"] = entry["verdict"]
+        for test, values in entry["tests"].items():
+            for key in ("p_holm", "mean_diff", "coef", "ci_low", "ci_high"):
+                if values.get(key) is not None:
+                    summary[f"degradation/{backend}/{test}/{key}"] = values[key]
+    agreement = verdict["agreement"]
+    summary["agreement/exactness"] = agreement["exactness"]["status"]
+    if agreement["exactness"].get("largest_difference") is not None:
+        summary["agreement/exactness_largest_difference"] = agreement["exactness"]["largest_difference"]
+    for cell in agreement["cells"]:
+        prefix = f"agreement/{cell['arch']}-{cell['depth']}" + (
+            f"/{'-'.join(cell['backends'])}" if len(agreement["pairs"]) > 1 else ""
+        )
+        summary[f"{prefix}/verdict"] = cell["verdict"]
+        for metric, test in cell["tests"].items():
+            for key in ("mean_diff", "bound", "mdd", "p_tost_holm"):
+                if test.get(key) is not None:
+                    summary[f"{prefix}/{metric}/{key}"] = test[key]
+    summary["diverged/count"] = verdict["diverged"]["count"]
+    return summary
+
+
+def _model_inputs(folder: Path) -> list[str]:
+    """The model artifacts the study's runs logged (their summary.json names them)."""
+    names = []
+    for path in sorted((folder / RUNS).glob(f"*/{SUMMARY}")):
+        name = json.loads(path.read_text()).get("model_artifact")
+        if name:
+            names.append(name)
+    return names
+
+
+def study_id_of(folder: Path, results: pd.DataFrame) -> str:
+    if (folder / STUDY).exists():
+        return json.loads((folder / STUDY).read_text())["study_id"]
+    ids = results["study"].dropna().unique() if "study" in results else []
+    return str(ids[0]) if len(ids) == 1 else folder.resolve().name
+
+
+def publish_study(folder: Path, verdict: dict, mode: str) -> str | None:
+    """The analysis run of the study in `folder` (see the module docstring); returns its W&B id."""
+    if mode == "disabled":
+        return None
+    import wandb
+
+    folder = Path(folder)
+    results = pd.read_csv(folder / RESULTS)
+    study = study_id_of(folder, results)
+    inputs = _model_inputs(folder)
+    run_id = f"analysis-{study}"
+    config = {"study": study, "runs": len(results), "inputs": inputs}
+    run = start_wandb(mode, folder, config, study, "analysis", ["analysis", f"study-{study}"], run_id, run_id)
+    figures = sorted((folder / FIGURES).glob("*.png"))
+    run.log({"results": wandb.Table(dataframe=results)} | {
+        f"figures/{path.stem}": wandb.Image(str(path), caption=path.stem.replace("_", " ")) for path in figures
+    })  # fmt: skip
+    run.summary.update(verdict_summary(verdict))
+    artifact = wandb.Artifact(f"study-{study}", type="study", metadata={"inputs": inputs, "runs": len(results)})
+    for name in STUDY_FILES:
+        if (folder / name).exists():
+            artifact.add_file(str(folder / name))
+    if figures:
+        artifact.add_dir(str(folder / FIGURES), name=FIGURES)
+    if mode == "online":  # lineage: W&B refuses use_artifact offline (module docstring)
+        for name in inputs:
+            run.use_artifact(f"{name}:latest")
+    run.log_artifact(artifact)
+    run.finish()
+    return run_id
