@@ -55,7 +55,10 @@ def apply_shortcut(x, spec: NetworkSpec, block: BlockSpec, dtype):
 
 
 def apply_block(x, spec: NetworkSpec, block: BlockSpec, dtype):
-    """Basic (conv3x3-BN-act-conv3x3-BN) or bottleneck (1x1-3x3-1x1) block, (+ shortcut), act."""
+    """Basic (conv3x3-BN-act-conv3x3-BN) or bottleneck (1x1-3x3-1x1) block, (+ shortcut), act;
+    a deleted block (`NetworkSpec.lesion`), its skip map alone."""
+    if block.lesioned:
+        return apply_shortcut(x, spec, block, dtype)
     main = [layer for layer in spec.block_layers(block) if layer.main_path]
     out = x
     for i, layer in enumerate(main, start=1):

@@ -48,10 +48,12 @@ def make_shortcut(spec: NetworkSpec, block: BlockSpec) -> nn.Module | None:
 
 
 class Block(nn.Module):
-    """Basic (conv3x3-BN-act-conv3x3-BN) or bottleneck (1x1-3x3-1x1) block, (+ shortcut), act."""
+    """Basic (conv3x3-BN-act-conv3x3-BN) or bottleneck (1x1-3x3-1x1) block, (+ shortcut), act;
+    a deleted block (`NetworkSpec.lesion`), its skip map alone."""
 
     def __init__(self, spec: NetworkSpec, block: BlockSpec):
         super().__init__()
+        self.lesioned = block.lesioned
         main = [layer for layer in spec.block_layers(block) if layer.main_path]
         self.depth = len(main)
         for i, layer in enumerate(main, start=1):
@@ -62,6 +64,8 @@ class Block(nn.Module):
         self.downsample = make_shortcut(spec, block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lesioned:
+            return self.downsample(x)
         out = x
         for i in range(1, self.depth + 1):
             out = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out))

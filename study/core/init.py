@@ -18,6 +18,21 @@ import numpy as np
 from study.core.spec import NetworkSpec
 
 
+def state_keys(spec: NetworkSpec) -> list[str]:
+    """The keys of `spec`'s torch-layout state dict, in `initial_state`'s order."""
+    keys = []
+    for layer in spec.layers():
+        keys.append(f"{layer.name}.weight")
+        if layer.batch_norm:
+            keys += [f"{layer.bn_name}.{name}" for name in ("weight", "bias", "running_mean", "running_var")]
+    return [*keys, "fc.weight", "fc.bias"]
+
+
+def restrict_state(state: dict[str, np.ndarray], spec: NetworkSpec) -> dict[str, np.ndarray]:
+    """The entries of a (trained) state dict that `spec` has: a lesioned network's weights from the whole one's."""
+    return {key: state[key] for key in state_keys(spec)}
+
+
 def initial_state(spec: NetworkSpec, seed: int) -> dict[str, np.ndarray]:
     """A torch-layout state dict (conv kernels OIHW, float64) for `spec`, determined by `seed`."""
     rng = np.random.default_rng([seed, 0x1A17])

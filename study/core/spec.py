@@ -117,6 +117,7 @@ class BlockSpec:
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
     shortcut: str | None  # None (plain twin) | "identity" | "pad" (option A) | "projection"
+    lesioned: bool = False  # deleted (`NetworkSpec.lesion`): the block computes its skip map alone
 
     @property
     def name(self) -> str:
@@ -136,6 +137,7 @@ class NetworkSpec:
     input_shape: tuple[int, int, int] | None = None  # (H, W, C); None: cifar 32x32x3, imagenet 224x224x3
     classes: int | None = None  # None: cifar 10, imagenet 1000
     bottleneck_stride: str = "3x3"  # where a bottleneck block strides: "3x3" (v1.5) | "1x1" (v1)
+    lesion: tuple[str, ...] = ()  # blocks deleted at test time (Veit et al. 2016): see `blocks`
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -149,6 +151,7 @@ class NetworkSpec:
         if self.classes is None:
             object.__setattr__(self, "classes", classes)
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(self, "lesion", tuple(self.lesion))
         self._validate()
 
     def _validate(self) -> None:
@@ -174,6 +177,9 @@ class NetworkSpec:
             raise SpecError(f"input shape must be three positive integers H,W,C; got {shape}")
         if not isinstance(self.classes, int) or self.classes < 2:
             raise SpecError(f"classes must be an integer >= 2; got {self.classes}")
+        names = [f"layer{s}.{i}" for s, count in enumerate(self.stage_blocks, start=1) for i in range(count)]
+        if unknown := [name for name in self.lesion if name not in names]:
+            raise SpecError(f"cannot delete {', '.join(unknown)}: {self.name}'s blocks are {names[0]}..{names[-1]}")
         factor = self.downsampling
         if min(shape[:2]) < factor:
             raise SpecError(
@@ -236,29 +242,41 @@ class NetworkSpec:
         return (size(h), size(w))
 
     def blocks(self) -> Iterator[BlockSpec]:
-        """The blocks in build order."""
+        """The blocks in build order.
+
+        A block named in `lesion` is deleted: its main path is gone and it computes its skip map alone
+        (no activation after it). A residual block keeps its shortcut (the identity, option A's
+        subsample-and-pad, or option B's projection); a plain block becomes the identity, or option A's
+        parameter-free subsample-and-pad where it changes shape, as no identity fits there. In a ReLU
+        net the residual case equals dropping the residual branch and keeping the activation after the
+        addition, since the block's input is already non-negative.
+        """
         channels, hw = self.stem_channels, self.stem_hw()
         for stage, (width, count) in enumerate(zip(self.stage_widths, self.stage_blocks, strict=True), start=1):
             for index in range(count):
                 stride = 2 if stage > 1 and index == 0 else 1
                 out_channels = width * self.expansion
                 out_hw = (conv_output_size(hw[0], 3, stride, 1), conv_output_size(hw[1], 3, stride, 1))
-                if not self.residual:
+                lesioned = f"layer{stage}.{index}" in self.lesion
+                if not self.residual and not lesioned:
                     shortcut = None
                 elif stride == 1 and channels == out_channels:
                     shortcut = "identity"
                 else:
-                    shortcut = "pad" if self.shortcut == "A" else "projection"
+                    shortcut = "pad" if self.shortcut == "A" or not self.residual else "projection"
                 yield BlockSpec(
-                    stage, index, self.block_kind, channels, width, out_channels, stride, hw, out_hw, shortcut
-                )
+                    stage, index, self.block_kind, channels, width, out_channels, stride, hw, out_hw, shortcut,
+                    lesioned,
+                )  # fmt: skip
                 channels, hw = out_channels, out_hw
 
     def block_layers(self, block: BlockSpec) -> list[ConvLayer]:
         """The convolutions of one block: main path first (conv1, conv2[, conv3]), then projection."""
         bn = self.norm == "batch"
         p = block.name
-        if block.kind == "basic":
+        if block.lesioned:
+            layers = []
+        elif block.kind == "basic":
             mid_hw = block.out_hw
             layers = [
                 ConvLayer(
@@ -339,11 +357,12 @@ class NetworkSpec:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["input_shape"] = list(self.input_shape)
+        data["lesion"] = list(self.lesion)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> NetworkSpec:
-        return cls(**{**data, "input_shape": tuple(data["input_shape"])})
+        return cls(**{**data, "input_shape": tuple(data["input_shape"]), "lesion": tuple(data.get("lesion", ()))})
 
 
 # -- presets ---------------------------------------------------------------------------------
