@@ -80,3 +80,10 @@ def load_torch_state(model: keras.Model, state: dict[str, np.ndarray]) -> None:
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(f"{key}: shape {value.shape} does not fit Keras variable of shape {variable.shape}")
         variable.assign(value.astype(variable.dtype))
+
+
+def checkpoint_state(path) -> dict[str, np.ndarray]:
+    """The trained backbone's state dict from a run's Keras checkpoint (the training model's `.keras`)."""
+    import keras_impl.training  # noqa: F401  (registers the training model's class for loading)
+
+    return to_torch_state(keras.saving.load_model(path, compile=False).backbone)

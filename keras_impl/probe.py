@@ -6,12 +6,16 @@ per-layer gradient norms from either. Inputs are NHWC float arrays, labels int c
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_impl.port import to_torch_layout
 from study.core.probe import Probe
+
+BLOCK_OUTPUT = re.compile(r"layer\d+\.\d+\.act")  # a whole block's last layer (`keras_impl.models.apply_block`)
 
 
 def forward(model: keras.Model, x: np.ndarray, training: bool) -> np.ndarray:
@@ -31,3 +35,20 @@ def forward_backward(model: keras.Model, x: np.ndarray, labels: np.ndarray) -> P
     grads = tape.gradient(loss, [x, *variables])
     by_path = {v.path: g.numpy() for v, g in zip(variables, grads[1:], strict=True)}
     return Probe(logits.numpy(), float(loss), grads[0].numpy(), to_torch_layout(model, by_path))
+
+
+def block_gradients(model: keras.Model, x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """L2 norms of d(mean loss)/d(the stem's output) ("stem") and d(mean loss)/d(each block's output)
+    (by block name), from one train-mode pass: a block's input is the previous entry's output.
+    For whole networks (no deleted blocks)."""
+    blocks = [layer.name.removesuffix(".act") for layer in model.layers if BLOCK_OUTPUT.fullmatch(layer.name)]
+    stem = "maxpool" if any(layer.name == "maxpool" for layer in model.layers) else "act"
+    names = [stem, *(f"{block}.act" for block in blocks)]
+    taps = keras.Model(model.inputs, [*(model.get_layer(name).output for name in names), model.outputs[0]])
+    x = tf.convert_to_tensor(x, dtype=model.inputs[0].dtype)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)
+    with tf.GradientTape() as tape:
+        *outputs, logits = taps(x, training=True)
+        loss = loss_fn(labels, logits)
+    grads = tape.gradient(loss, outputs)
+    return {name: float(tf.norm(g)) for name, g in zip(["stem", *blocks], grads, strict=True)}

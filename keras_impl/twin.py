@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from keras_impl.bench import RawLoop as raw_loop
 from keras_impl.models import build, count_macs, count_trainable_params
-from keras_impl.port import load_torch_state, to_torch_state
-from keras_impl.probe import forward, forward_backward
+from keras_impl.port import checkpoint_state, load_torch_state, to_torch_state
+from keras_impl.probe import block_gradients, forward, forward_backward
 from keras_impl.training import train
 
 NAME = "keras"
@@ -38,6 +38,8 @@ def set_threads(threads: int) -> None:
 
 
 __all__ = [
+    "block_gradients",
+    "checkpoint_state",
     "NAME",
     "PACKAGES",
     "build",

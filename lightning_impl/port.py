@@ -29,3 +29,14 @@ def load_torch_state(model: nn.Module, state: dict[str, np.ndarray]) -> None:
         raise ValueError(f"state dict does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     tensors = {key: torch.from_numpy(np.ascontiguousarray(state[key])) for key in given}
     model.load_state_dict(tensors, strict=False)
+
+
+def checkpoint_state(path) -> dict[str, np.ndarray]:
+    """The trained backbone's state dict from a run's Lightning checkpoint (loaded with weights_only)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    prefix = "backbone."
+    return {
+        key.removeprefix(prefix): value.numpy().copy()
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(prefix) and not key.endswith("num_batches_tracked")
+    }

@@ -38,3 +38,33 @@ def forward_backward(model: nn.Module, x: np.ndarray, labels: np.ndarray) -> Pro
     grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in model.named_parameters()}
     input_grad = inputs.grad.detach().cpu().numpy().transpose(0, 2, 3, 1)
     return Probe(logits.detach().cpu().numpy(), float(loss.detach()), np.ascontiguousarray(input_grad), grads)
+
+
+def block_gradients(model: nn.Module, x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """L2 norms of d(mean loss)/d(the stem's output) ("stem") and d(mean loss)/d(each block's output)
+    (by block name), from one train-mode pass: a block's input is the previous entry's output.
+    For whole networks (no deleted blocks)."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    outputs: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            output.retain_grad()
+            outputs[name] = output
+
+        return hook
+
+    modules = {"stem": model.maxpool} | {
+        f"layer{stage}.{index}": block
+        for stage in range(1, model.num_stages + 1)
+        for index, block in enumerate(getattr(model, f"layer{stage}"))
+    }
+    handles = [module.register_forward_hook(keep(name)) for name, module in modules.items()]
+    try:
+        logits = model(_to_nchw(model, x))
+        F.cross_entropy(logits, torch.from_numpy(labels).long().to(logits.device)).backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: float(outputs[name].grad.norm()) for name in modules}

@@ -6,8 +6,8 @@ import torch
 
 from lightning_impl.bench import RawLoop as raw_loop
 from lightning_impl.models import build, count_macs, count_trainable_params
-from lightning_impl.port import load_torch_state, to_torch_state
-from lightning_impl.probe import forward, forward_backward
+from lightning_impl.port import checkpoint_state, load_torch_state, to_torch_state
+from lightning_impl.probe import block_gradients, forward, forward_backward
 from lightning_impl.training import train
 
 NAME = "lightning"
@@ -36,6 +36,8 @@ def set_threads(threads: int) -> None:
 
 
 __all__ = [
+    "block_gradients",
+    "checkpoint_state",
     "NAME",
     "PACKAGES",
     "build",

@@ -14,6 +14,7 @@ Conventions every implementation follows (docs/design.md, "Numerical conventions
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -65,11 +66,17 @@ class Twin(Protocol):
     def load_torch_state(self, model: Any, state: dict[str, np.ndarray]) -> None:
         """Assign such a state dict to the model; keys must match exactly."""
 
+    def checkpoint_state(self, path: Path) -> dict[str, np.ndarray]:
+        """The trained network's state dict (that format) from one of this twin's run checkpoints."""
+
     def forward(self, model: Any, x: np.ndarray, training: bool) -> np.ndarray:
         """Logits (batch, classes) of NHWC images; training=True uses and updates BN batch statistics."""
 
     def forward_backward(self, model: Any, x: np.ndarray, labels: np.ndarray) -> Probe:
         """One train-mode pass and the gradients of the mean cross-entropy, in torch layout."""
+
+    def block_gradients(self, model: Any, x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """||d loss / d output|| of the stem ("stem") and of every block (by name), one train-mode pass."""
 
     def train(
         self,
