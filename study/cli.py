@@ -217,8 +217,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int)
     parser.add_argument("--warmup-epochs", type=float)
     parser.add_argument("--shortcut", choices=SHORTCUTS)
-    parser.add_argument("--activation", choices=ACTIVATIONS)
-    parser.add_argument("--norm", choices=NORMS)
+    parser.add_argument("--activations", type=name_list(ACTIVATIONS), help="e.g. relu,tanh,sigmoid")
+    parser.add_argument("--norms", type=name_list(NORMS), help="e.g. batch,none")
     parser.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode (default: $WANDB_MODE, else offline)")
     parser.add_argument(
         "--log-model",
@@ -241,8 +241,8 @@ def study_config_from_args(args: argparse.Namespace):
         epochs=args.epochs,
         warmup_epochs=args.warmup_epochs,
         shortcut=args.shortcut,
-        activation=args.activation,
-        norm=args.norm,
+        activations=args.activations,
+        norms=args.norms,
     )
     check_dataset(config.dataset)
     if config.dataset == "cifar10" and not args.data_dir:
@@ -284,7 +284,7 @@ def cmd_run_point(args: argparse.Namespace) -> int:
     from study.runner import open_study, run_point
 
     config = study_config_from_args(args)
-    point = GridPoint(config, args.backend, args.arch, args.depth, args.seed)
+    point = GridPoint(config, args.backend, args.arch, args.depth, args.seed, args.activation, args.norm)
     point.network_spec()
     study_id = open_study(args.out, config)
     summary = run_point(point, args.out, study_id, args.data_dir, args.wandb, args.device, args.log_model)
@@ -308,11 +308,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # the grid included, so every agent opens the same study (same config, so the same study id and
     # W&B group) whichever machine it runs on.
     fixed = []
-    for flag in ("dataset", "data_dir", "epochs", "warmup_epochs", "shortcut", "activation", "norm", "device"):
+    for flag in ("dataset", "data_dir", "epochs", "warmup_epochs", "shortcut", "device"):
         value = getattr(args, flag)
         if value is not None:
             fixed += [f"--{flag.replace('_', '-')}", str(value)]
-    for axis in ("backends", "archs", "depths", "seeds"):
+    for axis in ("backends", "archs", "depths", "seeds", "activations", "norms"):
         fixed += [f"--{axis}", ",".join(map(str, getattr(config, axis)))]
     if not args.log_model:
         fixed.append("--no-log-model")
@@ -340,6 +340,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "arch": {"values": list(config.archs)},
             "depth": {"values": list(config.depths)},
             "seed": {"values": list(config.seeds)},
+            "activation": {"values": list(config.activations)},
+            "norm": {"values": list(config.norms)},
         },
         "command": command,
     }
@@ -500,6 +502,8 @@ def make_parser() -> ArgumentParser:
     point.add_argument("--arch", choices=ARCHS, required=True)
     point.add_argument("--depth", type=int, required=True)
     point.add_argument("--seed", type=int, required=True)
+    point.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    point.add_argument("--norm", choices=NORMS, default="batch")
     point.add_argument("--json", action="store_true")
     point.set_defaults(run=cmd_run_point)
 

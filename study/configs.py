@@ -28,16 +28,18 @@ class StudyConfig:
     warmup_epochs: float = 0.0  # epochs at LR 0.01 first (He et al.'s ResNet-110 warm-up)
     batch_size: int = 128
     shortcut: str = "A"
-    activation: str = "relu"
-    norm: str = "batch"
+    activations: tuple[str, ...] = ("relu",)  # a grid axis, like depths (the relu-skip config varies it)
+    norms: tuple[str, ...] = ("batch",)  # a grid axis: "batch" and/or "none"
     gradflow_depths: tuple[int, ...] = ()  # depths probed by `gradflow` for the report; () = `depths`
     exactness_depths: tuple[int, ...] = ()  # depths of the float64 recipe replay; () = the shallowest
+    probe_backend: str = "lightning"  # the twin that evaluates every trained network (study.probes)
 
     def __post_init__(self) -> None:
-        for field in ("backends", "archs", "depths", "seeds", "gradflow_depths", "exactness_depths"):
+        for field in ("backends", "archs", "depths", "seeds", "activations", "norms", "gradflow_depths",
+                      "exactness_depths"):  # fmt: skip
             object.__setattr__(self, field, tuple(getattr(self, field)))
-        if not (self.backends and self.archs and self.depths and self.seeds):
-            raise UserError("a study needs at least one backend, arch, depth and seed")
+        if not (self.backends and self.archs and self.depths and self.seeds and self.activations and self.norms):
+            raise UserError("a study needs at least one backend, arch, depth, seed, activation and norm")
         for point in self.points():
             point.network_spec()  # validates depths, shortcut, activation, norm
         TrainSpec(epochs=self.epochs, batch_size=self.batch_size, warmup_epochs=self.warmup_epochs)
@@ -48,9 +50,11 @@ class StudyConfig:
     def points(self) -> list[GridPoint]:
         """Every run, cheapest first within a seed, so a partial study covers all depths early."""
         return [
-            GridPoint(self, backend, arch, depth, seed)
+            GridPoint(self, backend, arch, depth, seed, activation, norm)
             for seed in self.seeds
             for depth in sorted(self.depths)
+            for norm in self.norms
+            for activation in self.activations
             for arch in self.archs
             for backend in self.backends
         ]
@@ -75,6 +79,8 @@ class GridPoint:
     arch: str
     depth: int
     seed: int
+    activation: str = "relu"
+    norm: str = "batch"
 
     def network_spec(self) -> NetworkSpec:
         return NetworkSpec(
@@ -82,8 +88,8 @@ class GridPoint:
             depth=self.depth,
             residual=self.arch == "resnet",
             shortcut=self.study.shortcut,
-            activation=self.study.activation,
-            norm=self.study.norm,
+            activation=self.activation,
+            norm=self.norm,
         )
 
     def train_spec(self) -> TrainSpec:
@@ -101,9 +107,13 @@ class GridPoint:
 
     @property
     def run_key(self) -> str:
-        """Readable and unique: ``lightning-plain56-s1-<hash of the full config>``."""
+        """Readable and unique: ``lightning-plain56-s1-<hash of the full config>``, with the activation
+        and ``nobn`` after the depth where they are not ReLU and BN (``lightning-plain56-tanh-nobn-s1-...``)."""
         digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.backend}-{self.arch}{self.depth}-s{self.seed}-{digest}"
+        variant = ("" if self.activation == "relu" else f"-{self.activation}") + (
+            "" if self.norm == "batch" else "-nobn"
+        )
+        return f"{self.backend}-{self.arch}{self.depth}{variant}-s{self.seed}-{digest}"
 
 
 CONFIGS = {
@@ -136,6 +146,22 @@ CONFIGS = {
         seeds=(0, 1, 2),
         epochs=164,
         warmup_epochs=1,
+    ),
+    # Is it the ReLU or the identity skip that trains the deep net? The default study's recipe at its
+    # deepest depth, with each activation, with and without BN, plain and residual; one backend (the
+    # twins agree) and three seeds: 36 runs, about 5 minutes on the 2-core CPU.
+    "relu-skip": StudyConfig(
+        name="relu-skip",
+        dataset="digits",
+        backends=("lightning",),
+        archs=ARCHS,
+        depths=(56,),
+        seeds=(0, 1, 2),
+        epochs=15,
+        warmup_epochs=2,
+        activations=("relu", "tanh", "sigmoid"),
+        norms=("batch", "none"),
+        gradflow_depths=(8, 20, 56),
     ),
 }
 

@@ -10,6 +10,8 @@ A study folder (`resnet-study run --out DIR`)::
     gradflow.csv            per-layer gradient norms at initialization (`study.gradflow`)
     gradflow_fit.csv        their fitted decay per network
     exactness.json          the float64 replay of the recipe by every twin (`study.exactness`)
+    lesion.csv              test errors of every trained network with blocks deleted (`study.lesion`)
+    norms.csv               block gradient ratios at initialization and after training (`study.norms`)
     verdict.json            the verdicts and the statistics behind them (`study.stats`)
     report.md, report.html  the report, with figures/ beside it
 
@@ -41,6 +43,8 @@ GRADNORMS = "gradnorms.csv"
 GRADFLOW = "gradflow.csv"
 GRADFLOW_FIT = "gradflow_fit.csv"
 EXACTNESS = "exactness.json"
+LESION = "lesion.csv"  # a run's, and the study's: test errors with blocks deleted (`study.lesion`)
+NORMS = "norms.csv"  # a run's, and the study's: block gradient ratios (`study.norms`)
 VERDICT = "verdict.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -55,6 +59,8 @@ RUN_IDENTITY = ["run_key", "backend", "arch", "depth", "seed"]  # the first colu
 HISTORY_COLUMNS = [*RUN_IDENTITY, "epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "wall_s",
                    "train_img_per_s"]  # fmt: skip
 GRADNORM_COLUMNS = [*RUN_IDENTITY, "epoch", "layer_index", "layer", "grad_norm"]
+LESION_COLUMNS = [*RUN_IDENTITY, "activation", "norm", "kind", "k", "draw", "blocks", "test_error"]
+NORM_COLUMNS = ["stage", *RUN_IDENTITY, "activation", "norm", "block_index", "block", "grad_in", "grad_out", "ratio"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

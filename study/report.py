@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ from study.files import (
     GRADFLOW_FIT,
     GRADNORMS,
     HISTORY,
+    LESION,
+    NORMS,
     REPORT_HTML,
     REPORT_MD,
     RESULTS,
@@ -31,8 +34,10 @@ from study.files import (
     VERDICT,
     atomic_write_text,
 )
-from study.verdicts import analyze
+from study.findings import findings
+from study.verdicts import analyze, main_experiment
 
+BOLD = re.compile(r"[*][*](.+?)[*][*]")  # Markdown's **bold** in a paragraph
 COLORS = {"plain": "tab:red", "resnet": "tab:blue"}
 
 
@@ -113,10 +118,13 @@ def figure_agreement(agreement: dict, path: Path) -> Path:
     the band. Crosses mark the differences the cell excludes (±bound)."""
     plt = _plt()
     metrics = agreement["metrics"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.45 * len(agreement["cells"]) + 1.6),
-                             squeeze=False, sharey=True)  # fmt: skip
-    labels = [f"{c['arch']}-{c['depth']}" + (f" {'/'.join(c['backends'])}" if len(agreement["pairs"]) > 1 else "")
-              for c in agreement["cells"]]  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(5 * len(metrics), 0.45 * len(agreement["cells"]) + 1.6), squeeze=False, sharey=True
+    )
+    labels = [
+        f"{c['arch']}-{c['depth']}" + (f" {'/'.join(c['backends'])}" if len(agreement["pairs"]) > 1 else "")
+        for c in agreement["cells"]
+    ]
     margin = 100 * agreement["margin"]
     for ax, metric in zip(axes[0], metrics, strict=True):
         for row, cell in enumerate(agreement["cells"]):
@@ -161,8 +169,8 @@ def figure_gradient_norms(
         if gradflow is not None and not gradflow.empty:
             init = gradflow[
                 (gradflow.arch == arch)
-                & (gradflow.activation == config.get("activation", "relu"))
-                & (gradflow.norm == config.get("norm", "batch"))
+                & (gradflow.activation == config.get("activations", ["relu"])[0])
+                & (gradflow.norm == config.get("norms", ["batch"])[0])
             ]
             for depth, group in init.groupby("depth"):
                 mean = group.groupby("layer_index").grad_norm.mean()
@@ -197,6 +205,53 @@ def figure_gradflow(gradflow: pd.DataFrame, path: Path) -> Path:
             ax.set_title(f"{activation}, norm={norm}")
             ax.set_xlabel("weighted layer (input -> output)")
             ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def figure_lesion(lesion: pd.DataFrame, verdict: dict, path: Path) -> Path:
+    """Left: test error with one block deleted, by block (mean over networks), per arch and depth, the
+    intact error dotted. Right: test error with k random blocks deleted (k = 0: intact, 1: one block)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    depths = sorted(lesion.depth.unique())
+    shade = {d: 0.35 + 0.65 * (i + 1) / len(depths) for i, d in enumerate(depths)}
+    for (arch, depth), cell in lesion.groupby(["arch", "depth"]):
+        single = cell[cell.kind == "single"]
+        order = {name: i for i, name in enumerate(dict.fromkeys(single.blocks))}
+        by_block = single.assign(index=single.blocks.map(order)).groupby("index").test_error.mean()
+        style = {"color": COLORS[arch], "alpha": shade[depth]}
+        axes[0].plot(by_block.index, 100 * by_block.values, "-o", markersize=3, label=f"{arch}-{depth}", **style)
+        intact = cell[cell.kind == "intact"].test_error.mean()
+        axes[0].axhline(100 * intact, linestyle=":", linewidth=0.8, **style)
+        curve = cell.groupby("k").test_error.mean()
+        axes[1].plot(curve.index, 100 * curve.values, "-o", markersize=3, label=f"{arch}-{depth}", **style)
+    axes[0].set_xlabel("deleted block (input -> output)")
+    axes[0].set_ylabel("test error (%)")
+    axes[0].set_title(f"lesion: {verdict['verdict']}", loc="left")
+    axes[1].set_xlabel("blocks deleted at once (k)")
+    for ax in axes:
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def figure_norms(norms: pd.DataFrame, verdict: dict, path: Path) -> Path:
+    """Median ratio ||dL/dx_in|| / ||dL/dx_out|| per block (log scale; 1 = norm-preserving), per arch
+    and depth, at initialization and after training."""
+    plt = _plt()
+    stages = [s for s in ("init", "trained") if s in set(norms.stage)]
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 3.8), squeeze=False, sharey=True)
+    depths = sorted(norms.depth.unique())
+    shade = {d: 0.35 + 0.65 * (i + 1) / len(depths) for i, d in enumerate(depths)}
+    for ax, stage in zip(axes[0], stages, strict=True):
+        for (arch, depth), cell in norms[norms.stage == stage].groupby(["arch", "depth"]):
+            ratio = cell.groupby("block_index").ratio.median()
+            ax.semilogy(ratio.index, ratio.values, color=COLORS[arch], alpha=shade[depth], label=f"{arch}-{depth}")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_title(f"{stage}", loc="left")
+        ax.set_xlabel("block (input -> output)")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0][0].set_ylabel("||dL/dx_in|| / ||dL/dx_out||")
+    fig.suptitle(f"norm preservation: {verdict['verdict']}", x=0.01, ha="left", fontsize=10)
     return _save(fig, path)
 
 
@@ -263,7 +318,7 @@ class Document:
             if block[0] == "h":
                 out.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
             elif block[0] == "p":
-                out.append(f"<p>{html.escape(block[1])}</p>")
+                out.append("<p>" + BOLD.sub(r"<b>\1</b>", html.escape(block[1])) + "</p>")
             elif block[0] == "table":
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
                 body = "".join(
@@ -293,23 +348,37 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     folder = Path(folder)
     results = stats.load_results(folder / RESULTS)
     exactness = load_exactness(folder / EXACTNESS) if (folder / EXACTNESS).exists() else None
-    verdict = analyze(results, alpha=alpha, margin=margin, exactness=exactness)
     history, gradnorms = _read_optional(folder / HISTORY), _read_optional(folder / GRADNORMS)
     gradflow, gradflow_fit = _read_optional(folder / GRADFLOW), _read_optional(folder / GRADFLOW_FIT)
+    lesion, norms = _read_optional(folder / LESION), _read_optional(folder / NORMS)
+    verdict = analyze(results, alpha, margin, exactness, lesion, norms, gradflow_fit)
     config = json.loads((folder / STUDY).read_text())["config"] if (folder / STUDY).exists() else {}
+    datasets = sorted(results.dataset.unique())
+    context = {
+        "dataset": ", ".join(datasets),
+        "epochs": int(results.epochs.max()),
+        "shape": {
+            "digits": "8x8 grey images",
+            "cifar10": "32x32 colour images",
+            "synthetic": "8x8 synthetic images",
+        }.get(datasets[0], ""),
+    }
 
     (folder / FIGURES).mkdir(exist_ok=True)
     fig = lambda name: Path(FIGURES) / name  # noqa: E731 (relative to the report)
     doc = Document()
-    doc.heading("ResNet depth study: degradation and twin agreement", 1)
+    doc.heading("ResNet depth study", 1)
     doc.para(
         f"{len(results)} runs: backends {', '.join(sorted(results.backend.unique()))}; depths "
         f"{', '.join(map(str, sorted(results.depth.unique())))}; seeds per cell up to "
         f"{results.groupby(['backend', 'arch', 'depth']).seed.nunique().max()}; data set "
-        f"{', '.join(sorted(results.dataset.unique()))}; {int(results.epochs.max())} epochs. "
+        f"{', '.join(datasets)}; {int(results.epochs.max())} epochs. "
         f"Total training time {results.wall_s.sum() / 60:.1f} min. Diverged runs: {verdict['diverged']['count']} "
         "(counted as failures with their last error, chance level if no epoch finished)."
     )
+    doc.heading("Findings")
+    for paragraph in findings(verdict, context):
+        doc.para(paragraph)
 
     deg = verdict["degradation"]
     doc.heading(f"Degradation: {deg['verdict']}")
@@ -376,15 +445,94 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
                 ]
             )
     doc.table(
-        ["cell", "metric", "runs", f"{' − '.join(agr['pairs'][0]) if agr['pairs'] else 'difference'}, points [95% CI]",
-         "p TOST (Holm)", "p diff (Holm)", "excluded beyond", "detectable (80 %)", "seed pairing r", "verdict"],
+        [
+            "cell",
+            "metric",
+            "runs",
+            f"{' − '.join(agr['pairs'][0]) if agr['pairs'] else 'difference'}, points [95% CI]",
+            "p TOST (Holm)",
+            "p diff (Holm)",
+            "excluded beyond",
+            "detectable (80 %)",
+            "seed pairing r",
+            "verdict",
+        ],
         rows,
-    )  # fmt: skip
+    )
     if agr["cells"]:
         doc.figure(
             figure_agreement(agr, folder / fig("agreement.png")).relative_to(folder),
             "Difference of the twins' mean final errors per cell with its 95 % CI; the band is the equivalence margin, "
             "the crosses the differences each cell excludes.",
+        )
+
+    rs = verdict["relu_vs_skip"]
+    doc.heading(f"ReLU or skip: {rs['verdict']}")
+    doc.para(rs["reason"] + ".")
+    if rs["cells"]:
+        doc.table(
+            ["activation", "norm", "depth", "plain error %", "residual error %", "p (Holm)", "skip helps"],
+            [
+                [
+                    c["activation"],
+                    c["norm"],
+                    c["depth"],
+                    _pct_ci(c["plain"], c["plain_ci_low"], c["plain_ci_high"]),
+                    _pct_ci(c["resnet"], c["resnet_ci_low"], c["resnet_ci_high"]),
+                    c["p_holm"],
+                    c["skip_helps"],
+                ]
+                for c in rs["cells"]
+            ],
+        )
+    if rs["at_init"]:
+        doc.table(
+            ["arch", "activation", "norm", "depth", "log10 decay / layer", "first/last layer gradient"],
+            [
+                [c["arch"], c["activation"], c["norm"], c["depth"], c["decay_per_layer"], c["first_to_last"]]
+                for c in rs["at_init"]
+            ],
+        )
+
+    les = verdict["lesion"]
+    doc.heading(f"Lesion: {les['verdict']}")
+    doc.para(les["reason"] + ".")
+    if les["depths"]:
+        doc.table(
+            ["depth", "arch", "networks", "intact test error %", "rise per deleted block, points [95% CI]"],
+            [
+                [
+                    d["depth"],
+                    arch,
+                    d[arch]["n"],
+                    _pct_ci(d[arch]["intact_error"], None, None),
+                    _pct_ci(d[arch]["rise"], d[arch]["ci_low"], d[arch]["ci_high"]),
+                ]
+                for d in les["depths"]
+                for arch in ARCHS
+                if arch in d
+            ],
+        )
+    if lesion is not None:
+        doc.figure(
+            figure_lesion(main_experiment(lesion), les, folder / fig("lesion.png")).relative_to(folder),
+            "Test error with one block deleted, per block (left; dotted: intact) and with k random blocks (right).",
+        )
+
+    nrm = verdict["norm_preservation"]
+    doc.heading(f"Norm preservation: {nrm['verdict']}")
+    doc.para(nrm["reason"] + ".")
+    rows = [
+        [stage, c["arch"], c["depth"], c["n"], c["mean_ratio"], c["deviation"]]
+        for stage, entry in nrm["stages"].items()
+        for c in entry["cells"]
+    ]
+    if rows:
+        doc.table(["stage", "arch", "depth", "networks", "median block ratio", "mean |log10 ratio|"], rows)
+    if norms is not None:
+        doc.figure(
+            figure_norms(main_experiment(norms), nrm, folder / fig("norms.png")).relative_to(folder),
+            "Median ratio ||dL/dx_in|| / ||dL/dx_out|| per block, at initialization and after training.",
         )
 
     doc.heading("Gradient flow")

@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TextIO
@@ -36,6 +36,10 @@ from study.files import (
     GRADNORMS,
     HISTORY,
     HISTORY_COLUMNS,
+    LESION,
+    LESION_COLUMNS,
+    NORM_COLUMNS,
+    NORMS,
     RESULT_COLUMNS,
     RESULTS,
     RUN_IDENTITY,
@@ -46,6 +50,7 @@ from study.files import (
     write_csv,
 )
 from study.memory import keep_freed_memory
+from study.probes import is_probed, probe_run
 from study.train import run_training
 
 
@@ -135,10 +140,19 @@ def _result_row(summary: dict, run_key: str, study_id: str) -> dict:
     return row
 
 
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists() or not path.stat().st_size:
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
 def update_tables(out: Path) -> list[dict]:
-    """Rebuild results.csv, history.csv and gradnorms.csv from the finished runs, atomically."""
+    """Rebuild results.csv, history.csv, gradnorms.csv, lesion.csv and norms.csv from the finished
+    (and probed) runs, atomically. Initialization rows of norms.csv are the same for every backend's
+    run of a seed: kept once, without a run."""
     study_id = json.loads((out / STUDY).read_text())["study_id"] if (out / STUDY).exists() else ""
-    results, histories, gradnorms = [], [], []
+    results, histories, gradnorms, lesions, norms, init_seen = [], [], [], [], [], set()
     with locked(out / ".tables.lock"):
         for summary_path in sorted((out / RUNS).glob(f"*/{SUMMARY}")):
             run_key = summary_path.parent.name
@@ -162,7 +176,19 @@ def update_tables(out: Path) -> list[dict]:
                             }
                             for i, k in enumerate(layers)
                         ]
+            network = ident | {"activation": row["activation"], "norm": row["norm"]}
+            lesions += [network | entry for entry in _read_rows(summary_path.parent / LESION)]
+            for entry in _read_rows(summary_path.parent / NORMS):
+                if entry["stage"] == "trained":
+                    norms.append(network | entry)
+                elif (
+                    key := (*(network[k] for k in ("arch", "depth", "seed", "activation", "norm")), entry["block"])
+                ) not in init_seen:
+                    init_seen.add(key)
+                    norms.append(network | {"run_key": "", "backend": ""} | entry)
         write_csv(out / RESULTS, results, RESULT_COLUMNS)
+        write_csv(out / LESION, lesions, LESION_COLUMNS)
+        write_csv(out / NORMS, norms, NORM_COLUMNS)
         write_csv(out / HISTORY, histories, HISTORY_COLUMNS)
         write_csv(out / GRADNORMS, gradnorms, GRADNORM_COLUMNS)
     return results
@@ -185,6 +211,18 @@ def _init_worker(threads: int, parent: int, backends: tuple[str, ...], log_path:
         load(backend).set_threads(threads)
 
 
+class _InProcess(Executor):
+    """Runs each task as it is submitted (one worker): the same loop as with a process pool."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed to whoever asks the future, as a pool does
+            future.set_exception(error)
+        return future
+
+
 def run_study(
     config: StudyConfig,
     out: Path,
@@ -195,62 +233,78 @@ def run_study(
     terminal: TextIO | None = None,
     log_model: bool = True,
 ) -> list[dict]:
-    """Run every unfinished grid point (in `workers` processes); returns the results rows.
+    """Run every unfinished grid point (in `workers` processes) and probe every trained run
+    (`study.probes`); returns the results rows.
 
-    `terminal` gets the study's own lines and a progress bar (None: nothing). The workers' own output
-    (the frameworks') goes to `study.console.LOG` in the study folder.
+    The tasks: first the float64 replay of the recipe (`study.exactness`), then the runs, and each
+    run's probe once it is trained. `terminal` gets the study's own lines and a progress bar (None:
+    nothing); the frameworks' output goes to `study.console.LOG` in the study folder.
     """
     out = Path(out)
     study_id = open_study(out, config)
     points = config.points()
     pending = [p for p in points if not is_finished(out, p)]
+    unprobed = [p for p in points if is_finished(out, p) and not is_probed(out / RUNS / p.run_key)]
     say = (lambda line: None) if terminal is None else (lambda line: print(line, file=terminal, flush=True))  # noqa: E731
-    say(f"study {study_id}: {len(points) - len(pending)} of {len(points)} runs finished, {len(pending)} to run "
-        f"(frameworks' output: {out / LOG})")  # fmt: skip
-    args = (out, study_id, data_dir, wandb_mode, device, log_model)
-    bar = progress_bar(len(pending), terminal) if terminal is not None else None
+    say(
+        f"study {study_id}: {len(points) - len(pending)} of {len(points)} runs finished, {len(pending)} to run "
+        f"(frameworks' output: {out / LOG})"
+    )
+    bar = progress_bar(len(pending) + len(unprobed), terminal) if terminal is not None else None
 
-    def report(point: GridPoint, summary: dict | None) -> None:
-        if bar is None:
-            return
-        name = f"{point.backend} {point.arch}-{point.depth} seed {point.seed}"
-        if summary is None:
-            bar.write(f"{name}: running elsewhere, skipped", file=terminal)
-        elif summary["diverged"]:
-            bar.write(f"{name}: diverged", file=terminal)
-        else:
-            bar.set_postfix_str(f"last: {name}, train error {summary['final_train_error']:.3f}", refresh=False)
-        bar.update(1)
+    def write(line: str) -> None:
+        bar.write(line, file=terminal) if bar is not None else say(line)
 
-    def report_replay(evidence: dict) -> None:
+    def replayed(evidence: dict) -> None:
         worst = evidence["worst"]
-        line = (
+        write(
             f"exactness: float64 replay of the recipe by {', '.join(evidence['backends'])}: "
             + ("passed" if evidence["passed"] else "FAILED")
             + (f" (largest difference {worst['error']:.1e} in {worst['quantity']}, {worst['spec']})" if worst else "")
         )
-        bar.write(line, file=terminal) if bar is not None else say(line)
 
-    replays = len(config.backends) > 1  # the twins' exactness needs two of them
+    def trained(point: GridPoint, summary: dict | None) -> bool:
+        """Whether this process probes the run (not when another process trains it)."""
+        name = f"{point.backend} {point.arch}-{point.depth} seed {point.seed}"
+        if summary is None:
+            write(f"{name}: running elsewhere, skipped")
+            if bar is not None:
+                bar.update(1)
+            return False
+        if summary["diverged"]:
+            write(f"{name}: diverged")
+        elif bar is not None:
+            bar.set_postfix_str(f"last: {name}, train error {summary['final_train_error']:.3f}", refresh=False)
+        return True
+
+    if workers <= 1:
+        executor = _InProcess()
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        initargs = (threads, os.getpid(), tuple({*config.backends, config.probe_backend}), out / LOG)
+        executor = ProcessPoolExecutor(workers, get_context("spawn"), initializer=_init_worker, initargs=initargs)
+    probe = lambda point: executor.submit(probe_run, out / RUNS / point.run_key, data_dir, config.probe_backend)  # noqa: E731
+    args = (out, study_id, data_dir, wandb_mode, device, log_model)
     try:
-        if workers <= 1:
-            if replays:
-                report_replay(replay_exactness(config, out, data_dir))
-            for point in pending:
-                report(point, run_point(point, *args))
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            context = get_context("spawn")
-            initargs = (threads, os.getpid(), config.backends, out / LOG)
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-                # First: the replay alone can show the twins to differ, and it takes seconds.
-                replay = [pool.submit(replay_exactness, config, out, data_dir)] if replays else []
-                futures = {pool.submit(run_point, point, *args): point for point in pending}
-                for future in as_completed([*replay, *futures]):
-                    if future in replay:
-                        report_replay(future.result())
+        with executor:
+            tasks: dict[Future, tuple[str, GridPoint | None]] = {}
+            if len(config.backends) > 1:  # the twins' exactness needs two of them; first, it takes seconds
+                tasks[executor.submit(replay_exactness, config, out, data_dir)] = ("replay", None)
+            tasks |= {probe(point): ("probe", point) for point in unprobed}
+            tasks |= {executor.submit(run_point, point, *args): ("train", point) for point in pending}
+            while tasks:
+                done, _ = wait(tasks, return_when=FIRST_COMPLETED)
+                for future in done:
+                    kind, point = tasks.pop(future)
+                    if kind == "replay":
+                        replayed(future.result())
+                    elif kind == "train":
+                        if trained(point, future.result()):
+                            tasks[probe(point)] = ("probe", point)
                     else:
-                        report(futures[future], future.result())
+                        future.result()
+                        if bar is not None:
+                            bar.update(1)
     finally:
         if bar is not None:
             bar.close()

@@ -34,6 +34,7 @@ from study.core.twin import BACKENDS
 ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
 CI_LEVEL = 0.95  # all confidence intervals, independent of the test level alpha
+LEARNED = 0.5  # a net "learned" when its error is below this (10 classes: chance is 0.9)
 MARGIN_EFFECT = 0.02  # smallest meaningful rise of plain-net error with depth (see module docstring)
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
 

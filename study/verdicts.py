@@ -1,7 +1,9 @@
-"""Every verdict of a study folder, from its tables: degradation, the twins' agreement, diverged runs.
+"""Every verdict of a study folder, from its tables: degradation, the twins' agreement, the lesion
+study, norm preservation, ReLU vs skip, diverged runs.
 
 `analyze` is the one place that puts them together; `study.report` writes its result to verdict.json
-and the report (schema in docs/design.md).
+and the report (schema in docs/design.md). Only `results` is required: a verdict whose table is
+missing says so.
 """
 
 from __future__ import annotations
@@ -9,7 +11,20 @@ from __future__ import annotations
 import pandas as pd
 
 from study.agreement import agreement
+from study.lesion import lesion_verdict
+from study.norms import norm_verdict
+from study.relu_skip import relu_skip_verdict
 from study.stats import degradation
+
+MAIN = {"activation": "relu", "norm": "batch"}  # the experiment of He et al.; other values: `relu_skip`
+
+
+def main_experiment(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The rows of He et al.'s experiment (ReLU, BN) where a study's grid also varies them."""
+    if frame is None or not set(MAIN) <= set(frame.columns):
+        return frame
+    keep = (frame.activation == MAIN["activation"]) & (frame.norm == MAIN["norm"])
+    return frame[keep] if keep.any() else frame
 
 
 def diverged_runs(results: pd.DataFrame) -> dict:
@@ -23,12 +38,24 @@ def diverged_runs(results: pd.DataFrame) -> dict:
     return {"count": len(diverged), "runs": [str(key) for key in diverged], "by_cell": by_cell}
 
 
-def analyze(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, exactness: dict | None = None) -> dict:
-    """All verdicts of one results table (`study.stats.load_results`) and, if given, the exactness
-    evidence (`study.exactness.load_exactness`)."""
+def analyze(
+    results: pd.DataFrame,
+    alpha: float = 0.05,
+    margin: float = 0.05,
+    exactness: dict | None = None,
+    lesion: pd.DataFrame | None = None,
+    norms: pd.DataFrame | None = None,
+    gradflow_fit: pd.DataFrame | None = None,
+) -> dict:
+    """All verdicts of one results table (`study.stats.load_results`) and, where given, the exactness
+    evidence (`study.exactness.load_exactness`) and the lesion, norms and gradflow_fit tables."""
+    main = main_experiment(results)
     return {
-        "degradation": degradation(results, alpha=alpha),
-        "agreement": agreement(results, alpha=alpha, margin=margin, exactness=exactness),
+        "degradation": degradation(main, alpha=alpha),
+        "agreement": agreement(main, alpha=alpha, margin=margin, exactness=exactness),
+        "lesion": lesion_verdict(main_experiment(lesion), alpha=alpha),
+        "norm_preservation": norm_verdict(main_experiment(norms), alpha=alpha),
+        "relu_vs_skip": relu_skip_verdict(results, gradflow_fit, alpha=alpha),
         "diverged": diverged_runs(results),
         "alpha": alpha,
         "margin": margin,

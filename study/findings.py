@@ -1,0 +1,195 @@
+"""The report's opening: one paragraph per question the study exists for, generated from the verdicts.
+
+Each paragraph gives the verdict, the numbers behind it and what the result does not show. Nothing
+here is written per run by hand: `findings(verdict, context)` reads `verdict.json`'s content and a
+little context about the study (data set, epochs, depths).
+"""
+
+from __future__ import annotations
+
+import math
+
+PAPER = "`resnet-study run --config paper --data-dir <CIFAR-10>` is the full-scale run (CIFAR-10, 164 epochs)"
+
+
+def _pts(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def _times(value: float) -> str:
+    """A growth factor as people read it: 1,810x, 9.0x, 0.0090x."""
+    if value >= 100:
+        return f"{value:,.0f}×"
+    return f"{value:.2g}×" if value < 0.1 else f"{value:.1f}×"
+
+
+def _scale(context: dict) -> str:
+    """What this study is not: the caveat every finding shares."""
+    if context.get("dataset") == "cifar10" and context.get("epochs", 0) >= 160:
+        return "This is the paper's scale (CIFAR-10, 64k iterations)."
+    return (
+        f"This is {context.get('dataset', 'a small data set')} ({context.get('shape', '')}, {context.get('epochs')} "
+        f"epochs), not CIFAR-10 and 64k iterations: {PAPER}."
+    )
+
+
+def degradation_finding(deg: dict, context: dict) -> str:
+    parts = []
+    for backend, entry in deg["backends"].items():
+        cells = {(c["arch"], c["depth"]): c for c in entry["cells"]}
+        tests = entry.get("tests") or {}
+        depths = entry.get("depths") or []
+        if len(depths) < 2 or not tests:
+            parts.append(f"{backend}: {entry['reason']}")
+            continue
+        low, high = depths[0], depths[-1]
+        plain = tests["plain_deep_vs_shallow"]
+        parts.append(
+            f"{backend}: plain nets end at {_pts(cells[('plain', low)]['mean'])} training error at depth {low} and "
+            f"{_pts(cells[('plain', high)]['mean'])} at depth {high} (rise {_pts(plain['mean_diff'])}, 95 % CI "
+            f"{_pts(plain['ci_low'])} to {_pts(plain['ci_high'])}, Holm p = {plain['p_holm']:.2g}); residual nets "
+            f"{_pts(cells[('resnet', low)]['mean'])} and {_pts(cells[('resnet', high)]['mean'])}"
+        )
+    return (
+        f"**Degradation: {deg['verdict'].replace('_', ' ')}.** Do deeper plain nets train worse while residual nets "
+        f"do not? Measured on the training error, so a rise is a failure to optimise, not overfitting. "
+        f"{'; '.join(parts)}. {deg['reason'][0].upper()}{deg['reason'][1:]}. Not shown: whether the same holds at "
+        f"CIFAR-10 scale. {_scale(context)}"
+    )
+
+
+def agreement_finding(agr: dict, context: dict) -> str:
+    text = f"**The twins: {agr['verdict']}.** Proved exactly: {agr['proved']}. Shown statistically: {agr['shown']}."
+    open_cells = []
+    for cell in agr["cells"]:
+        tests = [t for t in cell["tests"].values() if t["bound"] is not None]
+        if cell["verdict"] == "bounded" and tests:
+            open_cells.append(
+                f"{cell['arch']}-{cell['depth']} (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
+                f"excluded; the test detects {_pts(max(t['mdd'] for t in tests))}; about "
+                f"{max(t['seeds_needed'] for t in tests)} seeds per twin would settle the margin)"
+            )
+    if open_cells:
+        text += " Not excluded: smaller differences in " + "; ".join(open_cells) + "."
+    if agr.get("settle"):
+        text += f" To settle it: {agr['settle']}."
+    return (
+        text + " What this does not show: that the twins run equally fast or behave alike on a GPU (bf16, TF32), "
+        "which docs/benchmarks.md measures."
+    )
+
+
+def relu_skip_finding(rs: dict, context: dict) -> str:
+    init = {(c["arch"], c["activation"], c["norm"]): c for c in rs.get("at_init", [])}
+    evidence = []
+    for norm, label in (("batch", "with BN"), ("none", "without BN")):
+        row = []
+        for activation in ("relu", "tanh", "sigmoid"):
+            plain, residual = init.get(("plain", activation, norm)), init.get(("resnet", activation, norm))
+            if plain and residual and plain["first_to_last"] and residual["first_to_last"]:
+                row.append(
+                    f"{activation} plain {_times(plain['first_to_last'])} vs residual {_times(residual['first_to_last'])}"
+                )
+        if row:
+            evidence.append(f"{label}: " + ", ".join(row))
+    depth = next(iter(init.values()))["depth"] if init else None
+    at_init = (
+        f"At initialization (depth {depth}, the gradient norm of the first layer over the last one's: 1 is "
+        f"preserved, above 1 grows towards the input, below vanishes): " + "; ".join(evidence) + "."
+        if evidence
+        else ""
+    )
+    closer = [  # activations whose residual net keeps the gradient nearer its output's norm than the plain net
+        (activation, norm)
+        for (arch, activation, norm), row in init.items()
+        if arch == "resnet"
+        and (plain := init.get(("plain", activation, norm)))
+        and row["first_to_last"]
+        and plain["first_to_last"]
+        and abs(math.log10(row["first_to_last"])) < abs(math.log10(plain["first_to_last"]))
+    ]
+    pairs = [(a, n) for (arch, a, n) in init if arch == "resnet" and ("plain", a, n) in init]
+    if pairs:
+        at_init += (
+            f" The skip keeps the gradient closer to its output's norm than the plain net in {len(closer)} of "
+            f"{len(pairs)} activation x normalization settings"
+            + (
+                f" (not: {', '.join(f'{a} {n}' for a, n in pairs if (a, n) not in closer)})"
+                if len(closer) < len(pairs)
+                else ""
+            )
+            + "."
+        )
+    if rs.get("trained"):
+        return (
+            f"**ReLU or skip: {rs['verdict']}.** Trained: {rs['reason']}. {at_init} Not shown: other "
+            f"normalizations or optimizers; {_scale(context)}"
+        )
+    return (
+        f"**ReLU or skip: answered at initialization only in this study.** {at_init} Trained runs answer it: "
+        f"`resnet-study run --config {rs['config']}` (every activation, with and without BN, plain and residual at "
+        f"depth 56; about 5 minutes). Not shown here: whether what holds at initialization still holds after "
+        f"training."
+    )
+
+
+def lesion_finding(lesion: dict, context: dict) -> str:
+    test = lesion.get("test") or {}
+    curves = {(c["arch"], c["depth"], c["k"]): c["test_error"] for c in lesion.get("curves", [])}
+    deepest = max((c["depth"] for c in lesion.get("curves", []) if c["arch"] == "resnet"), default=None)
+    ks = sorted(k for (arch, depth, k) in curves if arch == "resnet" and depth == deepest)
+    curve = ", ".join(f"k = {k}: {_pts(curves[('resnet', deepest, k)])}" for k in ks)
+    numbers = (
+        f" At depth {test['depth']} ({test['n_resnet']} residual and {test['n_plain']} plain networks, both twins'), "
+        f"deleting one block raises the test error by {_pts(test['resnet_rise'])} on average for residual nets and "
+        f"by {_pts(test['plain_rise'])} for plain nets (one-sided Mann-Whitney p = {test.get('p', float('nan')):.2g})."
+        if test.get("n_resnet")
+        else ""
+    )
+    reference = test.get("depth")
+    unlearned = [d["depth"] for d in lesion.get("depths", []) if reference and d["depth"] > reference and "plain" in d]
+    return (
+        f"**Lesion (Veit et al.): {lesion['verdict'].replace('_', ' ')}.** Delete blocks of a trained network at "
+        f"test time: do residual nets degrade gracefully where plain nets collapse? {lesion['reason']}.{numbers}"
+        + (f" Residual nets at depth {deepest}, test error with k blocks deleted at random: {curve}." if curve else "")
+        + " Not shown: "
+        + (
+            f"the comparison at depth {', '.join(map(str, unlearned))}, where the plain nets did not learn and have "
+            "nothing left to lose; "
+            if unlearned
+            else ""
+        )
+        + f"a deleted downsampling block keeps only its parameter-free shortcut. {_scale(context)}"
+    )
+
+
+def norm_finding(norms: dict, context: dict) -> str:
+    parts = []
+    for stage, entry in norms.get("stages", {}).items():
+        compare = entry.get("tests", {}).get("plain_vs_residual")
+        cells = {(c["arch"], c["depth"]): c for c in entry.get("cells", [])}
+        resnet = sorted((d, c) for (a, d), c in cells.items() if a == "resnet")
+        if compare and resnet:
+            trend = ", ".join(f"{c['mean_ratio']:.3f} at depth {d}" for d, c in resnet)
+            parts.append(
+                f"{stage}: residual blocks' median ratio {trend}; mean |log10 ratio| at depth {compare['depth']} "
+                f"{compare['resnet']:.3f} residual vs {compare['plain']:.3f} plain"
+            )
+    return (
+        f"**Norm preservation (Zaeemzadeh et al.): {norms['verdict'].replace('_', ' ')}.** The ratio "
+        f"‖∂L/∂x_in‖ / ‖∂L/∂x_out‖ of every block (1: the block passes the gradient on with its norm): do residual "
+        f"blocks approach 1 as the net gets deeper, and plain blocks not? "
+        + ("; ".join(parts) + ". " if parts else f"{norms['reason']}. ")
+        + f"Not shown: the ratios of deeper nets (110, 1202 layers) than this study trains. {_scale(context)}"
+    )
+
+
+def findings(verdict: dict, context: dict) -> list[str]:
+    """One paragraph per question: degradation, the twins, ReLU or skip, lesion, norm preservation."""
+    return [
+        degradation_finding(verdict["degradation"], context),
+        agreement_finding(verdict["agreement"], context),
+        relu_skip_finding(verdict["relu_vs_skip"], context),
+        lesion_finding(verdict["lesion"], context),
+        norm_finding(verdict["norm_preservation"], context),
+    ]

@@ -1,0 +1,117 @@
+"""Is it the ReLU or the identity skip that lets the deep net train?
+
+Trained evidence comes from a study whose grid varies the activation (the ``relu-skip`` config): at
+its deepest depth, per activation and normalization, plain vs residual nets' final training error
+(one-sided Welch, plain > residual, Holm over the cells). The answer (`relu_skip_verdict`):
+
+- *skip*: the skip helps (residual error significantly lower, by more than `MARGIN_EFFECT`) under
+  every activation with BN, and the plain ReLU net does not learn (its error's CI lies above
+  `LEARNED`): the ReLU alone does not train the deep net, the skip does with any activation;
+- *relu*: the plain ReLU net learns (CI below `LEARNED`) and the skip helps no other activation;
+- *both*: the plain ReLU net learns and the skip helps the other activations;
+- *neither*: the skip helps no activation and the plain ReLU net does not learn;
+- *inconclusive*: otherwise, or without a trained activation grid — then the report gives the
+  evidence at initialization (`study.gradflow`: how fast the gradient decays per layer) and names
+  the config that answers with trained runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from study.stats import CI_LEVEL, LEARNED, MARGIN_EFFECT, as_float, holm
+
+CONFIG = "relu-skip"
+
+
+def _mean_ci(values: np.ndarray) -> tuple[float, float | None, float | None]:
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, None, None
+    half = stats.t.ppf(0.5 + CI_LEVEL / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def at_init(gradflow_fit: pd.DataFrame | None) -> list[dict]:
+    """Per arch, activation and normalization at the deepest probed depth: the fitted log10 decay of the
+    gradient norm per layer and the first-to-last layer ratio (`study.gradflow`)."""
+    if gradflow_fit is None or gradflow_fit.empty:
+        return []
+    deepest = gradflow_fit[gradflow_fit.depth == gradflow_fit.depth.max()]
+    table = deepest.groupby(["arch", "activation", "norm"], as_index=False)[["decay_per_layer", "first_to_last"]].mean()
+    return [
+        {"arch": r.arch, "activation": r.activation, "norm": r.norm, "depth": int(deepest.depth.max()),
+         "decay_per_layer": as_float(r.decay_per_layer), "first_to_last": as_float(r.first_to_last)}
+        for r in table.itertuples()
+    ]  # fmt: skip
+
+
+def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None = None, alpha: float = 0.05) -> dict:
+    """The answer from trained runs where the study has them, with the evidence at initialization."""
+    header = {"alpha": alpha, "metric": "final_train_error", "config": CONFIG, "at_init": at_init(gradflow_fit)}
+    activations = set(results.activation) if "activation" in results else set()
+    grid = results.groupby("depth").activation.nunique() if activations else pd.Series(dtype=int)
+    depths = [int(d) for d, count in grid.items() if count > 1]
+    if not depths or "relu" not in activations:
+        reason = f"this study trains one activation; `resnet-study run --config {CONFIG}` answers with trained runs"
+        return {"verdict": "inconclusive", "reason": reason, "trained": False, **header, "cells": []}
+    depth = max(depths)
+    data = results[results.depth == depth]
+    cells = []
+    for (activation, norm), group in data.groupby(["activation", "norm"]):
+        plain = group[group.arch == "plain"].final_train_error.to_numpy(float)
+        residual = group[group.arch == "resnet"].final_train_error.to_numpy(float)
+        cell = {
+            "activation": activation,
+            "norm": norm,
+            "depth": depth,
+            "n_plain": len(plain),
+            "n_resnet": len(residual),
+        }
+        for arch, values in (("plain", plain), ("resnet", residual)):
+            estimate = _mean_ci(values) if len(values) else (None, None, None)
+            cell[arch], cell[f"{arch}_ci_low"], cell[f"{arch}_ci_high"] = estimate
+        p = None
+        if len(plain) >= 2 and len(residual) >= 2 and (np.ptp(plain) or np.ptp(residual)):
+            p = as_float(stats.ttest_ind(plain, residual, equal_var=False, alternative="greater").pvalue)
+        cell["p"] = p
+        cells.append(cell)
+    for cell, adjusted in zip(cells, holm([c["p"] for c in cells]), strict=True):
+        diff = None if cell["plain"] is None or cell["resnet"] is None else cell["plain"] - cell["resnet"]
+        cell["p_holm"] = adjusted
+        cell["skip_helps"] = adjusted is not None and adjusted < alpha and diff is not None and diff > MARGIN_EFFECT
+    with_bn = [c for c in cells if c["norm"] == "batch"] or cells
+    relu = next((c for c in with_bn if c["activation"] == "relu"), None)
+    others = [c for c in with_bn if c["activation"] != "relu"]
+    if relu is None or relu["plain_ci_low"] is None:
+        return {
+            "verdict": "inconclusive",
+            "reason": "too few plain ReLU runs",
+            "trained": True,
+            **header,
+            "cells": cells,
+        }
+    relu_fails, relu_learns = relu["plain_ci_low"] > LEARNED, relu["plain_ci_high"] < LEARNED
+    skip_all = all(c["skip_helps"] for c in [relu, *others])
+    skip_others = [c["skip_helps"] for c in others]
+    pts = lambda v: f"{100 * v:.0f} %"  # noqa: E731
+    described = "; ".join(
+        f"{c['activation']}{'' if c['norm'] == 'batch' else ' without BN'}: plain {pts(c['plain'])}, residual "
+        f"{pts(c['resnet'])}" for c in cells if c["plain"] is not None and c["resnet"] is not None
+    )  # fmt: skip
+    if skip_all and relu_fails:
+        verdict = "skip"
+    elif relu_learns and skip_others and not any(skip_others):
+        verdict = "relu"
+    elif relu_learns and skip_others and all(skip_others):
+        verdict = "both"
+    elif relu_fails and not any(c["skip_helps"] for c in with_bn):
+        verdict = "neither"
+    else:
+        verdict = "inconclusive"
+    reason = f"final training error at depth {depth}: {described}"
+    return {"verdict": verdict, "reason": reason, "trained": True, "depth": depth, **header, "cells": cells}
