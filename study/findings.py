@@ -87,9 +87,8 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
         for activation in ("relu", "tanh", "sigmoid"):
             plain, residual = init.get(("plain", activation, norm)), init.get(("resnet", activation, norm))
             if plain and residual and plain["first_to_last"] and residual["first_to_last"]:
-                row.append(
-                    f"{activation} plain {_times(plain['first_to_last'])} vs residual {_times(residual['first_to_last'])}"
-                )
+                plain_x, residual_x = _times(plain["first_to_last"]), _times(residual["first_to_last"])
+                row.append(f"{activation} plain {plain_x} vs residual {residual_x}")
         if row:
             evidence.append(f"{label}: " + ", ".join(row))
     depth = next(iter(init.values()))["depth"] if init else None
