@@ -139,9 +139,8 @@ def lesion_finding(lesion: dict, context: dict) -> str:
     ks = sorted(k for (arch, depth, k) in curves if arch == "resnet" and depth == deepest)
     curve = ", ".join(f"k = {k}: {_pts(curves[('resnet', deepest, k)])}" for k in ks)
     numbers = (
-        f" At depth {test['depth']} ({test['n_resnet']} residual and {test['n_plain']} plain networks, both twins'), "
-        f"deleting one block raises the test error by {_pts(test['resnet_rise'])} on average for residual nets and "
-        f"by {_pts(test['plain_rise'])} for plain nets (one-sided Mann-Whitney p = {test.get('p', float('nan')):.2g})."
+        f" ({test['n_resnet']} residual and {test['n_plain']} plain networks, both twins', each evaluated with every "
+        f"block deleted in turn.)"
         if test.get("n_resnet")
         else ""
     )

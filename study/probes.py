@@ -21,8 +21,8 @@ from study.norms import block_ratio_rows
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(name: str, data_dir: str | None) -> Dataset:
-    return load_dataset(name, data_dir)
+def _dataset(name: str, data_dir: str | None, seed: int) -> Dataset:
+    return load_dataset(name, data_dir, seed=seed)  # the synthetic set depends on the seed, as in training
 
 
 def is_probed(run_dir: Path) -> bool:
@@ -39,7 +39,7 @@ def probe_run(run_dir: Path, data_dir: str | None, evaluator: str) -> Path:
     spec = NetworkSpec.from_dict(summary["config"]["spec"])
     lesion, norms = [], []
     if not summary["diverged"]:
-        dataset = _dataset(summary["dataset"], data_dir)
+        dataset = _dataset(summary["dataset"], data_dir, summary["seed"])
         twin = load(evaluator)
         checkpoint = run_dir / Path(summary["checkpoint"]).name  # the folder may have moved (collect)
         trained = load(summary["backend"]).checkpoint_state(checkpoint)

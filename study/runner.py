@@ -291,7 +291,15 @@ def run_study(
             if len(config.backends) > 1:  # the twins' exactness needs two of them; first, it takes seconds
                 tasks[executor.submit(replay_exactness, config, out, data_dir)] = ("replay", None)
             tasks |= {probe(point): ("probe", point) for point in unprobed}
-            tasks |= {executor.submit(run_point, point, *args): ("train", point) for point in pending}
+            queue = list(reversed(pending))
+
+            def train_next() -> None:  # one run queued per worker: each probe follows its run closely
+                if queue:
+                    point = queue.pop()
+                    tasks[executor.submit(run_point, point, *args)] = ("train", point)
+
+            for _ in range(max(1, workers)):
+                train_next()
             while tasks:
                 done, _ = wait(tasks, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -301,6 +309,7 @@ def run_study(
                     elif kind == "train":
                         if trained(point, future.result()):
                             tasks[probe(point)] = ("probe", point)
+                        train_next()
                     else:
                         future.result()
                         if bar is not None:

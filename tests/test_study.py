@@ -86,6 +86,7 @@ def test_correct_twins_agree_and_the_evidence_is_read_back(tmp_path):
     assert "agreement: agree" in result.stdout
     assert_quiet(result, out)
     assert_on_the_dashboard(out, verdict)
+    assert_every_run_probed(out)
 
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -116,6 +117,26 @@ def assert_quiet(result, out):
     assert not [line for line in result.stdout.splitlines() if any(n in line for n in FRAMEWORK_NOISE)]
     assert "absl::InitializeLog" in (out / "frameworks.log").read_text()  # TensorFlow did print: into the log
     assert "runs " in result.stdout and "elapsed" in result.stdout and "left ~" in result.stdout  # the bar
+
+
+def assert_every_run_probed(out):
+    """Every trained network (both twins') was lesioned and probed from its checkpoint; evaluated in the
+    Lightning twin, each network's intact test error is the one its own run measured."""
+    import pandas as pd
+
+    results, lesion, norms = (pd.read_csv(out / name) for name in ("results.csv", "lesion.csv", "norms.csv"))
+    intact = lesion[lesion.kind == "intact"].set_index("run_key").test_error
+    assert set(intact.index) == set(results.run_key)
+    measured = results.set_index("run_key").final_test_error
+    assert (intact - measured[intact.index]).abs().max() <= 1 / 256 + 1e-9  # 256 test images: one at most
+    assert (lesion[lesion.kind == "single"].groupby("run_key").size() == 3).all()  # depth 8: three blocks
+    assert set(norms.stage) == {"init", "trained"} and set(norms[norms.stage == "trained"].run_key) == set(
+        results.run_key
+    )
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert {"lesion", "norm_preservation", "relu_vs_skip"} <= set(verdict)
+    report = (out / "report.md").read_text()
+    assert report.index("## Findings") < report.index("## Degradation") and "**Lesion (Veit et al.)" in report
 
 
 def wandb_records(run_dir):

@@ -1,0 +1,177 @@
+"""Lesion, norm preservation, ReLU vs skip and the Findings: each verdict flips with the truth of a
+synthetic table, and deleting a block means what the spec says it means, in both twins."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.core.init import initial_state, restrict_state
+from study.core.spec import parse_spec
+from study.core.twin import load
+from study.findings import findings
+from study.lesion import GRACEFUL, lesion_verdict
+from study.norms import norm_verdict
+from study.relu_skip import relu_skip_verdict
+
+DEPTHS = (8, 20, 56)
+NETWORKS = [(backend, seed) for backend in ("keras", "lightning") for seed in range(4)]
+
+
+def lesion_table(intact, rise, rng_seed=0):
+    """Single-block deletions of every network: intact(arch, depth) error, rise(arch, depth) per block."""
+    rng, rows = np.random.default_rng(rng_seed), []
+    for arch, depth, (backend, seed) in itertools.product(("plain", "resnet"), DEPTHS, NETWORKS):
+        ident = {"run_key": f"{backend}-{arch}{depth}-s{seed}", "backend": backend, "arch": arch, "depth": depth,
+                 "seed": seed, "activation": "relu", "norm": "batch"}  # fmt: skip
+        base = intact(arch, depth) + rng.normal(0, 0.005)
+        rows.append(ident | {"kind": "intact", "k": 0, "draw": 0, "blocks": "", "test_error": base})
+        for block in range((depth - 2) // 2):
+            error = min(0.9, base + rise(arch, depth) + rng.normal(0, 0.01))
+            rows.append(ident | {"kind": "single", "k": 1, "draw": 0, "blocks": f"b{block}", "test_error": error})
+    return pd.DataFrame(rows)
+
+
+def learned_until_20(arch, depth):
+    return 0.75 if (arch, depth) == ("plain", 56) else 0.03
+
+
+def test_residual_nets_degrading_gracefully_where_plain_nets_collapse_holds():
+    verdict = lesion_verdict(lesion_table(learned_until_20, lambda arch, depth: 0.5 if arch == "plain" else 0.02))
+    assert verdict["verdict"] == "holds", verdict["reason"]
+    assert verdict["depth"] == 20  # the deepest depth whose plain nets learned
+    test = verdict["test"]
+    assert test["resnet_rise"] == pytest.approx(0.02, abs=0.01) and test["plain_rise"] == pytest.approx(0.5, abs=0.02)
+    assert test["p"] < 1e-3 and test["n_plain"] == test["n_resnet"] == len(NETWORKS)
+
+
+def test_residual_nets_that_collapse_too_do_not_hold():
+    verdict = lesion_verdict(lesion_table(learned_until_20, lambda arch, depth: 0.5))
+    assert verdict["verdict"] == "does_not_hold" and "collapse too" in verdict["reason"]
+
+
+def test_residual_nets_degrading_as_much_as_plain_nets_do_not_hold():
+    verdict = lesion_verdict(lesion_table(learned_until_20, lambda arch, depth: 0.06 if arch == "plain" else 0.08))
+    assert verdict["verdict"] == "does_not_hold" and GRACEFUL > 0.08
+
+
+def test_no_plain_net_that_learned_is_inconclusive():
+    verdict = lesion_verdict(lesion_table(lambda arch, depth: 0.8 if arch == "plain" else 0.03, lambda a, d: 0.05))
+    assert verdict["verdict"] == "inconclusive" and verdict["depth"] is None
+
+
+def norms_table(resnet_ratio, plain_ratio, rng_seed=0):
+    """Block ratios at init and after training: resnet_ratio(depth) and plain_ratio(depth), with noise."""
+    rng, rows = np.random.default_rng(rng_seed), []
+    for stage, arch, depth, (backend, seed) in itertools.product(
+        ("init", "trained"), ("plain", "resnet"), DEPTHS, NETWORKS
+    ):
+        ratio = (resnet_ratio if arch == "resnet" else plain_ratio)(depth)
+        for block in range((depth - 2) // 2):
+            ident = {"stage": stage, "run_key": f"{backend}-{arch}{depth}-s{seed}", "backend": backend,
+                     "arch": arch, "depth": depth, "seed": seed, "activation": "relu", "norm": "batch"}  # fmt: skip
+            noise = float(np.exp(rng.normal(0, 0.02)))
+            rows.append(ident | {"block_index": block, "block": f"b{block}", "grad_in": 1.0, "grad_out": 1.0,
+                                 "ratio": ratio * noise})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_residual_blocks_approaching_ratio_1_with_depth_holds():
+    verdict = norm_verdict(norms_table(lambda depth: 1 + 2 / depth, lambda depth: 1.35))
+    assert verdict["verdict"] == "holds", verdict["reason"]
+    trained = verdict["stages"]["trained"]["tests"]
+    assert trained["residual_trend"]["tau"] < -0.5 and trained["plain_vs_residual"]["depth"] == 56
+
+
+def test_residual_blocks_that_do_not_approach_1_do_not_hold():
+    verdict = norm_verdict(norms_table(lambda depth: 1.2, lambda depth: 1.35))
+    assert verdict["verdict"] == "does_not_hold" and "do not approach" in verdict["reason"]
+
+
+def test_residual_blocks_no_closer_than_plain_do_not_hold():
+    verdict = norm_verdict(norms_table(lambda depth: 1 + 8 / depth, lambda depth: 1.05))
+    assert verdict["verdict"] == "does_not_hold" and "no closer" in verdict["reason"]
+
+
+def activation_table(error, seeds=(0, 1, 2), rng_seed=0):
+    """Runs at depth 56 over activation x norm x arch x seed; error(arch, activation, norm) is the truth."""
+    rng, rows = np.random.default_rng(rng_seed), []
+    for activation, norm, arch, seed in itertools.product(("relu", "tanh", "sigmoid"), ("batch", "none"),
+                                                          ("plain", "resnet"), seeds):  # fmt: skip
+        value = float(np.clip(error(arch, activation, norm) + rng.normal(0, 0.02), 0, 1))
+        rows.append({"run_key": f"{arch}-{activation}-{norm}-{seed}", "backend": "lightning", "arch": arch,
+                     "depth": 56, "seed": seed, "activation": activation, "norm": norm, "final_train_error": value,
+                     "final_test_error": value, "best_test_error": value, "diverged": False})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "truth, answer",
+    [
+        (lambda arch, act, norm: 0.8 if arch == "plain" else 0.02, "skip"),  # the skip trains every activation
+        (lambda arch, act, norm: 0.02 if act == "relu" else 0.8, "relu"),  # ReLU alone trains; the skip adds nothing
+        (lambda arch, act, norm: 0.02 if act == "relu" or arch == "resnet" else 0.8, "both"),
+        (lambda arch, act, norm: 0.8, "neither"),
+    ],
+)
+def test_relu_or_skip_answer_follows_the_truth(truth, answer):
+    verdict = relu_skip_verdict(activation_table(truth))
+    assert verdict["verdict"] == answer, verdict["reason"]
+    assert verdict["trained"] and verdict["depth"] == 56 and len(verdict["cells"]) == 6
+
+
+def test_one_activation_is_answered_at_initialization_and_names_the_config():
+    verdict = relu_skip_verdict(activation_table(lambda *a: 0.1)[lambda f: f.activation == "relu"])
+    assert verdict["verdict"] == "inconclusive" and not verdict["trained"] and "--config relu-skip" in verdict["reason"]
+
+
+def test_findings_answer_every_question_from_the_verdicts():
+    from tables import effect, table
+
+    from study.agreement import agreement
+    from study.stats import degradation
+
+    results = table(effect)
+    verdict = {
+        "degradation": degradation(results),
+        "agreement": agreement(results),
+        "relu_vs_skip": relu_skip_verdict(activation_table(lambda arch, a, n: 0.8 if arch == "plain" else 0.02)),
+        "lesion": lesion_verdict(lesion_table(learned_until_20, lambda arch, d: 0.5 if arch == "plain" else 0.02)),
+        "norm_preservation": norm_verdict(norms_table(lambda d: 1 + 2 / d, lambda d: 1.35)),
+    }
+    paragraphs = findings(verdict, {"dataset": "digits", "shape": "8x8 grey images", "epochs": 15})
+    questions = ["**Degradation", "**The twins", "**ReLU or skip", "**Lesion (Veit et al.)",
+                 "**Norm preservation (Zaeemzadeh et al.)"]  # fmt: skip
+    assert [p.split(":")[0] for p in paragraphs] == questions
+    assert paragraphs[0].startswith("**Degradation: holds.**") and "Not shown" in paragraphs[0]
+    assert paragraphs[2].startswith("**ReLU or skip: skip.**") and "sigmoid" in paragraphs[2]
+    rise = f"{100 * verdict['lesion']['test']['plain_rise']:.1f}"  # the number behind the verdict, in points
+    assert paragraphs[3].startswith("**Lesion (Veit et al.): holds.**") and rise in paragraphs[3]
+    assert all("CIFAR-10" in p for p in (paragraphs[0], paragraphs[3], paragraphs[4]))
+    verdict["lesion"] = lesion_verdict(lesion_table(learned_until_20, lambda arch, depth: 0.5))
+    assert findings(verdict, {"dataset": "digits", "epochs": 15})[3].startswith(
+        "**Lesion (Veit et al.): does not hold.**"
+    )
+
+
+@pytest.mark.parametrize("backend", ["keras", "lightning"])
+def test_deleting_a_block_whose_branch_is_zero_changes_nothing(backend):
+    """A residual block whose branch outputs 0 (last BN's gamma and beta 0) computes relu(x) = x on a ReLU
+    net's non-negative input: deleting it must give the same logits; deleting a working block must not."""
+    twin, spec = load(backend), parse_spec("resnet-14", input_shape=(8, 8, 1))
+    state = initial_state(spec, seed=0)
+    state["layer1.1.bn2.weight"][:] = 0.0
+    x = np.random.default_rng(0).standard_normal((6, 8, 8, 1)).astype("float32")
+
+    def logits(lesion):
+        lesioned = spec.with_overrides(lesion=lesion)
+        model = twin.build(lesioned, "float64")
+        twin.load_torch_state(model, restrict_state(state, lesioned))
+        return twin.forward(model, x.astype("float64"), training=False)
+
+    whole = logits(())
+    assert np.allclose(logits(("layer1.1",)), whole, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(logits(("layer1.0",)), whole, rtol=1e-3)
+    plain = parse_spec("plain-14", input_shape=(8, 8, 1), lesion=("layer2.0", "layer1.1"))
+    assert [b.shortcut for b in plain.blocks() if b.lesioned] == ["identity", "pad"]  # identity where it fits
