@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import math
 
+ANSWERS = {  # study.relu_skip's verdicts, in words
+    "skip": "the skip",
+    "skip_and_relu": "both — the skip and the ReLU",
+    "relu": "the ReLU",
+    "either": "either one",
+    "neither": "neither",
+}
 PAPER = "`resnet-study run --config paper --data-dir <CIFAR-10>` is the full-scale run (CIFAR-10, 164 epochs)"
 
 
@@ -121,8 +128,8 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
         )
     if rs.get("trained"):
         return (
-            f"**ReLU or skip: {rs['verdict']}.** Trained: {rs['reason']}. {at_init} Not shown: other "
-            f"normalizations or optimizers; {_scale(context)}"
+            f"**ReLU or skip: {ANSWERS.get(rs['verdict'], rs['verdict'])}.** Trained: {rs['reason']}. {at_init} "
+            f"Not shown: other normalizations, initializations or optimizers. {_scale(context)}"
         )
     return (
         f"**ReLU or skip: answered at initialization only in this study.** {at_init} Trained runs answer it: "

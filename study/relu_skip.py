@@ -2,17 +2,20 @@
 
 Trained evidence comes from a study whose grid varies the activation (the ``relu-skip`` config): at
 its deepest depth, per activation and normalization, plain vs residual nets' final training error
-(one-sided Welch, plain > residual, Holm over the cells). The answer (`relu_skip_verdict`):
+(one-sided Welch, plain > residual, Holm over the cells: does the skip help?), and whether each net
+learned: a net *learns* when its error's 95 % CI lies below `LEARNED` (50 %; chance is 90 %), *fails*
+when it lies above. With BN (the study's recipe), the answer (`relu_skip_verdict`):
 
-- *skip*: the skip helps (residual error significantly lower, by more than `MARGIN_EFFECT`) under
-  every activation with BN, and the plain ReLU net does not learn (its error's CI lies above
-  `LEARNED`): the ReLU alone does not train the deep net, the skip does with any activation;
-- *relu*: the plain ReLU net learns (CI below `LEARNED`) and the skip helps no other activation;
-- *both*: the plain ReLU net learns and the skip helps the other activations;
-- *neither*: the skip helps no activation and the plain ReLU net does not learn;
-- *inconclusive*: otherwise, or without a trained activation grid — then the report gives the
-  evidence at initialization (`study.gradflow`: how fast the gradient decays per layer) and names
-  the config that answers with trained runs.
+- *skip*: the plain ReLU net fails and the residual net learns with every activation: the skip, not
+  the ReLU, trains the deep net;
+- *skip_and_relu*: the plain ReLU net fails, the residual ReLU net learns, and the residual net fails
+  with some other activation: the deep net needs both;
+- *relu*: the plain ReLU net learns, and a residual net with another activation fails;
+- *either*: the plain ReLU net learns, and the residual net learns with every activation;
+- *neither*: the plain and the residual ReLU nets both fail;
+- *inconclusive*: otherwise (a CI straddling 50 % decides nothing), or without a trained activation
+  grid — then the report gives the evidence at initialization (`study.gradflow`: how fast the gradient
+  decays per layer) and names the config that answers with trained runs.
 """
 
 from __future__ import annotations
@@ -95,21 +98,24 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
             **header,
             "cells": cells,
         }
-    relu_fails, relu_learns = relu["plain_ci_low"] > LEARNED, relu["plain_ci_high"] < LEARNED
-    skip_all = all(c["skip_helps"] for c in [relu, *others])
-    skip_others = [c["skip_helps"] for c in others]
+    learns = lambda c, arch: c[f"{arch}_ci_high"] is not None and c[f"{arch}_ci_high"] < LEARNED  # noqa: E731
+    fails = lambda c, arch: c[f"{arch}_ci_low"] is not None and c[f"{arch}_ci_low"] > LEARNED  # noqa: E731
     pts = lambda v: f"{100 * v:.0f} %"  # noqa: E731
     described = "; ".join(
         f"{c['activation']}{'' if c['norm'] == 'batch' else ' without BN'}: plain {pts(c['plain'])}, residual "
         f"{pts(c['resnet'])}" for c in cells if c["plain"] is not None and c["resnet"] is not None
     )  # fmt: skip
-    if skip_all and relu_fails:
+    residual_learns = [learns(c, "resnet") for c in [relu, *others]]
+    other_fails = any(fails(c, "resnet") for c in others)
+    if fails(relu, "plain") and all(residual_learns):
         verdict = "skip"
-    elif relu_learns and skip_others and not any(skip_others):
+    elif fails(relu, "plain") and learns(relu, "resnet") and other_fails:
+        verdict = "skip_and_relu"
+    elif learns(relu, "plain") and other_fails:
         verdict = "relu"
-    elif relu_learns and skip_others and all(skip_others):
-        verdict = "both"
-    elif relu_fails and not any(c["skip_helps"] for c in with_bn):
+    elif learns(relu, "plain") and all(residual_learns):
+        verdict = "either"
+    elif fails(relu, "plain") and fails(relu, "resnet"):
         verdict = "neither"
     else:
         verdict = "inconclusive"

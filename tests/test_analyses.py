@@ -110,8 +110,9 @@ def activation_table(error, seeds=(0, 1, 2), rng_seed=0):
     "truth, answer",
     [
         (lambda arch, act, norm: 0.8 if arch == "plain" else 0.02, "skip"),  # the skip trains every activation
+        (lambda arch, act, norm: 0.02 if act == "relu" and arch == "resnet" else 0.85, "skip_and_relu"),
         (lambda arch, act, norm: 0.02 if act == "relu" else 0.8, "relu"),  # ReLU alone trains; the skip adds nothing
-        (lambda arch, act, norm: 0.02 if act == "relu" or arch == "resnet" else 0.8, "both"),
+        (lambda arch, act, norm: 0.02 if act == "relu" or arch == "resnet" else 0.8, "either"),
         (lambda arch, act, norm: 0.8, "neither"),
     ],
 )
