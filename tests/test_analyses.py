@@ -146,7 +146,7 @@ def test_findings_answer_every_question_from_the_verdicts():
                  "**Norm preservation (Zaeemzadeh et al.)"]  # fmt: skip
     assert [p.split(":")[0] for p in paragraphs] == questions
     assert paragraphs[0].startswith("**Degradation: holds.**") and "Not shown" in paragraphs[0]
-    assert paragraphs[2].startswith("**ReLU or skip: skip.**") and "sigmoid" in paragraphs[2]
+    assert paragraphs[2].startswith("**ReLU or skip: the skip.**") and "sigmoid" in paragraphs[2]
     rise = f"{100 * verdict['lesion']['test']['plain_rise']:.1f}"  # the number behind the verdict, in points
     assert paragraphs[3].startswith("**Lesion (Veit et al.): holds.**") and rise in paragraphs[3]
     assert all("CIFAR-10" in p for p in (paragraphs[0], paragraphs[3], paragraphs[4]))
