@@ -144,7 +144,16 @@ def test_verdicts_are_json_serializable(error, kwargs):
     out = analyze(table(error, **kwargs))
     assert plain_types(out)
     assert json.loads(json.dumps(out, allow_nan=False))["degradation"]["verdict"] == out["degradation"]["verdict"]
-    assert set(out) == {"degradation", "agreement", "diverged", "alpha", "margin"}
+    assert set(out) == {
+        "degradation",
+        "agreement",
+        "lesion",
+        "norm_preservation",
+        "relu_vs_skip",
+        "diverged",
+        "alpha",
+        "margin",
+    }
 
 
 def test_load_results_round_trip(tmp_path):
