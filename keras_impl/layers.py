@@ -1,7 +1,8 @@
-"""The three Keras layers the twin needs beyond Keras' own, each matching a torch semantic exactly.
+"""The Keras layers the twin needs beyond Keras' own, each matching a torch semantic exactly, and the
+float64-safe reductions they use.
 
-Only `keras.ops` is used, so the model also runs on Keras' JAX and torch backends. Every layer is
-registered for `.keras` serialization.
+Only `keras.ops` is used, so the model runs on Keras' TensorFlow, JAX and torch backends. Every layer
+is registered for `.keras` serialization.
 """
 
 from __future__ import annotations
@@ -10,6 +11,39 @@ import keras
 from keras import ops
 
 PACKAGE = "resnet_study"
+
+
+# Keras 3.15's type promotion maps float64 to float32 on JAX and torch (keras-team/keras#23223,
+# #23704): ops built on it (mean, var, norm; on torch also matmul, maximum, divide_no_nan) compute
+# float64 input in float32. The twin's float64 is the precise check of convention 12, so the few
+# places it meets such an op take another path where this is True.
+FLOAT64_DEMOTED = keras.backend.result_type("float64", "float64") != "float64"
+
+
+def at_least_float32(dtype) -> str:
+    """The dtype statistics are computed in: float64 stays float64, anything narrower becomes float32.
+
+    Not `keras.backend.result_type(dtype, "float32")`: on JAX and torch that is float32 for float64
+    (`FLOAT64_DEMOTED`), which would quietly make the float64 twin a float32 one.
+    """
+    return "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
+
+
+def l2_norm(x):
+    """||x||_2 over all entries, float64 kept (Keras 3.15's `ops.norm` demotes it: `FLOAT64_DEMOTED`)."""
+    return ops.sqrt(ops.sum(ops.square(x)))
+
+
+def reduce_mean(x, axis=None, keepdims=False):
+    """`ops.mean` over `axis`, computed in float64 for float64 input on every backend.
+
+    Keras 3.15's `ops.mean` accumulates float64 in float32 on JAX and torch (`FLOAT64_DEMOTED`): a
+    sum keeps the input's precision. Everything else goes to `ops.mean` unchanged.
+    """
+    if not (FLOAT64_DEMOTED and keras.backend.standardize_dtype(x.dtype) == "float64"):
+        return ops.mean(x, axis=axis, keepdims=keepdims)
+    total = ops.sum(x, axis=axis, keepdims=keepdims)
+    return total / (ops.cast(ops.size(x), x.dtype) / ops.cast(ops.size(total), x.dtype))
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -23,10 +57,14 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm:
+        if mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # BN in >= fp32
+        x = ops.cast(inputs, at_least_float32(inputs.dtype))  # BN in >= fp32, float64 kept (Keras' own casts it)
         gamma, beta = ops.cast(self.gamma, x.dtype), ops.cast(self.beta, x.dtype)
+        if not (training and self.trainable):
+            mean, variance = ops.cast(self.moving_mean, x.dtype), ops.cast(self.moving_variance, x.dtype)
+            outputs = ops.batch_normalization(x, mean, variance, self.axis, beta, gamma, self.epsilon)
+            return ops.cast(outputs, self.compute_dtype)
         outputs, mean, variance = _batch_norm_train(x, gamma, beta, self._reduction_axes, self.epsilon)
         count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.size(mean), x.dtype)
         unbiased = variance * count / (count - 1.0)
@@ -46,9 +84,9 @@ def _batch_norm_train(x, gamma, beta, axes, epsilon):
     """
 
     def statistics(x):
-        mean = ops.mean(x, axis=axes)
+        mean = reduce_mean(x, axes)
         centered = x - mean
-        variance = ops.mean(ops.square(centered), axis=axes)
+        variance = reduce_mean(ops.square(centered), axes)
         return mean, centered, variance, ops.rsqrt(variance + epsilon)
 
     # Everything the backward pass needs is computed inside the custom-gradient function from its
@@ -61,8 +99,8 @@ def _batch_norm_train(x, gamma, beta, axes, epsilon):
 
         def grad(*args, upstream=None):
             upstream = args[0] if upstream is None else upstream
-            mean_g = ops.mean(upstream, axis=axes)
-            mean_g_xhat = ops.mean(upstream * x_hat, axis=axes)
+            mean_g = reduce_mean(upstream, axes)
+            mean_g_xhat = reduce_mean(upstream * x_hat, axes)
             grad_x = (upstream - mean_g - x_hat * mean_g_xhat) * (gamma * inv_std)
             count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.size(mean_g), x.dtype)
             return grad_x, mean_g_xhat * count, mean_g * count
@@ -119,3 +157,28 @@ class MaxPoolPadding2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GlobalAveragePooling2D(keras.layers.GlobalAveragePooling2D):
+    """Keras' layer, its float64 mean computed in float64 on every backend (see `reduce_mean`)."""
+
+    def call(self, inputs):
+        axes = [1, 2] if self.data_format == "channels_last" else [2, 3]
+        return reduce_mean(inputs, axes, keepdims=self.keepdims)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Dense(keras.layers.Dense):
+    """Keras' layer, its float64 product computed in float64 on every backend.
+
+    Keras 3.15's `ops.matmul` on torch computes float64 operands in float32 (`FLOAT64_DEMOTED`);
+    `ops.einsum` keeps their precision. Everything else takes Keras' own path unchanged.
+    """
+
+    def call(self, inputs, training=None):
+        if not (FLOAT64_DEMOTED and keras.backend.standardize_dtype(inputs.dtype) == "float64"):
+            return super().call(inputs, training=training)
+        outputs = ops.einsum("...i,io->...o", inputs, self.kernel)
+        outputs = outputs + self.bias if self.use_bias else outputs
+        return self.activation(outputs) if self.activation is not None else outputs

@@ -1,9 +1,9 @@
 """Keras 3 twin: `build(spec)` returns a functional `keras.Model` for any `NetworkSpec`.
 
 Reads as the same code as `lightning_impl/models.py`, one function per concept in the same order.
-Layer names are the torch state-dict keys that `study.core.spec.ConvLayer.name` gives, so weights
-cross-load by name (`keras_impl.port`). Tensors are NHWC; the torch twin is NCHW. Only public Keras 3
-APIs are used, so the model is backend-neutral.
+Layer names are the torch module paths that `study.core.spec.ConvLayer.name` gives, with '.' written
+'_' (`keras_name`), so weights cross-load by name (`keras_impl.port`). Tensors are NHWC; the torch twin
+is NCHW. Only public Keras 3 APIs are used, so the model runs on every Keras backend.
 """
 
 from __future__ import annotations
@@ -13,12 +13,26 @@ import math
 import keras
 from keras import layers
 
-from keras_impl.layers import BatchNormalization, MaxPoolPadding2D, PadShortcut
+from keras_impl.layers import BatchNormalization, Dense, GlobalAveragePooling2D, MaxPoolPadding2D, PadShortcut
 from study.core.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
 
 
+def keras_name(torch_name: str) -> str:
+    """The Keras layer name of a torch module path: '.' becomes '_' (docs/design.md, convention 2).
+
+    Keras on the torch backend keeps variables in a ParameterDict, which forbids '.'; the torch
+    twin's module names never contain '_', so `torch_name` inverts this exactly.
+    """
+    return torch_name.replace(".", "_")
+
+
+def torch_name(keras_name: str) -> str:
+    """The torch module path of a Keras layer name (the inverse of `keras_name`)."""
+    return keras_name.replace("_", ".")
+
+
 def make_activation(spec: NetworkSpec, name: str, dtype) -> layers.Layer:
-    return layers.Activation(spec.activation, name=name, dtype=dtype)
+    return layers.Activation(spec.activation, name=keras_name(name), dtype=dtype)
 
 
 def apply_conv_bn(x, layer: ConvLayer, dtype):
@@ -26,7 +40,7 @@ def apply_conv_bn(x, layer: ConvLayer, dtype):
     # Keras 'same' pads (0, 1) at stride 2 on even inputs, torch pads (1, 1): pad explicitly
     # with torch's symmetric padding and convolve 'valid' (docs/design.md, convention 1).
     if layer.padding:
-        x = layers.ZeroPadding2D(layer.padding, name=f"{layer.name}.pad", dtype=dtype)(x)
+        x = layers.ZeroPadding2D(layer.padding, name=keras_name(f"{layer.name}.pad"), dtype=dtype)(x)
     x = layers.Conv2D(
         layer.out_channels,
         layer.kernel,
@@ -34,12 +48,14 @@ def apply_conv_bn(x, layer: ConvLayer, dtype):
         padding="valid",
         use_bias=False,
         kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
-        name=layer.name,
+        name=keras_name(layer.name),
         dtype=dtype,
     )(x)
     if not layer.batch_norm:
         return x
-    return BatchNormalization(momentum=1.0 - BN_MOMENTUM_TORCH, epsilon=BN_EPSILON, name=layer.bn_name, dtype=dtype)(x)
+    return BatchNormalization(
+        momentum=1.0 - BN_MOMENTUM_TORCH, epsilon=BN_EPSILON, name=keras_name(layer.bn_name), dtype=dtype
+    )(x)
 
 
 def apply_shortcut(x, spec: NetworkSpec, block: BlockSpec, dtype):
@@ -50,7 +66,7 @@ def apply_shortcut(x, spec: NetworkSpec, block: BlockSpec, dtype):
         return x
     if block.shortcut == "pad":
         extra = block.out_channels - block.in_channels
-        return PadShortcut(block.stride, extra, name=f"{block.name}.downsample", dtype=dtype)(x)
+        return PadShortcut(block.stride, extra, name=keras_name(f"{block.name}.downsample"), dtype=dtype)(x)
     return apply_conv_bn(x, spec.block_layers(block)[-1], dtype)
 
 
@@ -67,7 +83,7 @@ def apply_block(x, spec: NetworkSpec, block: BlockSpec, dtype):
             out = make_activation(spec, f"{block.name}.act{i}", dtype)(out)
     shortcut = apply_shortcut(x, spec, block, dtype)
     if shortcut is not None:
-        out = layers.Add(name=f"{block.name}.add", dtype=dtype)([out, shortcut])
+        out = layers.Add(name=keras_name(f"{block.name}.add"), dtype=dtype)([out, shortcut])
     return make_activation(spec, f"{block.name}.act", dtype)(out)
 
 
@@ -83,13 +99,13 @@ def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None) ->
     x = apply_conv_bn(inputs, spec.layers()[0], dtype)
     x = make_activation(spec, "act", dtype)(x)
     if spec.family == "imagenet":
-        x = MaxPoolPadding2D(1, name="maxpool.pad", dtype=dtype)(x)
+        x = MaxPoolPadding2D(1, name="maxpool_pad", dtype=dtype)(x)
         x = layers.MaxPooling2D(3, 2, padding="valid", name="maxpool", dtype=dtype)(x)
     for block in spec.blocks():
         x = apply_block(x, spec, block, dtype)
-    x = layers.GlobalAveragePooling2D(name="avgpool", dtype=dtype)(x)
+    x = GlobalAveragePooling2D(name="avgpool", dtype=dtype)(x)
     bound = 1.0 / math.sqrt(spec.feature_channels)  # dense U(+-1/sqrt(fan_in)), as the torch twin
-    outputs = layers.Dense(
+    outputs = Dense(
         spec.classes,
         kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
         bias_initializer=keras.initializers.RandomUniform(-bound, bound),

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_impl.layers import BatchNormalization
+from keras_impl.models import torch_name
 
 # Keras variable -> torch state-dict suffix, per layer type (docs/design.md, convention 3: kernel layouts).
 _BN_VARIABLES = (
@@ -22,15 +23,16 @@ _BN_VARIABLES = (
 
 
 def _layer_entries(layer: keras.layers.Layer):
+    module = torch_name(layer.name)
     if isinstance(layer, keras.layers.Conv2D) and not layer.use_bias:
         # Keras HWIO <-> torch OIHW.
-        yield layer.kernel, f"{layer.name}.weight", (3, 2, 0, 1), (2, 3, 1, 0)
+        yield layer.kernel, f"{module}.weight", (3, 2, 0, 1), (2, 3, 1, 0)
     elif isinstance(layer, BatchNormalization):
         for attr, suffix in _BN_VARIABLES:
-            yield getattr(layer, attr), f"{layer.name}.{suffix}", None, None
+            yield getattr(layer, attr), f"{module}.{suffix}", None, None
     elif isinstance(layer, keras.layers.Dense):
-        yield layer.kernel, f"{layer.name}.weight", (1, 0), (1, 0)  # (in, out) <-> (out, in)
-        yield layer.bias, f"{layer.name}.bias", None, None
+        yield layer.kernel, f"{module}.weight", (1, 0), (1, 0)  # (in, out) <-> (out, in)
+        yield layer.bias, f"{module}.bias", None, None
 
 
 def _entries(model: keras.Model):
@@ -83,7 +85,7 @@ def load_torch_state(model: keras.Model, state: dict[str, np.ndarray]) -> None:
 
 
 def checkpoint_state(path) -> dict[str, np.ndarray]:
-    """The trained backbone's state dict from a run's Keras checkpoint (the training model's `.keras`)."""
-    import keras_impl.training  # noqa: F401  (registers the training model's class for loading)
+    """The trained network's state dict from a run's Keras checkpoint (`.keras`, saved compiled)."""
+    import keras_impl.optim  # noqa: F401  (registers the optimizer for loading)
 
-    return to_torch_state(keras.saving.load_model(path, compile=False).backbone)
+    return to_torch_state(keras.saving.load_model(path, compile=False))

@@ -53,10 +53,11 @@ def test_trap_same_padding_at_stride_2(monkeypatch):
     original = keras_impl.models.apply_conv_bn
 
     def same_padding(x, layer, dtype):
+        name = keras_impl.models.keras_name(f"{layer.name}.pad")
         if layer.stride == 2 and layer.padding:
-            x = keras.layers.ZeroPadding2D(((0, 2), (0, 2)), name=f"{layer.name}.pad", dtype=dtype)(x)
+            x = keras.layers.ZeroPadding2D(((0, 2), (0, 2)), name=name, dtype=dtype)(x)
         elif layer.padding:
-            x = keras.layers.ZeroPadding2D(layer.padding, name=f"{layer.name}.pad", dtype=dtype)(x)
+            x = keras.layers.ZeroPadding2D(layer.padding, name=name, dtype=dtype)(x)
         return original(x, layer.__class__(**{**layer.__dict__, "padding": 0}), dtype)
 
     monkeypatch.setattr(keras_impl.models, "apply_conv_bn", same_padding)
