@@ -1,7 +1,8 @@
 """The raw Keras baseline for `resnet-study bench`: the same network, a minimal `compile` + `fit`.
 
 Keras' own SGD and loss on arrays in memory, nothing else: what the Keras twin's training path
-(TorchSGD, the shared data order, callbacks) is measured against.
+(TorchSGD, the shared data order, callbacks) is measured against, on the same Keras backend.
+TensorFlow reads the arrays through a cached `tf.data` pipeline, as its users do.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_impl.models import build
 from study.core.spec import NetworkSpec, TrainSpec
@@ -47,21 +47,44 @@ class RawLoop:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         self.batch_size = train_spec.batch_size
-        self.data = tf.data.Dataset.from_tensor_slices((x, y)).batch(self.batch_size).cache().prefetch(tf.data.AUTOTUNE)
-        self.x = x
+        self.x, self.y = x, y
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self.data = tf.data.Dataset.from_tensor_slices((x, y)).batch(self.batch_size).cache()
+            self.data = self.data.prefetch(tf.data.AUTOTUNE)
+
+    def _inputs(self) -> dict:
+        if keras.backend.backend() == "tensorflow":
+            return {"x": self.data}
+        return {"x": self.x, "y": self.y, "batch_size": self.batch_size}
 
     def train_epoch(self) -> float:
         timer = EpochTimer()
-        self.model.fit(self.data, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+        self.model.fit(**self._inputs(), epochs=1, verbose=0, shuffle=False, callbacks=[timer])
         return timer.seconds
 
     def infer_epoch(self) -> float:
+        inputs = self._inputs()
+        inputs.pop("y", None)
         start = time.perf_counter()
-        self.model.predict(self.data, verbose=0)
+        self.model.predict(**inputs, verbose=0)
         return time.perf_counter() - start
 
     def peak_memory_mb(self) -> float | None:
         """Peak GPU memory (None on CPU, where the process RSS counts)."""
-        if not tf.config.list_logical_devices("GPU"):
-            return None
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_logical_devices("GPU")
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpus else None
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        import jax
+
+        gpus = [device for device in jax.devices() if device.platform == "gpu"]
+        stats = gpus[0].memory_stats() if gpus else None
+        return stats["peak_bytes_in_use"] / 2**20 if stats else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_impl.layers import l2_norm
 from study.core.spec import TrainSpec
 
 
@@ -19,29 +20,67 @@ class TorchSGD(keras.optimizers.Optimizer):
     They agree at constant LR and differ right after an LR drop (docs/design.md, convention 5).
     Weight decay is torch's coupled form, g += weight_decay * w, on every trainable variable (Keras'
     own `weight_decay` argument is decoupled: convention 4).
+
+    It also keeps, in `grad_norms`, the L2 norm of the loss gradient of the variables named in
+    `track` (paths such as ``layer1.0.conv1/kernel``) at the last step of every epoch of
+    `steps_per_epoch` steps: Keras' `fit` hands the gradients to the optimizer alone, on every
+    backend, so this is where a backend-neutral twin can see them (the torch twin reads them in
+    `on_before_optimizer_step`).
     """
 
     def __init__(
-        self, learning_rate, momentum: float = 0.9, coupled_weight_decay: float = 0.0, name="torch_sgd", **kwargs
+        self,
+        learning_rate,
+        momentum: float = 0.9,
+        coupled_weight_decay: float = 0.0,
+        track: tuple[str, ...] = (),
+        steps_per_epoch: int = 1,
+        name="torch_sgd",
+        **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum, self.coupled_weight_decay = momentum, coupled_weight_decay
+        self.track, self.steps_per_epoch = tuple(track), steps_per_epoch
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
         self.velocities = [self.add_variable_from_reference(v, "velocity") for v in variables]
+        paths = [v.path for v in variables]
+        self._tracked = {paths.index(path): slot for slot, path in enumerate(self.track)}  # variable index -> slot
+        self.grad_norms = [
+            self.add_variable(
+                (), initializer="zeros", dtype=variables[paths.index(path)].dtype, name=f"grad_norm_{slot}"
+            )
+            for slot, path in enumerate(self.track)
+        ]
 
     def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.add(ops.cast(gradient, variable.dtype), ops.multiply(variable, self.coupled_weight_decay))
-        velocity = self.velocities[self._get_variable_index(variable)]
-        self.assign(velocity, ops.add(ops.multiply(velocity, self.momentum), gradient))
+        gradient = ops.cast(gradient, variable.dtype)
+        if index in self._tracked:  # the gradient of the loss, before weight decay joins it
+            norm = self.grad_norms[self._tracked[index]]
+            last_step = ops.equal((self.iterations + 1) % self.steps_per_epoch, 0)
+            self.assign(norm, ops.where(last_step, l2_norm(gradient), ops.convert_to_tensor(norm)))
+        # The constants as tensors of the variable's dtype: Keras 3.15 on torch rounds a Python float
+        # operand to float32 first (keras_impl.layers.FLOAT64_DEMOTED), which float64 would notice.
+        weight_decay = ops.convert_to_tensor(self.coupled_weight_decay, variable.dtype)
+        momentum = ops.convert_to_tensor(self.momentum, variable.dtype)
+        gradient = ops.add(gradient, ops.multiply(variable, weight_decay))
+        velocity = self.velocities[index]
+        self.assign(velocity, ops.add(ops.multiply(velocity, momentum), gradient))
         self.assign_sub(variable, ops.multiply(lr, velocity))
 
     def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum, "coupled_weight_decay": self.coupled_weight_decay}
+        return {
+            **super().get_config(),
+            "momentum": self.momentum,
+            "coupled_weight_decay": self.coupled_weight_decay,
+            "track": list(self.track),
+            "steps_per_epoch": self.steps_per_epoch,
+        }
 
 
 @keras.saving.register_keras_serializable(package="resnet_study")
@@ -67,10 +106,12 @@ class PiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values, "dtype": self.dtype}
 
 
-def make_optimizer(train_spec: TrainSpec, steps_per_epoch: int, dtype: str) -> TorchSGD:
-    """torch's SGD with the recipe's momentum, coupled weight decay and per-step LR schedule.
+def make_optimizer(train_spec: TrainSpec, steps_per_epoch: int, dtype: str, track: tuple[str, ...] = ()) -> TorchSGD:
+    """torch's SGD with the recipe's momentum, coupled weight decay and per-step LR schedule, keeping
+    the gradient norms of the `track` variables at each epoch's last step.
 
     `dtype` is the variables' dtype: the schedule's values are cast to it (see `PiecewiseConstant`).
     """
     boundaries, values = train_spec.lr_schedule(steps_per_epoch)
-    return TorchSGD(PiecewiseConstant(boundaries, values, dtype), train_spec.momentum, train_spec.weight_decay)
+    schedule = PiecewiseConstant(boundaries, values, dtype)
+    return TorchSGD(schedule, train_spec.momentum, train_spec.weight_decay, track, steps_per_epoch)

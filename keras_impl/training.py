@@ -1,10 +1,11 @@
-"""Keras twin training: the wrapper model, the callbacks and `train` (`model.fit`), implementing
-`study.core.spec.TrainSpec`.
+"""Keras twin training: the callbacks and `train` (`model.fit`), implementing `study.core.spec.TrainSpec`
+on every Keras backend (TensorFlow, JAX, PyTorch).
 
-Mirrors `lightning_impl/training.py`: the backbone from `keras_impl.models.build` is wrapped by a thin
-`ClassifierModel` (loss, metrics, per-layer gradient norms), as the LightningModule wraps the torch
-backbone. The optimizer and LR schedule are in `keras_impl.optim`, the input pipeline in
-`keras_impl.data`.
+Mirrors `lightning_impl/training.py`. The backbone from `keras_impl.models.build` is compiled with
+Keras' own loss and metrics (cross-entropy on logits, accuracy; Keras weights each batch's loss by its
+size) and `keras_impl.optim.TorchSGD`, which also keeps the per-layer gradient norms; `fit` runs Keras'
+standard train and test steps, so the same code trains on every backend. The input pipeline is in
+`keras_impl.data`; what differs between the backends (distribution, determinism) is here.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from keras_impl.data import train_dataset
+from keras_impl.data import train_batches
+from keras_impl.layers import FLOAT64_DEMOTED, reduce_mean
+from keras_impl.models import keras_name
 from keras_impl.optim import make_optimizer
 from keras_impl.port import load_torch_state
 from study.core import data as datasets
@@ -30,104 +32,57 @@ from study.core.init import initial_state
 from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec, TrainSpec
 
-CHECKPOINT = "model.keras"  # the trained model with its optimizer state, written when training ends
+CHECKPOINT = "model.keras"  # the trained model, compiled, with its optimizer state: written when training ends
 RESUME_POINT = "resume.npz"  # the training state after the last completed epoch, while a run trains
 DTYPE_POLICY = {"32": "float32", "bf16": "mixed_bfloat16", FLOAT64: "float64"}  # run.precision -> Keras'
 
 
 @keras.saving.register_keras_serializable(package="resnet_study")
-class ClassifierModel(keras.Model):
-    """Backbone + mean cross-entropy on logits, train/test error, per-layer gradient norms.
+class CrossEntropy(keras.losses.Loss):
+    """Keras' sparse categorical cross-entropy on logits, its batch mean taken by `reduce_mean`.
 
-    At the last step of every epoch `grad_norms` takes the L2 norm of the loss gradient of each
-    weighted layer's kernel (`study.tracking.weighted_layer_names` order), as the torch twin's
-    `on_before_optimizer_step` does; other steps skip that work (`tf.cond`).
+    Keras' own loss divides the batch's sum with `ops.divide_no_nan`, which computes float64 in float32
+    on torch (`keras_impl.layers.FLOAT64_DEMOTED`): `cross_entropy` uses this one there.
     """
 
-    def __init__(self, backbone: keras.Model, layer_names: list[str], steps_per_epoch: int, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
-        self.layer_names, self.steps_per_epoch = layer_names, steps_per_epoch
-        # Metrics and norms in float32, or float64 for a float64 backbone (the agreement checks).
-        self.metric_dtype = keras.backend.result_type(backbone.inputs[0].dtype, "float32")
-        self.grad_norms = self.add_weight(
-            shape=(len(layer_names),),
-            initializer="zeros",
-            trainable=False,
-            name="grad_norms",
-            dtype=self.metric_dtype,
-            aggregation="only_first_replica",  # replicas hold the same (all-reduced) values
-        )
-        self.loss_mean = keras.metrics.Mean(name="loss", dtype=self.metric_dtype)
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype=self.metric_dtype)
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None):
+        super().__init__(name=name, reduction="none", dtype=dtype)
 
-    def call(self, x, training=False):
-        return self.backbone(x, training=training)
+    def call(self, y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return reduce_mean(super().__call__(y_true, y_pred, sample_weight))
 
     def get_config(self):
-        """The backbone, layer names and steps: with the compile config, `model.keras` rebuilds the
-        whole training state (`keras.saving.load_model`), optimizer included."""
-        return {
-            **super().get_config(),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "layer_names": self.layer_names,
-            "steps_per_epoch": self.steps_per_epoch,
-        }
+        return {"name": self.name, "dtype": self.dtype}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        backbone = keras.saving.deserialize_keras_object(config.pop("backbone"))
-        return cls(backbone, **config)
 
-    @property
-    def metrics(self):
-        return [self.loss_mean, self.accuracy]
+def cross_entropy(dtype: str) -> keras.losses.Loss:
+    """The training loss, the batch's mean cross-entropy on logits, computed in `dtype`."""
+    if FLOAT64_DEMOTED and dtype == "float64":
+        return CrossEntropy(dtype=dtype)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
 
-    def _loss(self, y, logits):
-        logits = ops.cast(logits, keras.backend.result_type(logits.dtype, "float32"))
-        return logits, ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
 
-    def train_step(self, batch):
-        x, y = batch
-        variables = self.backbone.trainable_variables
-        # Under MirroredStrategy each replica sees its share of the global batch and the replicas'
-        # gradients are summed: scale each replica's mean loss so the sum is the global mean's gradient.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            logits, loss = self._loss(y, self(x, training=True))
-            scaled = loss / replicas if replicas > 1 else loss
-        grads = tape.gradient(scaled, variables)
-        last_step = ops.equal((self.optimizer.iterations + 1) % self.steps_per_epoch, 0)
-        by_ref = {id(v): g for v, g in zip(variables, grads, strict=True)}
-        # Looked up here, not kept as an attribute: Keras tracks attributes' variables, and a list of
-        # kernels would come first in `trainable_variables`, an order the saved optimizer state must match.
-        kernel_grads = [by_ref[id(self.backbone.get_layer(name).kernel)] for name in self.layer_names]
-        if replicas == 1:
-            tf.cond(last_step, lambda: self._record_grad_norms(kernel_grads), tf.no_op)
-        else:  # the global batch's gradient, as the torch twin's after DDP's all-reduce; a cross-replica
-            # assignment may not sit inside tf.cond, so select instead (norms then cost every step)
-            kernel_grads = tf.distribute.get_replica_context().all_reduce("sum", kernel_grads)
-            self.grad_norms.assign(ops.where(last_step, self._norms(kernel_grads), self.grad_norms))
-        self.optimizer.apply(grads, variables)
-        return self._update_metrics(x, y, logits, loss) | {"batch_loss": loss}
+@keras.saving.register_keras_serializable(package="resnet_study")
+class StepLoss(keras.metrics.Metric):
+    """The last batch's mean cross-entropy (`RunContext.trace_steps`: every step's loss, for the
+    agreement checks); Keras' own loss in the logs is the epoch's running mean."""
 
-    def _norms(self, grads):
-        return ops.stack([ops.cast(ops.norm(ops.reshape(g, [-1])), self.metric_dtype) for g in grads])
+    def __init__(self, name="step_loss", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.value = self.add_variable((), initializer="zeros", name="value")
 
-    def _record_grad_norms(self, grads):
-        self.grad_norms.assign(self._norms(grads))
-        return tf.no_op()
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        losses = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, self.dtype), from_logits=True)
+        self.value.assign(reduce_mean(losses))
 
-    def test_step(self, batch):
-        x, y = batch
-        logits, loss = self._loss(y, self(x, training=False))
-        return self._update_metrics(x, y, logits, loss)
+    def result(self):
+        return ops.convert_to_tensor(self.value)  # a tensor, not the variable: JAX traces it
 
-    def _update_metrics(self, x, y, logits, loss):
-        self.loss_mean.update_state(loss, sample_weight=ops.cast(ops.shape(x)[0], loss.dtype))
-        self.accuracy.update_state(y, logits)
-        return {"loss": self.loss_mean.result(), "accuracy": self.accuracy.result()}
+    def reset_state(self):
+        self.value.assign(ops.zeros((), self.dtype))
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -136,9 +91,9 @@ class EpochRecorder(keras.callbacks.Callback):
     epoch's loss is NaN/inf (as `keras.callbacks.TerminateOnNaN` does per step, but recording that the
     run diverged). No per-step hook: that would sync every step."""
 
-    def __init__(self, run: RunContext, records: list[EpochRecord] | None = None):
+    def __init__(self, run: RunContext, layer_names: list[str], records: list[EpochRecord] | None = None):
         super().__init__()
-        self.run = run
+        self.run, self.layer_names = run, layer_names
         self.records: list[EpochRecord] = list(records or [])
         self.diverged = False
 
@@ -147,28 +102,51 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):  # fit's validation starts: the epoch's training is done
         self.train_end = time.perf_counter()
+        self.train_means = running_means(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         if not np.isfinite(logs["loss"]):
             self.diverged = self.model.stop_training = True
             return
-        grad_norms = keras.ops.convert_to_numpy(self.model.grad_norms)
+        grad_norms = [ops.convert_to_numpy(norm) for norm in self.model.optimizer.grad_norms]
+        train, test = self.train_means, running_means(self.model)  # the metrics now hold the test pass
         record = self.run.record(
             epoch=epoch,
-            train_loss=float(logs["loss"]),
-            train_error=1.0 - float(logs["accuracy"]),
-            test_loss=float(logs["val_loss"]),
-            test_error=1.0 - float(logs["val_accuracy"]),
+            train_loss=train["loss"],
+            train_error=1.0 - train["accuracy"],
+            test_loss=test["loss"],
+            test_error=1.0 - test["accuracy"],
             wall_s=time.perf_counter() - self.start,
             train_s=self.train_end - self.start,
-            grad_norms=dict(zip(self.model.layer_names, map(float, grad_norms), strict=True)),
+            grad_norms=dict(zip(self.layer_names, map(float, grad_norms), strict=True)),
         )
         self.records.append(record)
         save_resume_point(self.model, self.records, self.run.out_dir / RESUME_POINT)
         self.run.publish(record)
 
 
-def save_resume_point(model: ClassifierModel, records: list[EpochRecord], path: Path) -> None:
+def running_means(model: keras.Model) -> dict[str, float]:
+    """Each mean metric of the compiled model (the loss, the accuracy) as its total over its count,
+    divided in NumPy in the metric's dtype.
+
+    The same number as the metric's `result()`, which divides with `ops.divide_no_nan`: that computes
+    float64 in float32 on Keras' torch backend (`keras_impl.layers.FLOAT64_DEMOTED`), NumPy does not.
+    """
+    means = {}
+
+    def visit(metrics):
+        for metric in metrics:
+            if isinstance(metric, keras.metrics.Mean):
+                total, count = ops.convert_to_numpy(metric.total), ops.convert_to_numpy(metric.count)
+                means[metric.name] = float(total / count)
+            else:  # Keras' container of the compiled metrics
+                visit(getattr(metric, "metrics", []))
+
+    visit(model.metrics)
+    return means
+
+
+def save_resume_point(model: keras.Model, records: list[EpochRecord], path: Path) -> None:
     """Every variable of the training model and its optimizer (the step count, so the LR schedule, and
     the momentum buffers) with the records so far, in one file, renamed into place.
 
@@ -184,7 +162,7 @@ def save_resume_point(model: ClassifierModel, records: list[EpochRecord], path: 
     os.replace(temporary, path)
 
 
-def load_resume_point(model: ClassifierModel, path: Path) -> list[EpochRecord]:
+def load_resume_point(model: keras.Model, path: Path) -> list[EpochRecord]:
     """Assign a resume point's variables to the (same) training model; returns its records."""
     with np.load(path) as archive:
         for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
@@ -201,17 +179,35 @@ class StepTracer(keras.callbacks.Callback):
         self.losses: list[float] = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.losses.append(float(logs["batch_loss"]))
+        self.losses.append(float(logs["step_loss"]))
 
 
-def distribution_strategy(run: RunContext) -> tf.distribute.Strategy | None:
-    """None for one device; else a MirroredStrategy over `run.devices` GPUs or logical CPU devices.
+def distribution(run: RunContext):
+    """The context to build and compile in: one device, or data parallel over `run.devices`.
 
-    Each replica takes its share of every global batch (Keras splits the batches) and normalizes with
-    its own batch statistics (BN is not synchronized, as in Keras' default and torch DDP on CPU).
+    TensorFlow: a MirroredStrategy over GPUs or logical CPU devices; each replica normalizes with its
+    own share of the batch (as torch DDP on CPU). JAX: `keras.distribution.DataParallel`, one program
+    over the devices' shards (BN statistics over the global batch). PyTorch: one device only.
     """
     if run.devices <= 1:
-        return None
+        return contextlib.nullcontext()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return mirrored_strategy(run).scope()
+    if backend == "jax":
+        devices = keras.distribution.list_devices("gpu" if run.device == "gpu" else "cpu")
+        if len(devices) < run.devices:
+            raise UserError(f"--devices {run.devices}: JAX sees {len(devices)} {run.device.upper()} device(s)")
+        return keras.distribution.DataParallel(devices=devices[: run.devices]).scope()
+    raise UserError(f"--devices {run.devices}: Keras on {backend} trains on one device; use keras or keras-jax")
+
+
+def mirrored_strategy(run: RunContext):
+    """A MirroredStrategy over `run.devices` GPUs or logical CPU devices (TensorFlow). Each replica
+    takes its share of every global batch (Keras splits the batches) and normalizes with its own batch
+    statistics (BN is not synchronized, as in Keras' default and torch DDP on CPU)."""
+    import tensorflow as tf
+
     if run.device == "gpu":
         gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) < run.devices:
@@ -227,15 +223,37 @@ def distribution_strategy(run: RunContext) -> tf.distribute.Strategy | None:
 
 
 def make_training_model(
-    spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, backbone: keras.Model, dtype: str, xla: bool = False
-) -> ClassifierModel:
-    model = ClassifierModel(backbone, weighted_layer_names(spec), steps_per_epoch)
-    optimizer = make_optimizer(train_spec, steps_per_epoch, keras.DTypePolicy(dtype).variable_dtype)
-    model.compile(optimizer=optimizer, jit_compile=xla)
+    spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, backbone: keras.Model, dtype: str, run: RunContext
+) -> keras.Model:
+    """`backbone` compiled with the recipe: cross-entropy on logits, accuracy, torch's SGD."""
+    variable_dtype = keras.DTypePolicy(dtype).variable_dtype
+    metric_dtype = "float64" if variable_dtype == "float64" else "float32"  # float64 runs: float64 means too
+    track = tuple(f"{keras_name(name)}/kernel" for name in weighted_layer_names(spec))
+    optimizer = make_optimizer(train_spec, steps_per_epoch, variable_dtype, track)
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype=metric_dtype)]
+    with floatx(metric_dtype):  # Keras creates its loss tracker (a Mean) at compile time, in floatx
+        backbone.compile(
+            optimizer=optimizer,
+            loss=cross_entropy(metric_dtype),
+            metrics=[*metrics, StepLoss(dtype=metric_dtype)] if run.trace_steps else metrics,
+            # XLA on TensorFlow only on GPUs: on CPUs it loses oneDNN's convolutions (measured: 40 % slower
+            # for resnet20); JAX always compiles; Keras' torch backend runs eagerly.
+            jit_compile=run.device == "gpu" if keras.backend.backend() == "tensorflow" else "auto",
+        )
     # Create the optimizer's variables now: created inside the first traced step, they make
     # tf.function trace that step twice (seconds for a deep net).
     optimizer.build(backbone.trainable_variables)
-    return model
+    return backbone
+
+
+@contextlib.contextmanager
+def floatx(dtype: str):
+    previous = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous)
 
 
 # Tracing the train and test steps of a deep net costs seconds (plain-56 on one CPU thread: ~5 s, five
@@ -243,29 +261,37 @@ def make_training_model(
 # process keeps the compiled model of the last few networks and starts each new run by assigning the
 # new initial weights and zeroing the optimizer's state: the same traced graph computes the same
 # numbers as a fresh model (tests/test_training.py).
-_COMPILED: dict[tuple, ClassifierModel] = {}
+_COMPILED: dict[tuple, keras.Model] = {}
 _COMPILED_KEEP = 8
 
 
 def compiled_training_model(
-    spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, dtype: str, xla: bool
-) -> ClassifierModel:
-    """A compiled training model of `spec` holding the seed's initial weights and a fresh optimizer state,
+    spec: NetworkSpec, train_spec: TrainSpec, steps_per_epoch: int, dtype: str, run: RunContext
+) -> keras.Model:
+    """A compiled model of `spec` holding the seed's initial weights and a fresh optimizer state,
     reused from an earlier run of this process where the network and recipe (all but the seed) match."""
     import keras_impl.models as models
 
-    key = (spec, dataclasses.replace(train_spec, seed=0), steps_per_epoch, dtype, xla)
+    key = (spec, dataclasses.replace(train_spec, seed=0), steps_per_epoch, dtype, run.device, run.trace_steps)
     model = _COMPILED.pop(key, None)
     if model is None:
-        model = make_training_model(spec, train_spec, steps_per_epoch, models.build(spec, dtype), dtype, xla)
+        model = make_training_model(spec, train_spec, steps_per_epoch, models.build(spec, dtype), dtype, run)
     else:
-        for variable in model.optimizer.variables:  # the step count and the momentum buffers
+        for variable in model.optimizer.variables:  # the step count, the momentum buffers, the norms
             variable.assign(ops.zeros(variable.shape, variable.dtype))
-    load_torch_state(model.backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
+    load_torch_state(model, initial_state(spec, train_spec.seed))  # the same start as the torch twin
     _COMPILED[key] = model
     while len(_COMPILED) > _COMPILED_KEEP:
         _COMPILED.pop(next(iter(_COMPILED)))
     return model
+
+
+def deterministic() -> None:
+    """The same numbers for the same seed and thread count (JAX and Keras' torch backend are on CPUs)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def train(
@@ -280,29 +306,26 @@ def train(
     import keras_impl.models as models
 
     dtype = DTYPE_POLICY[run.precision]
-    strategy = distribution_strategy(run)
     # No keras.utils.set_random_seed: nothing here draws random numbers (the weights come from
     # study.core.init, the batches from study.core.data), and reseeding clears TensorFlow's function
     # caches, which makes every run build its graphs again.
-    tf.config.experimental.enable_op_determinism()
+    deterministic()
     steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
-    xla = run.device == "gpu"  # on CPUs XLA loses oneDNN's convolutions (measured: 40 % slower for resnet20)
-    if backbone is None and strategy is None:
-        model = compiled_training_model(spec, train_spec, steps, dtype, xla)
-        backbone = model.backbone
+    if backbone is None and run.devices <= 1:
+        model = compiled_training_model(spec, train_spec, steps, dtype, run)
     else:
-        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        with distribution(run):
             if backbone is None:
                 backbone = models.build(spec, dtype)
                 load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the torch twin
-            model = make_training_model(spec, train_spec, steps, backbone, dtype, xla)
+            model = make_training_model(spec, train_spec, steps, backbone, dtype, run)
     resume_point = run.out_dir / RESUME_POINT
     records = load_resume_point(model, resume_point) if run.resume and resume_point.exists() else []
-    recorder, tracer = EpochRecorder(run, records), StepTracer()
+    recorder, tracer = EpochRecorder(run, weighted_layer_names(spec), records), StepTracer()
     callbacks = [recorder, tracer] if run.trace_steps else [recorder]
     input_dtype = keras.DTypePolicy(dtype).variable_dtype
     model.fit(
-        train_dataset(dataset, train_spec, input_dtype, first_epoch=len(records)),
+        train_batches(dataset, train_spec, input_dtype, first_epoch=len(records)),
         initial_epoch=len(records),  # the data order of epoch e is keyed by e: the same batches follow
         epochs=train_spec.epochs,
         steps_per_epoch=steps,

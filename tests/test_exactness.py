@@ -41,8 +41,8 @@ def test_correct_twins_replay_the_recipe_exactly():
 def keras_lr_drops_one_epoch_late(monkeypatch):
     original = keras_impl.training.make_optimizer
 
-    def late(train_spec, steps_per_epoch, dtype):
-        optimizer = original(train_spec, steps_per_epoch, dtype)
+    def late(train_spec, steps_per_epoch, dtype, track=()):
+        optimizer = original(train_spec, steps_per_epoch, dtype, track)
         schedule = optimizer._learning_rate
         warmup = bool(train_spec.warmup_epochs)
         schedule.boundaries = schedule.boundaries[:warmup] + [b + steps_per_epoch for b in schedule.boundaries[warmup:]]

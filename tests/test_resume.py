@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-import keras_impl.training  # noqa: F401  (registers the training model for keras.saving.load_model)
+import keras_impl.training  # noqa: F401  (registers the optimizer and metrics for keras.saving.load_model)
 from study.core.data import load_dataset, steps_per_epoch
 from study.core.records import RunContext
 from study.core.spec import TrainSpec, parse_spec
@@ -73,7 +73,7 @@ def test_the_keras_checkpoint_holds_the_optimizer_state(tmp_path):
     steps = steps_per_epoch(len(DATA.y_train), RECIPE.batch_size)
     assert int(model.optimizer.iterations.numpy()) == RECIPE.epochs * steps  # so the LR schedule's position
     velocities = [v for v in model.optimizer.variables if "velocity" in v.path]
-    assert len(velocities) == len(model.backbone.trainable_variables)
+    assert len(velocities) == len(model.trainable_variables)
     assert all(np.abs(keras.ops.convert_to_numpy(v)).sum() > 0 for v in velocities)
     assert not (tmp_path / "resume.npz").exists()  # the resume point is gone once the checkpoint holds it all
 

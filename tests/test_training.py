@@ -115,8 +115,8 @@ def test_trap_keras_momentum_form_fails_after_the_lr_drop(monkeypatch):
 def test_trap_weight_decay_semantics(monkeypatch, factor):
     original = keras_impl.optim.TorchSGD.__init__
 
-    def changed(self, learning_rate, momentum=0.9, coupled_weight_decay=0.0, **kwargs):
-        original(self, learning_rate, momentum, coupled_weight_decay * factor, **kwargs)
+    def changed(self, learning_rate, momentum=0.9, coupled_weight_decay=0.0, *args, **kwargs):
+        original(self, learning_rate, momentum, coupled_weight_decay * factor, *args, **kwargs)
 
     monkeypatch.setattr(keras_impl.optim.TorchSGD, "__init__", changed)
     report = compare_twins(parse_spec("resnet-8", input_shape=(8, 8, 1)), dtype="float64", batch=8, train_steps=10)
