@@ -14,18 +14,29 @@ Conventions every implementation follows (docs/design.md, "Numerical conventions
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from study.core.data import Dataset
+from study.core.errors import UserError
 from study.core.probe import Probe
 from study.core.records import RunContext, TrainOutcome
 from study.core.spec import NetworkSpec, TrainSpec
 
-BACKENDS = ("keras", "lightning")  # the names users give: `--backend`, `--backends`, results.csv
-_PACKAGES = {"keras": "keras_impl", "lightning": "lightning_impl"}
+BACKENDS = ("keras", "keras-jax", "keras-torch", "lightning")  # `--backend`, `--backends`, results.csv
+# backend -> (package, the Keras backend it runs on). Keras chooses its backend once per process, when
+# it is first imported: a process holds one Keras twin (and the Lightning twin beside it).
+_PACKAGES = {
+    "keras": ("keras_impl", "tensorflow"),
+    "keras-jax": ("keras_impl", "jax"),
+    "keras-torch": ("keras_impl", "torch"),
+    "lightning": ("lightning_impl", None),
+}
+KERAS_BACKENDS = {keras: backend for backend, (_, keras) in _PACKAGES.items() if keras}  # "jax" -> "keras-jax"
 
 
 @runtime_checkable
@@ -120,11 +131,46 @@ class Twin(Protocol):
         """Intra- and inter-op CPU threads; call before the framework starts its runtime."""
 
 
+def keras_backend(backend: str) -> str | None:
+    """The Keras backend a twin runs on ("tensorflow", "jax", "torch"), or None for Lightning."""
+    return _PACKAGES[backend][1]
+
+
+def process_groups(backends: tuple[str, ...], evaluator: str | None = None) -> list[tuple[str, ...]]:
+    """`backends` in groups one process can hold, in order: each Keras backend in a group of its own,
+    Lightning in the first. With an `evaluator` (a twin every group also loads, e.g. the study's probe
+    twin) that is a Keras twin, every Keras backend must be that one."""
+    keras = [b for b in backends if keras_backend(b)]
+    if evaluator and keras_backend(evaluator) and any(b != evaluator for b in keras):
+        raise UserError(f"the probe twin {evaluator} cannot run beside {', '.join(sorted(set(keras) - {evaluator}))}")
+    groups = [[b] for b in dict.fromkeys(keras)] or [[]]
+    if "lightning" in backends:
+        groups[0].append("lightning")
+    return [tuple(group) for group in groups]
+
+
+def loadable_here(backend: str) -> bool:
+    """Whether this process can load `backend`: not a Keras twin on a backend other than the one Keras
+    already runs on here."""
+    keras = keras_backend(backend)
+    return keras is None or "keras" not in sys.modules or sys.modules["keras"].backend.backend() == keras
+
+
 def load(backend: str) -> Twin:
-    """The twin named `backend` (one of BACKENDS), imported on first use."""
+    """The twin named `backend` (one of BACKENDS), imported on first use.
+
+    A Keras twin sets KERAS_BACKEND before Keras is imported; a process that already imported Keras
+    on another backend cannot load it (a `UserError` says so: run that backend in a process of its own).
+    """
     if backend not in _PACKAGES:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    module = importlib.import_module(f"{_PACKAGES[backend]}.twin")
+    package, keras = _PACKAGES[backend]
+    if keras is not None:
+        if not loadable_here(backend):
+            current = sys.modules["keras"].backend.backend()
+            raise UserError(f"{backend} needs a process of its own: Keras already runs on {current} in this one")
+        os.environ["KERAS_BACKEND"] = keras
+    module = importlib.import_module(f"{package}.twin")
     if not isinstance(module, Twin):
         missing = [name for name in (*Twin.__annotations__, *vars(Twin)) if not name.startswith("_")]
         missing = [name for name in missing if not hasattr(module, name)]
