@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from study.core.errors import UserError
 from study.core.spec import ARCHS, NetworkSpec, TrainSpec
-from study.core.twin import BACKENDS
+from study.core.twin import BACKENDS, process_groups
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ class StudyConfig:
             object.__setattr__(self, field, tuple(getattr(self, field)))
         if not (self.backends and self.archs and self.depths and self.seeds and self.activations and self.norms):
             raise UserError("a study needs at least one backend, arch, depth, seed, activation and norm")
+        unknown = sorted(set(self.backends) - set(BACKENDS))
+        if unknown or self.probe_backend not in BACKENDS:
+            raise UserError(
+                f"unknown backend {(unknown or [self.probe_backend])[0]!r}; choose from {', '.join(BACKENDS)}"
+            )
+        process_groups(self.backends, self.probe_backend)  # the probe twin can run beside the backends
         for point in self.points():
             point.network_spec()  # validates depths, shortcut, activation, norm
         TrainSpec(epochs=self.epochs, batch_size=self.batch_size, warmup_epochs=self.warmup_epochs)
@@ -116,6 +122,9 @@ class GridPoint:
         return f"{self.backend}-{self.arch}{self.depth}{variant}-s{self.seed}-{digest}"
 
 
+# The study's two twins by default; `--backends` adds Keras on JAX and on PyTorch (any subset of BACKENDS).
+TWINS = ("keras", "lightning")
+
 CONFIGS = {
     # Digits 8x8, 15 epochs with two warm-up epochs at LR 0.01: the paper's warm-up makes the deep
     # residual nets train reliably on this small problem (at 10 epochs and one warm-up epoch,
@@ -126,7 +135,7 @@ CONFIGS = {
     "default": StudyConfig(
         name="default",
         dataset="digits",
-        backends=BACKENDS,
+        backends=TWINS,
         archs=ARCHS,
         depths=(8, 20, 56),
         seeds=(0, 1, 2, 3, 4),
@@ -140,7 +149,7 @@ CONFIGS = {
     "paper": StudyConfig(
         name="paper",
         dataset="cifar10",
-        backends=BACKENDS,
+        backends=TWINS,
         archs=ARCHS,
         depths=(20, 32, 44, 56, 110),
         seeds=(0, 1, 2),

@@ -100,28 +100,72 @@ def trajectory_errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
     return {k: (v if math.isfinite(v) else math.inf) for k, v in errors.items()}
 
 
-def replay_network(spec: NetworkSpec, recipe: TrainSpec, data: Dataset, backends: tuple[str, ...]) -> dict:
-    """Replay `recipe` on `spec` with every backend; compare every pair."""
-    initial = initial_state(spec, recipe.seed)
-    runs = {}
-    for backend in backends:
-        twin = load(backend)
-        twin.full_precision_matmuls()  # docs/design.md, convention 6
-        runs[backend] = train_from(twin, spec, recipe, data, initial, FLOAT64)
-    pairs = []
-    for first, second in itertools.combinations(backends, 2):
-        errors = trajectory_errors(runs[first], runs[second])
-        worst = max(errors, key=errors.get)
-        pairs.append(
-            {
-                "backends": [first, second],
-                "errors": errors,
-                "worst": worst,
-                "passed": all(e <= TOLERANCE for e in errors.values()),
-            }
-        )
-    steps = {backend: len(run.step_losses) for backend, run in runs.items()}
-    return {"spec": spec.name, "arch": spec.arch, "depth": spec.depth, "steps": steps, "pairs": pairs}
+def replay_networks(config: StudyConfig, dataset: Dataset, backends: tuple[str, ...]) -> dict:
+    """Replay the study's recipe on each of its networks with each of `backends` (twins one process can
+    hold together: `study.core.twin.load`); the part of the evidence `compare_replays` joins.
+
+    Returns {"recipe", "n_train", "n_test", "dataset", "networks": [{"spec", "arch", "depth",
+    "runs": {backend: Trajectory}}]}; picklable, so a study worker can hand it back.
+    """
+    recipe, data = _replay_setup(config, dataset)
+    replayed = []
+    for spec in networks(config, dataset):
+        initial = initial_state(spec, recipe.seed)
+        runs = {}
+        for backend in backends:
+            twin = load(backend)
+            twin.full_precision_matmuls()  # docs/design.md, convention 6
+            runs[backend] = train_from(twin, spec, recipe, data, initial, FLOAT64)
+        replayed.append({"spec": spec.name, "arch": spec.arch, "depth": spec.depth, "runs": runs})
+    return {
+        "recipe": recipe.to_dict(),
+        "n_train": len(data.y_train),
+        "n_test": len(data.y_test),
+        "dataset": dataset.name,
+        "networks": replayed,
+    }
+
+
+def _replay_setup(config: StudyConfig, dataset: Dataset) -> tuple[TrainSpec, Dataset]:
+    train_spec = GridPoint(config, config.backends[0], config.archs[0], config.depths[0], config.seeds[0]).train_spec()
+    recipe = replay_recipe(train_spec)
+    return recipe, replay_data(dataset, recipe.batch_size)
+
+
+def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
+    """The exactness evidence (`exactness.json`'s content, schema in docs/design.md) from the replays
+    of all the study's backends (`replay_networks` parts, in any grouping): every pair, per network."""
+    first = parts[0]
+    results = []
+    for i, network in enumerate(first["networks"]):
+        runs = {backend: run for part in parts for backend, run in part["networks"][i]["runs"].items()}
+        backends = [backend for backend in config.backends if backend in runs]
+        pairs = []
+        for a, b in itertools.combinations(backends, 2):
+            errors = trajectory_errors(runs[a], runs[b])
+            worst = max(errors, key=errors.get)
+            passed = all(e <= TOLERANCE for e in errors.values())
+            pairs.append({"backends": [a, b], "errors": errors, "worst": worst, "passed": passed})
+        steps = {backend: len(runs[backend].step_losses) for backend in backends}
+        results.append({k: network[k] for k in ("spec", "arch", "depth")} | {"steps": steps, "pairs": pairs})
+    worst = max(
+        ((pair["errors"][pair["worst"]], pair["worst"], network["spec"], pair["backends"]) for network in results
+         for pair in network["pairs"]),
+        default=None,
+    )  # fmt: skip
+    pairs = [pair for network in results for pair in network["pairs"]]
+    return {
+        "schema": SCHEMA,
+        "dtype": "float64",
+        "tolerance": TOLERANCE,
+        "passed": bool(pairs) and all(pair["passed"] for pair in pairs),
+        "worst": None
+        if worst is None
+        else {"error": worst[0], "quantity": worst[1], "spec": worst[2], "backends": worst[3]},  # fmt: skip
+        **{k: first[k] for k in ("recipe", "n_train", "n_test", "dataset")},
+        "backends": list(config.backends),
+        "networks": results,
+    }
 
 
 def networks(config: StudyConfig, dataset: Dataset) -> list[NetworkSpec]:
@@ -137,32 +181,9 @@ def networks(config: StudyConfig, dataset: Dataset) -> list[NetworkSpec]:
 
 
 def replay_study(config: StudyConfig, dataset: Dataset) -> dict:
-    """The exactness evidence of a study: `exactness.json`'s content (schema in docs/design.md)."""
-    train_spec = GridPoint(config, config.backends[0], config.archs[0], config.depths[0], config.seeds[0]).train_spec()
-    recipe = replay_recipe(train_spec)
-    data = replay_data(dataset, recipe.batch_size)
-    results = [replay_network(spec, recipe, data, config.backends) for spec in networks(config, dataset)]
-    pairs = [pair for network in results for pair in network["pairs"]]
-    worst = max(
-        ((pair["errors"][pair["worst"]], pair["worst"], network["spec"], pair["backends"]) for network in results
-         for pair in network["pairs"]),
-        default=None,
-    )  # fmt: skip
-    return {
-        "schema": SCHEMA,
-        "dtype": "float64",
-        "tolerance": TOLERANCE,
-        "passed": bool(pairs) and all(pair["passed"] for pair in pairs),
-        "worst": None
-        if worst is None
-        else {"error": worst[0], "quantity": worst[1], "spec": worst[2], "backends": worst[3]},  # fmt: skip
-        "recipe": recipe.to_dict(),
-        "n_train": len(data.y_train),
-        "n_test": len(data.y_test),
-        "dataset": dataset.name,
-        "backends": list(config.backends),
-        "networks": results,
-    }
+    """The exactness evidence of a study whose backends one process can hold (at most one Keras
+    backend); the study runner replays each group of backends in a process of its own."""
+    return compare_replays(config, [replay_networks(config, dataset, config.backends)])
 
 
 def run_replay(config: StudyConfig, out: Path, dataset: Dataset) -> dict:
@@ -170,8 +191,11 @@ def run_replay(config: StudyConfig, out: Path, dataset: Dataset) -> dict:
     path = Path(out) / EXACTNESS
     if path.exists():
         return load_exactness(path)
-    evidence = replay_study(config, dataset)
-    atomic_write_text(path, json.dumps(_finite(evidence), indent=2, allow_nan=False))
+    return write_exactness(out, replay_study(config, dataset))
+
+
+def write_exactness(out: Path, evidence: dict) -> dict:
+    atomic_write_text(Path(out) / EXACTNESS, json.dumps(_finite(evidence), indent=2, allow_nan=False))
     return evidence
 
 

@@ -29,9 +29,11 @@ from typing import TextIO
 from study.configs import GridPoint, StudyConfig
 from study.console import LOG, progress_bar, redirect_descriptors
 from study.core.errors import UserError
-from study.core.twin import load
+from study.core.twin import load, loadable_here, process_groups
 from study.dashboard import model_artifact_name
+from study.exactness import compare_replays, load_exactness, replay_networks, write_exactness
 from study.files import (
+    EXACTNESS,
     GRADNORM_COLUMNS,
     GRADNORMS,
     HISTORY,
@@ -206,6 +208,9 @@ def _init_worker(threads: int, parent: int, backends: tuple[str, ...], log_path:
     redirect_descriptors(log_path)  # before any framework is imported: they print from C++ at import
     keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    if threads == 1:  # JAX's CPU thread pool is set when it starts, from XLA_FLAGS alone
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     for backend in backends:
         load(backend).set_threads(threads)
@@ -277,21 +282,33 @@ def run_study(
             bar.set_postfix_str(f"last: {name}, train error {summary['final_train_error']:.3f}", refresh=False)
         return True
 
-    if workers <= 1:
-        executor = _InProcess()
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        initargs = (threads, os.getpid(), tuple({*config.backends, config.probe_backend}), out / LOG)
-        executor = ProcessPoolExecutor(workers, get_context("spawn"), initializer=_init_worker, initargs=initargs)
-    probe = lambda point: executor.submit(probe_run, out / RUNS / point.run_key, data_dir, config.probe_backend)  # noqa: E731
+    exactness = out / EXACTNESS
+    replay = len(config.backends) > 1  # the twins' exactness needs two of them; first, it takes seconds
+    if replay and exactness.exists():
+        replayed(load_exactness(exactness))
+        replay = False
+    groups = process_groups(config.backends, config.probe_backend)
+    replays: list[dict] = []
     args = (out, study_id, data_dir, wandb_mode, device, log_model)
-    try:
+
+    def run_group(group: tuple[str, ...]) -> None:
+        """The group's replay, runs and probes, in processes that hold its twins and the probe twin."""
+        twins = tuple(dict.fromkeys((*group, config.probe_backend)))
+        if workers <= 1 and all(loadable_here(backend) for backend in twins):
+            executor = _InProcess()
+        else:  # one process per worker, or a process of its own for a Keras backend this one cannot hold
+            threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+            initargs = (threads, os.getpid(), twins, out / LOG)
+            executor = ProcessPoolExecutor(
+                max(1, workers), get_context("spawn"), initializer=_init_worker, initargs=initargs
+            )
+        probe = lambda point: executor.submit(probe_run, out / RUNS / point.run_key, data_dir, config.probe_backend)  # noqa: E731
         with executor:
             tasks: dict[Future, tuple[str, GridPoint | None]] = {}
-            if len(config.backends) > 1:  # the twins' exactness needs two of them; first, it takes seconds
-                tasks[executor.submit(replay_exactness, config, out, data_dir)] = ("replay", None)
-            tasks |= {probe(point): ("probe", point) for point in unprobed}
-            queue = list(reversed(pending))
+            if replay:
+                tasks[executor.submit(replay_group, config, data_dir, group)] = ("replay", None)
+            tasks |= {probe(point): ("probe", point) for point in unprobed if point.backend in group}
+            queue = [point for point in reversed(pending) if point.backend in group]
 
             def train_next() -> None:  # one run queued per worker: each probe follows its run closely
                 if queue:
@@ -305,7 +322,9 @@ def run_study(
                 for future in done:
                     kind, point = tasks.pop(future)
                     if kind == "replay":
-                        replayed(future.result())
+                        replays.append(future.result())
+                        if len(replays) == len(groups):  # every backend replayed: compare every pair
+                            replayed(write_exactness(out, compare_replays(config, replays)))
                     elif kind == "train":
                         if trained(point, future.result()):
                             tasks[probe(point)] = ("probe", point)
@@ -314,18 +333,21 @@ def run_study(
                         future.result()
                         if bar is not None:
                             bar.update(1)
+
+    try:
+        for group in groups:
+            run_group(group)
     finally:
         if bar is not None:
             bar.close()
     return update_tables(out)
 
 
-def replay_exactness(config: StudyConfig, out: Path, data_dir=None) -> dict:
-    """The study's float64 recipe replay (`study.exactness`), unless the folder already holds it."""
+def replay_group(config: StudyConfig, data_dir, backends: tuple[str, ...]) -> dict:
+    """The float64 replay of the study's recipe (`study.exactness`) by the twins of one process group."""
     from study.core.data import load_dataset
-    from study.exactness import run_replay
 
-    return run_replay(config, out, load_dataset(config.dataset, data_dir))
+    return replay_networks(config, load_dataset(config.dataset, data_dir), backends)
 
 
 def collect(out: Path, sources: list[Path]) -> list[dict]:

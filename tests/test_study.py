@@ -230,7 +230,7 @@ def test_gradflow_sigmoid_vanishes_in_plain_nets_without_bn():
         (["run", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir"),
         (["run", "--data-dir", "/tmp", "--dataset", "digits"], "--data-dir is only used with --dataset cifar10"),
         (["run", "--depths", "8,21"], "depth must be 6n+2"),
-        (["run", "--backends", "jax"], "choose from keras, lightning"),
+        (["run", "--backends", "jax"], "choose from keras, keras-jax, keras-torch, lightning"),
         (["analyze", "/nonexistent/folder"], "is not a folder"),
         (["collect", "/tmp/merged-x", "/nonexistent"], "is not a study folder"),
     ],
