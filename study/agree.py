@@ -79,18 +79,19 @@ class AgreeReport:
         return {**asdict(self), "tolerance": tolerances, "passed": self.passed}
 
 
-def build_twins(spec: NetworkSpec, dtype: str, seed: int):
-    """(keras twin, torch twin, keras model, torch model) sharing the torch twin's initial weights."""
-    keras_twin, torch_twin = load("keras"), load("lightning")
+def build_twins(spec: NetworkSpec, dtype: str, seed: int, keras: str = "keras"):
+    """(keras twin, torch twin, keras model, torch model) sharing the torch twin's initial weights;
+    `keras` names the Keras twin ("keras", "keras-jax" or "keras-torch")."""
+    keras_twin, torch_twin = load(keras), load("lightning")
     for twin in (keras_twin, torch_twin):
         twin.full_precision_matmuls()
     torch_model = torch_twin.build(spec, dtype, seed=seed)
     keras_model = keras_twin.build(spec, dtype)
     counts = {
-        "keras": keras_twin.count_trainable_params(keras_model),
+        keras_twin.NAME: keras_twin.count_trainable_params(keras_model),
         "lightning": torch_twin.count_trainable_params(torch_model),
     }
-    if counts["keras"] != counts["lightning"]:
+    if counts[keras_twin.NAME] != counts["lightning"]:
         raise TwinMismatch(f"trainable parameter counts differ: {counts}")
     try:
         keras_twin.load_torch_state(keras_model, torch_twin.to_torch_state(torch_model))
@@ -100,11 +101,11 @@ def build_twins(spec: NetworkSpec, dtype: str, seed: int):
 
 
 def compare_twins(
-    spec: NetworkSpec, dtype: str = "float32", batch: int = 8, seed: int = 0, train_steps: int = 0
+    spec: NetworkSpec, dtype: str = "float32", batch: int = 8, seed: int = 0, train_steps: int = 0, keras: str = "keras"
 ) -> AgreeReport:
     """Compare logits (eval and train mode), loss, input and parameter gradients, BN statistics;
     with `train_steps` K > 0 also the per-step loss of K SGD steps and the weights after them."""
-    keras_twin, torch_twin, keras_model, torch_model = build_twins(spec, dtype, seed)
+    keras_twin, torch_twin, keras_model, torch_model = build_twins(spec, dtype, seed, keras)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, *spec.input_shape)).astype(dtype)
     labels = rng.integers(0, spec.classes, size=batch)
@@ -134,7 +135,7 @@ def compare_twins(
     if dtype == "float32" and not all(report.quantity_passed(q) for q in GRADIENTS):
         report.noise_floor = _torch_float32_noise(torch_twin, torch_model, x, labels, t)
     if train_steps:
-        compare_training(spec, dtype, batch, seed, train_steps, report)
+        compare_training(spec, dtype, batch, seed, train_steps, report, keras)
     return report
 
 
@@ -160,7 +161,9 @@ def train_from(
     return Trajectory(np.array(outcome.batch_losses), outcome.records, twin.to_torch_state(model))
 
 
-def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps: int, report: AgreeReport) -> None:
+def compare_training(
+    spec: NetworkSpec, dtype: str, batch: int, seed: int, steps: int, report: AgreeReport, keras: str = "keras"
+) -> None:
     """Train both twins' real training code for `steps` SGD steps from the same weights on the same
     batches, augmentation off, with the recipe's LR drops at 50 % and 75 % of the steps (so the
     momentum form matters); add the trajectory errors to `report`."""
@@ -172,7 +175,7 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
     x = (prototypes[y] + 0.5 * rng.standard_normal((len(y), *spec.input_shape))).astype("float32")
     data = Dataset("agree", x[:-batch], y[:-batch], x[-batch:], y[-batch:], spec.classes, augment=False)
     train_spec = TrainSpec(epochs=1, batch_size=batch, seed=seed, augment=False)
-    keras_twin, torch_twin, _, torch_model = build_twins(spec, dtype, seed)
+    keras_twin, torch_twin, _, torch_model = build_twins(spec, dtype, seed, keras)
     initial = torch_twin.to_torch_state(torch_model)
 
     def errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
@@ -185,7 +188,7 @@ def compare_training(spec: NetworkSpec, dtype: str, batch: int, seed: int, steps
 
     precision = {"float64": FLOAT64, "float32": "32"}[dtype]
     k, t = (train_from(twin, spec, train_spec, data, initial, precision) for twin in (keras_twin, torch_twin))
-    report.train_losses = {"keras": k.step_losses.tolist(), "lightning": t.step_losses.tolist()}
+    report.train_losses = {keras_twin.NAME: k.step_losses.tolist(), "lightning": t.step_losses.tolist()}
     report.max_rel_error.update(errors(k, t))
     if dtype == "float32" and not all(report.quantity_passed(q) for q in TRAJECTORY):
         # ReLU kinks again (see KINK_FACTOR), now compounded over the steps: the floor is the torch

@@ -16,7 +16,7 @@ from study.core.data import DATASETS
 from study.core.errors import UserError
 from study.core.records import PRECISIONS
 from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec, parse_spec
-from study.core.twin import BACKENDS
+from study.core.twin import BACKENDS, KERAS_BACKENDS
 from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
 from study.memory import keep_freed_memory
 from study.tracking import WANDB_MODES, project, resolve_mode
@@ -107,7 +107,8 @@ def cmd_agree(args: argparse.Namespace) -> int:
     from study.agree import TwinMismatch, compare_twins
 
     try:
-        report = compare_twins(spec, dtype=args.dtype, batch=args.batch, seed=args.seed, train_steps=args.train_steps)
+        keras = KERAS_BACKENDS[args.keras_backend]
+        report = compare_twins(spec, args.dtype, args.batch, args.seed, args.train_steps, keras)
     except TwinMismatch as error:
         if args.json:
             print(json.dumps({"spec": spec.name, "dtype": args.dtype, "passed": False, "error": str(error)}))
@@ -117,7 +118,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
-        print(f"{spec.name} ({args.dtype}): relative error (tolerance)")
+        print(f"{spec.name} ({args.dtype}, {keras} vs lightning): relative error (tolerance)")
         for quantity, error in report.max_rel_error.items():
             floor = report.noise_floor.get(quantity)
             note = f"  (float32 ReLU-kink noise floor {floor:.3e})" if floor is not None else ""
@@ -442,6 +443,9 @@ def make_parser() -> ArgumentParser:
     agree = commands.add_parser("agree", help="prove the two twins compute the same numbers")
     add_spec_arguments(agree)
     agree.add_argument("--dtype", choices=DTYPES, default="float32")
+    agree.add_argument(
+        "--keras-backend", choices=tuple(KERAS_BACKENDS), default="tensorflow", help="the Keras twin's backend"
+    )
     agree.add_argument("--batch", type=int, default=8, help="examples in the compared batch (default 8)")
     agree.add_argument("--seed", type=int, default=0)
     agree.add_argument(
