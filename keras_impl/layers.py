@@ -47,6 +47,18 @@ def reduce_mean(x, axis=None, keepdims=False):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+def tanh(x):
+    """`keras.activations.tanh`, float64 kept: on JAX, Keras 3.15's `ops.tanh` casts float64 input to
+    float32 (`FLOAT64_DEMOTED`), so there the backend's own tanh is called, as Keras' TensorFlow and
+    torch backends do."""
+    if FLOAT64_DEMOTED and keras.backend.backend() == "jax" and keras.backend.standardize_dtype(x.dtype) == "float64":
+        from jax import numpy as jnp
+
+        return jnp.tanh(x)
+    return ops.tanh(x)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class BatchNormalization(keras.layers.BatchNormalization):
     """Keras BN whose moving variance tracks the *unbiased* batch variance, as torch's does.
 

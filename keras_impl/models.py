@@ -13,12 +13,12 @@ import math
 import keras
 from keras import layers
 
-from keras_impl.layers import BatchNormalization, Dense, GlobalAveragePooling2D, MaxPoolPadding2D, PadShortcut
+from keras_impl.layers import BatchNormalization, Dense, GlobalAveragePooling2D, MaxPoolPadding2D, PadShortcut, tanh
 from study.core.spec import BN_EPSILON, BN_MOMENTUM_TORCH, BlockSpec, ConvLayer, NetworkSpec
 
 
 def keras_name(torch_name: str) -> str:
-    """The Keras layer name of a torch module path: '.' becomes '_' (docs/design.md, convention 2).
+    """The Keras layer name of a torch module path: '.' becomes '_' (docs/design.md, "Specification").
 
     Keras on the torch backend keeps variables in a ParameterDict, which forbids '.'; the torch
     twin's module names never contain '_', so `torch_name` inverts this exactly.
@@ -32,7 +32,8 @@ def torch_name(keras_name: str) -> str:
 
 
 def make_activation(spec: NetworkSpec, name: str, dtype) -> layers.Layer:
-    return layers.Activation(spec.activation, name=keras_name(name), dtype=dtype)
+    activation = tanh if spec.activation == "tanh" else spec.activation  # float64-safe (convention 12)
+    return layers.Activation(activation, name=keras_name(name), dtype=dtype)
 
 
 def apply_conv_bn(x, layer: ConvLayer, dtype):
