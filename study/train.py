@@ -18,7 +18,7 @@ from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.records import DEVICES, EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
-from study.core.twin import Twin, load
+from study.core.twin import Twin, load, request_cpu_devices
 from study.dashboard import log_model as log_model_artifact
 from study.dashboard import model_artifact_name
 from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
@@ -138,6 +138,8 @@ def run_training(
         raise RunError(str(error)) from None
     spec = fit_spec_to_data(spec, dataset, input_given)
     wandb_mode = resolve_mode(wandb_mode)
+    if device != "gpu":
+        request_cpu_devices(backend, devices)
     twin = load(backend)
     device = resolve_device(twin, device)
     steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)

@@ -149,6 +149,19 @@ def process_groups(backends: tuple[str, ...], evaluator: str | None = None) -> l
     return [tuple(group) for group in groups]
 
 
+def request_cpu_devices(backend: str, count: int) -> None:
+    """Let `backend` see `count` CPU devices for data parallelism without GPUs. JAX shows one CPU
+    device unless XLA is told otherwise before it starts, so this must run before the twin loads;
+    the other twins make their CPU replicas themselves (TensorFlow: logical devices; Lightning: processes)."""
+    if keras_backend(backend) != "jax" or count <= 1:
+        return
+    if "jax" in sys.modules:
+        raise UserError(f"--devices {count}: JAX already started in this process with its own CPU devices")
+    flag = "--xla_force_host_platform_device_count"
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag)]
+    os.environ["XLA_FLAGS"] = " ".join([*kept, f"{flag}={count}"])
+
+
 def loadable_here(backend: str) -> bool:
     """Whether this process can load `backend`: not a Keras twin on a backend other than the one Keras
     already runs on here."""
