@@ -217,12 +217,11 @@ def agreement(
     for cell in cells:
         cell["verdict"], cell["reason"] = _cell_verdict(cell["tests"], alpha, margin)
 
+    def label(cell):
+        return f"{cell['arch']}-{cell['depth']}" + (f" ({' vs '.join(cell['backends'])})" if len(pairs) > 1 else "")
+
     def named(verdict):
-        return [
-            f"{c['arch']}-{c['depth']}" + (f" ({' vs '.join(c['backends'])})" if len(pairs) > 1 else "")
-            for c in cells
-            if c["verdict"] == verdict
-        ]
+        return [label(c) for c in cells if c["verdict"] == verdict]
 
     equivalent, bounded, differ, undecided = (named(v) for v in ("equivalent", "bounded", "differs", "undecided"))
     pts = f"±{100 * margin:.1f} points"
@@ -232,9 +231,7 @@ def agreement(
         if cells
         else "no cell was run by two backends"
     )
-    not_excluded = [
-        f"{c['arch']}-{c['depth']}: {c['reason']}" for c in cells if c["verdict"] in ("bounded", "undecided")
-    ]
+    not_excluded = [f"{label(c)}: {c['reason']}" for c in cells if c["verdict"] in ("bounded", "undecided")]
     settle = None
     if exact["status"] == "failed":
         verdict, reason = "disagree", exact["summary"]

@@ -72,7 +72,9 @@ def agreement_finding(agr: dict, context: dict) -> str:
         tests = [t for t in cell["tests"].values() if t["bound"] is not None]
         if cell["verdict"] == "bounded" and tests:
             open_cells.append(
-                f"{cell['arch']}-{cell['depth']} (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
+                f"{cell['arch']}-{cell['depth']}"
+                + (f" ({' vs '.join(cell['backends'])})" if len(agr["pairs"]) > 1 else "")
+                + f" (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
                 f"excluded; the test detects {_pts(max(t['mdd'] for t in tests))}; about "
                 f"{max(t['seeds_needed'] for t in tests)} seeds per twin would settle the margin)"
             )

@@ -81,7 +81,8 @@ def figure_curves(history: pd.DataFrame, path: Path) -> Path:
             ax.set_title(f"{backend}: {arch} nets")
             ax.set_xlabel("epoch")
             ax.set_ylabel("error (%)")
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -122,7 +123,7 @@ def figure_agreement(agreement: dict, path: Path) -> Path:
         1, len(metrics), figsize=(5 * len(metrics), 0.45 * len(agreement["cells"]) + 1.6), squeeze=False, sharey=True
     )
     labels = [
-        f"{c['arch']}-{c['depth']}" + (f" {'/'.join(c['backends'])}" if len(agreement["pairs"]) > 1 else "")
+        f"{c['arch']}-{c['depth']}" + (f" {' − '.join(c['backends'])}" if len(agreement["pairs"]) > 1 else "")
         for c in agreement["cells"]
     ]
     margin = 100 * agreement["margin"]
@@ -144,7 +145,8 @@ def figure_agreement(agreement: dict, path: Path) -> Path:
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(labels)), labels)
         ax.invert_yaxis()
-        ax.set_xlabel(f"{' − '.join(agreement['pairs'][0])}: {metric.replace('final_', '').replace('_', ' ')} (points)")
+        pair = " − ".join(agreement["pairs"][0]) if len(agreement["pairs"]) == 1 else "first − second"
+        ax.set_xlabel(f"{pair}: {metric.replace('final_', '').replace('_', ' ')} (points)")
     axes[0][0].set_title(f"agreement: {agreement['verdict']} (band ±{margin:.1f} points)", loc="left")
     return _save(fig, path)
 
@@ -428,11 +430,12 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
         + "."
     )
     rows = []
+    several = len(agr["pairs"]) > 1  # then each row names its pair, first minus second
     for cell in agr["cells"]:
         for metric, t in cell["tests"].items():
             rows.append(
                 [
-                    f"{cell['arch']}-{cell['depth']}",
+                    f"{cell['arch']}-{cell['depth']}" + (f" ({' − '.join(cell['backends'])})" if several else ""),
                     metric.replace("final_", ""),
                     "+".join(map(str, t["n"])),
                     _pct_ci(t["mean_diff"], t["ci_low"], t["ci_high"]),
@@ -449,7 +452,7 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
             "cell",
             "metric",
             "runs",
-            f"{' − '.join(agr['pairs'][0]) if agr['pairs'] else 'difference'}, points [95% CI]",
+            f"{' − '.join(agr['pairs'][0]) if len(agr['pairs']) == 1 else 'difference'}, points [95% CI]",
             "p TOST (Holm)",
             "p diff (Holm)",
             "excluded beyond",
