@@ -24,6 +24,7 @@ class EpochTimer(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        float(logs["loss"])  # waits for the last step: JAX dispatches asynchronously
         self.seconds = time.perf_counter() - self.start
 
 

@@ -101,8 +101,10 @@ class EpochRecorder(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_test_begin(self, logs=None):  # fit's validation starts: the epoch's training is done
-        self.train_end = time.perf_counter()
+        # Reading the metrics waits for the epoch's last step, which JAX may still be computing (it
+        # dispatches asynchronously): only then is the training time known.
         self.train_means = running_means(self.model)
+        self.train_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if not np.isfinite(logs["loss"]):
