@@ -201,7 +201,9 @@ def distribution(run: RunContext):
         if len(devices) < run.devices:
             raise UserError(f"--devices {run.devices}: JAX sees {len(devices)} {run.device.upper()} device(s)")
         return keras.distribution.DataParallel(devices=devices[: run.devices]).scope()
-    raise UserError(f"--devices {run.devices}: Keras on {backend} trains on one device; use keras or keras-jax")
+    raise UserError(
+        f"--devices {run.devices}: Keras on {backend} trains on one device; use keras, keras-jax or lightning"
+    )
 
 
 def mirrored_strategy(run: RunContext):

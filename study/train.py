@@ -18,7 +18,7 @@ from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.records import DEVICES, EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
-from study.core.twin import Twin, load, request_cpu_devices
+from study.core.twin import Twin, check_devices, load, request_cpu_devices
 from study.dashboard import log_model as log_model_artifact
 from study.dashboard import model_artifact_name
 from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
@@ -131,6 +131,7 @@ def run_training(
     checkpoint of the last completed epoch, and the W&B run continues under the same id. With
     `log_model`, the checkpoint becomes a W&B model artifact (`artifact_name`, or one made of the run).
     """
+    check_devices(backend, devices)
     out = prepare_out_dir(out)
     try:
         dataset = datasets.load_dataset(dataset_name, data_dir, seed=train_spec.seed)

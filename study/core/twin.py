@@ -149,6 +149,12 @@ def process_groups(backends: tuple[str, ...], evaluator: str | None = None) -> l
     return [tuple(group) for group in groups]
 
 
+def check_devices(backend: str, count: int) -> None:
+    """A one-line `UserError` where `backend` cannot train data-parallel on `count` devices."""
+    if count > 1 and keras_backend(backend) == "torch":
+        raise UserError(f"--devices {count}: Keras on torch trains on one device; use keras, keras-jax or lightning")
+
+
 def request_cpu_devices(backend: str, count: int) -> None:
     """Let `backend` see `count` CPU devices for data parallelism without GPUs. JAX shows one CPU
     device unless XLA is told otherwise before it starts, so this must run before the twin loads;
