@@ -42,6 +42,13 @@ METRICS = ("final_train_error", "final_test_error")
 POWER = 0.8  # for the minimal detectable difference and the seeds that would settle a cell
 
 
+def cell_label(cell: dict, pairs: list, joiner: str = " vs ") -> str:
+    """A cell's name, e.g. "plain-56"; in a study with more than one pair of backends also its pair,
+    "plain-56 (keras vs lightning)" (the report joins with " − ": first minus second)."""
+    name = f"{cell['arch']}-{cell['depth']}"
+    return name + (f" ({joiner.join(cell['backends'])})" if len(pairs) > 1 else "")
+
+
 def _pair_correlation(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> float | None:
     """Pearson r of the two twins' values over the seeds both ran (None with fewer than 3 or no spread)."""
     joined = a.set_index("seed")[metric].to_frame("a").join(b.set_index("seed")[metric].to_frame("b"), how="inner")
@@ -217,11 +224,8 @@ def agreement(
     for cell in cells:
         cell["verdict"], cell["reason"] = _cell_verdict(cell["tests"], alpha, margin)
 
-    def label(cell):
-        return f"{cell['arch']}-{cell['depth']}" + (f" ({' vs '.join(cell['backends'])})" if len(pairs) > 1 else "")
-
     def named(verdict):
-        return [label(c) for c in cells if c["verdict"] == verdict]
+        return [cell_label(c, pairs) for c in cells if c["verdict"] == verdict]
 
     equivalent, bounded, differ, undecided = (named(v) for v in ("equivalent", "bounded", "differs", "undecided"))
     pts = f"±{100 * margin:.1f} points"
@@ -231,7 +235,7 @@ def agreement(
         if cells
         else "no cell was run by two backends"
     )
-    not_excluded = [f"{label(c)}: {c['reason']}" for c in cells if c["verdict"] in ("bounded", "undecided")]
+    not_excluded = [f"{cell_label(c, pairs)}: {c['reason']}" for c in cells if c["verdict"] in ("bounded", "undecided")]
     settle = None
     if exact["status"] == "failed":
         verdict, reason = "disagree", exact["summary"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from study.agreement import cell_label
+
 ANSWERS = {  # study.relu_skip's verdicts, in words
     "skip": "the skip",
     "skip_and_relu": "both — the skip and the ReLU",
@@ -72,9 +74,7 @@ def agreement_finding(agr: dict, context: dict) -> str:
         tests = [t for t in cell["tests"].values() if t["bound"] is not None]
         if cell["verdict"] == "bounded" and tests:
             open_cells.append(
-                f"{cell['arch']}-{cell['depth']}"
-                + (f" ({' vs '.join(cell['backends'])})" if len(agr["pairs"]) > 1 else "")
-                + f" (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
+                f"{cell_label(cell, agr['pairs'])} (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
                 f"excluded; the test detects {_pts(max(t['mdd'] for t in tests))}; about "
                 f"{max(t['seeds_needed'] for t in tests)} seeds per twin would settle the margin)"
             )

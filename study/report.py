@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.stats import t as t_dist
 
 from study import stats
+from study.agreement import cell_label
 from study.core.spec import ARCHS
 from study.exactness import load_exactness
 from study.files import (
@@ -122,10 +123,7 @@ def figure_agreement(agreement: dict, path: Path) -> Path:
     fig, axes = plt.subplots(
         1, len(metrics), figsize=(5 * len(metrics), 0.45 * len(agreement["cells"]) + 1.6), squeeze=False, sharey=True
     )
-    labels = [
-        f"{c['arch']}-{c['depth']}" + (f" {' − '.join(c['backends'])}" if len(agreement["pairs"]) > 1 else "")
-        for c in agreement["cells"]
-    ]
+    labels = [cell_label(c, agreement["pairs"], " − ") for c in agreement["cells"]]
     margin = 100 * agreement["margin"]
     for ax, metric in zip(axes[0], metrics, strict=True):
         for row, cell in enumerate(agreement["cells"]):
@@ -430,12 +428,11 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
         + "."
     )
     rows = []
-    several = len(agr["pairs"]) > 1  # then each row names its pair, first minus second
     for cell in agr["cells"]:
         for metric, t in cell["tests"].items():
             rows.append(
                 [
-                    f"{cell['arch']}-{cell['depth']}" + (f" ({' − '.join(cell['backends'])})" if several else ""),
+                    cell_label(cell, agr["pairs"], " − "),  # several pairs: first minus second
                     metric.replace("final_", ""),
                     "+".join(map(str, t["n"])),
                     _pct_ci(t["mean_diff"], t["ci_low"], t["ci_high"]),
