@@ -24,7 +24,7 @@ from study.core.data import Dataset
 from study.core.records import RunContext
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import Twin, load
-from study.tracking import library_versions
+from study.tracking.wandb_run import library_versions
 
 # Dense peak throughput, FLOP/s, by GPU name fragment and precision (vendor data sheets, SXM parts;
 # "32" is TF32 tensor-core math, which the agreement checks switch off but training may use:

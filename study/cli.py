@@ -19,7 +19,7 @@ from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORT
 from study.core.twin import BACKENDS, KERAS_BACKENDS
 from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
 from study.memory import keep_freed_memory
-from study.tracking import WANDB_MODES, project, resolve_mode
+from study.tracking.wandb_run import WANDB_MODES, project, resolve_mode
 from study.train import DEVICE_REQUESTS
 
 PROG = "resnet-study"
@@ -257,9 +257,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from study import gradflow
     from study.console import LOG, frameworks_to
     from study.core import data
-    from study.dashboard import publish_study
     from study.report import analyze_folder
     from study.runner import run_study
+    from study.tracking.dashboard import publish_study
 
     config = study_config_from_args(args)
     if args.workers < 1:
@@ -364,8 +364,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from study.dashboard import publish_study
     from study.report import analyze_folder
+    from study.tracking.dashboard import publish_study
 
     if not Path(args.folder).is_dir():
         raise UsageError(f"{args.folder} is not a folder")

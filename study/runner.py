@@ -30,7 +30,6 @@ from study.configs import GridPoint, StudyConfig
 from study.console import LOG, progress_bar, redirect_descriptors
 from study.core.errors import UserError
 from study.core.twin import load, loadable_here, process_groups
-from study.dashboard import model_artifact_name
 from study.exactness import compare_replays, load_exactness, replay_networks, write_exactness
 from study.files import (
     EXACTNESS,
@@ -53,6 +52,7 @@ from study.files import (
 )
 from study.memory import keep_freed_memory
 from study.probes import is_probed, probe_run
+from study.tracking.dashboard import model_artifact_name
 from study.train import run_training
 
 

@@ -19,10 +19,10 @@ from study.core.errors import UserError
 from study.core.records import DEVICES, EpochRecord, RunContext
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import Twin, check_devices, load, request_cpu_devices
-from study.dashboard import log_model as log_model_artifact
-from study.dashboard import model_artifact_name
 from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
-from study.tracking import library_versions, resolve_mode, run_tags, start_wandb
+from study.tracking.dashboard import log_model as log_model_artifact
+from study.tracking.dashboard import model_artifact_name
+from study.tracking.wandb_run import library_versions, resolve_mode, run_tags, start_wandb
 
 DEVICE_REQUESTS = ("auto", *DEVICES)  # --device: auto takes a GPU where the twin's framework sees one
 

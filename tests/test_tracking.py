@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from study.core.errors import UserError
-from study.tracking import DEFAULT_PROJECT, project, resolve_mode
+from study.tracking.wandb_run import DEFAULT_PROJECT, project, resolve_mode
 
 EPOCHS = 2
 

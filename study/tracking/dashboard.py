@@ -33,7 +33,7 @@ from study.files import (
     SUMMARY,
     VERDICT,
 )
-from study.tracking import start_wandb
+from study.tracking.wandb_run import start_wandb
 
 STUDY_FILES = (RESULTS, VERDICT, EXACTNESS, REPORT_MD, REPORT_HTML, HISTORY, GRADNORMS, GRADFLOW, GRADFLOW_FIT, STUDY)
 

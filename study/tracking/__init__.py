@@ -1,0 +1,1 @@
+"""W&B: each run (`wandb_run`) and the study on the dashboard (`dashboard`)."""
