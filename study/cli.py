@@ -17,10 +17,10 @@ from study.core.errors import UserError
 from study.core.records import PRECISIONS
 from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec, parse_spec
 from study.core.twin import BACKENDS, KERAS_BACKENDS
+from study.experiment.memory import keep_freed_memory
+from study.experiment.training_run import DEVICE_REQUESTS
 from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
-from study.memory import keep_freed_memory
 from study.tracking.wandb_run import WANDB_MODES, project, resolve_mode
-from study.train import DEVICE_REQUESTS
 
 PROG = "resnet-study"
 
@@ -151,7 +151,7 @@ def check_compile(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from study.core.spec import TrainSpec
-    from study.train import run_training
+    from study.experiment.training_run import run_training
 
     check_dataset(args.dataset)
     check_compile(args)
@@ -255,10 +255,10 @@ def study_config_from_args(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from study import gradflow
-    from study.console import LOG, frameworks_to
     from study.core import data
+    from study.experiment.console import LOG, frameworks_to
+    from study.experiment.runner import run_study
     from study.report import analyze_folder
-    from study.runner import run_study
     from study.tracking.dashboard import publish_study
 
     config = study_config_from_args(args)
@@ -282,7 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_run_point(args: argparse.Namespace) -> int:
     """One grid point, as a W&B sweep agent runs it (`resnet-study sweep` writes the command)."""
     from study.configs import GridPoint
-    from study.runner import open_study, run_point
+    from study.experiment.runner import open_study, run_point
 
     config = study_config_from_args(args)
     point = GridPoint(config, args.backend, args.arch, args.depth, args.seed, args.activation, args.norm)
@@ -356,7 +356,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from study.runner import collect
+    from study.experiment.runner import collect
 
     rows = collect(args.out, args.sources)
     print(f"{args.out}: {len(rows)} finished runs in results.csv")
@@ -398,7 +398,7 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from study.bench import run_bench
     from study.core.twin import load
-    from study.train import resolve_device
+    from study.experiment.training_run import resolve_device
 
     spec = spec_from_args(args)
     device = resolve_device(load(args.backend), args.device)

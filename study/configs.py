@@ -32,7 +32,7 @@ class StudyConfig:
     norms: tuple[str, ...] = ("batch",)  # a grid axis: "batch" and/or "none"
     gradflow_depths: tuple[int, ...] = ()  # depths probed by `gradflow` for the report; () = `depths`
     exactness_depths: tuple[int, ...] = ()  # depths of the float64 recipe replay; () = the shallowest
-    probe_backend: str = "lightning"  # the twin that evaluates every trained network (study.probes)
+    probe_backend: str = "lightning"  # the twin that evaluates every trained network (study.experiment.post_run)
 
     def __post_init__(self) -> None:
         for field in ("backends", "archs", "depths", "seeds", "activations", "norms", "gradflow_depths",

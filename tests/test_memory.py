@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from study.memory import keep_freed_memory
+from study.experiment.memory import keep_freed_memory
 
 STEPS = """
 import resource, sys
 import numpy as np
-from study.memory import keep_freed_memory
+from study.experiment.memory import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def step():  # a training step's pattern: a few 8 MiB buffers, every page written, then all freed

@@ -27,10 +27,13 @@ from pathlib import Path
 from typing import TextIO
 
 from study.configs import GridPoint, StudyConfig
-from study.console import LOG, progress_bar, redirect_descriptors
 from study.core.errors import UserError
 from study.core.twin import load, loadable_here, process_groups
 from study.exactness import compare_replays, load_exactness, replay_networks, write_exactness
+from study.experiment.console import LOG, progress_bar, redirect_descriptors
+from study.experiment.memory import keep_freed_memory
+from study.experiment.post_run import is_probed, probe_run
+from study.experiment.training_run import run_training
 from study.files import (
     EXACTNESS,
     GRADNORM_COLUMNS,
@@ -50,10 +53,7 @@ from study.files import (
     atomic_write_text,
     write_csv,
 )
-from study.memory import keep_freed_memory
-from study.probes import is_probed, probe_run
 from study.tracking.dashboard import model_artifact_name
-from study.train import run_training
 
 
 def open_study(out: Path, config: StudyConfig) -> str:
@@ -106,7 +106,7 @@ def run_point(
             return None
         if (run_dir / SUMMARY).exists():
             return json.loads((run_dir / SUMMARY).read_text())
-        # An interrupted attempt's folder is resumed from its last completed epoch (study.train).
+        # An interrupted attempt's folder is resumed from its last completed epoch (study.experiment.training_run).
         summary = run_training(
             point.network_spec(),
             point.train_spec(),
@@ -239,11 +239,11 @@ def run_study(
     log_model: bool = True,
 ) -> list[dict]:
     """Run every unfinished grid point (in `workers` processes) and probe every trained run
-    (`study.probes`); returns the results rows.
+    (`study.experiment.post_run`); returns the results rows.
 
     The tasks: first the float64 replay of the recipe (`study.exactness`), then the runs, and each
     run's probe once it is trained. `terminal` gets the study's own lines and a progress bar (None:
-    nothing); the frameworks' output goes to `study.console.LOG` in the study folder.
+    nothing); the frameworks' output goes to `study.experiment.console.LOG` in the study folder.
     """
     out = Path(out)
     study_id = open_study(out, config)
