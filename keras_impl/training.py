@@ -174,7 +174,7 @@ def load_resume_point(model: keras.Model, path: Path) -> list[EpochRecord]:
 
 
 class StepTracer(keras.callbacks.Callback):
-    """Every step's loss (`RunContext.trace_steps`, for `study.agree`); syncs each step."""
+    """Every step's loss (`RunContext.trace_steps`, for `study.measure.numerics`); syncs each step."""
 
     def __init__(self):
         super().__init__()

@@ -64,7 +64,7 @@ class ClassifierModule(pl.LightningModule):
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(classes, average="micro")
         self.test_acc = torchmetrics.classification.MulticlassAccuracy(classes, average="micro")
         self.grad_norms: dict[str, float] = {}
-        self.batch_losses: list[float] = []  # every step's loss if trace_steps (study.agree)
+        self.batch_losses: list[float] = []  # every step's loss if trace_steps (study.measure.numerics)
         self.trace_steps = False
         self.diverged = False
         self.channels_last = False  # NHWC memory layout: faster convolutions on GPUs (tensor cores)
@@ -89,7 +89,7 @@ class ClassifierModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
-        if self.trace_steps:  # a device sync per step: only for study.agree's trajectories
+        if self.trace_steps:  # a device sync per step: only for study.measure.numerics's trajectories
             self.batch_losses.append(loss.item())
         self.train_loss.update(loss.detach().expand(len(y)))  # batch-size weighted (see __init__)
         self.train_acc.update(logits.detach(), y)

@@ -2,7 +2,7 @@
 
 Two levels of evidence, one verdict (docs/design.md, "How the verdicts are reached"):
 
-1. **Exactness** (`study.exactness`, read from exactness.json): the study's recipe replayed by every
+1. **Exactness** (`study.measure.exactness`, read from exactness.json): the study's recipe replayed by every
    twin in float64 from the same weights on the same batches. It either holds to 1e-8 or it fails;
    any single recipe difference between the twins fails it. This is what proves the twins are one
    algorithm.
@@ -190,7 +190,7 @@ def agreement(
     exactness: dict | None = None,
 ) -> dict:
     """The agreement verdict (see the module docstring). `results` as `study.stats.load_results` returns it,
-    `exactness` as `study.exactness.load_exactness` does (None: not available)."""
+    `exactness` as `study.measure.exactness.load_exactness` does (None: not available)."""
     present = [b for b in BACKENDS if b in set(results.backend)]
     pairs = list(itertools.combinations(present, 2))
     header = {"margin": margin, "alpha": alpha, "metrics": list(metrics), "pairs": [list(p) for p in pairs]}

@@ -11,7 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-from study.agree import DTYPES
 from study.core.data import DATASETS
 from study.core.errors import UserError
 from study.core.records import PRECISIONS
@@ -20,6 +19,7 @@ from study.core.twin import BACKENDS, KERAS_BACKENDS
 from study.experiment.memory import keep_freed_memory
 from study.experiment.training_run import DEVICE_REQUESTS
 from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
+from study.measure.numerics import DTYPES
 from study.tracking.wandb_run import WANDB_MODES, project, resolve_mode
 
 PROG = "resnet-study"
@@ -104,7 +104,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_agree(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    from study.agree import TwinMismatch, compare_twins
+    from study.measure.numerics import TwinMismatch, compare_twins
 
     try:
         keras = KERAS_BACKENDS[args.keras_backend]
@@ -254,10 +254,10 @@ def study_config_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from study import gradflow
     from study.core import data
     from study.experiment.console import LOG, frameworks_to
     from study.experiment.runner import run_study
+    from study.measure import gradflow
     from study.report import analyze_folder
     from study.tracking.dashboard import publish_study
 
@@ -376,8 +376,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_gradflow(args: argparse.Namespace) -> int:
-    from study import gradflow
     from study.core import data
+    from study.measure import gradflow
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     rows, fits = gradflow.measure(args.depths, dataset, backend=args.backend, seeds=args.seeds)
@@ -396,9 +396,9 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from study.bench import run_bench
     from study.core.twin import load
     from study.experiment.training_run import resolve_device
+    from study.measure.bench import run_bench
 
     spec = spec_from_args(args)
     device = resolve_device(load(args.backend), args.device)

@@ -7,9 +7,9 @@ A study folder (`resnet-study run --out DIR`)::
     results.csv             one row per finished run (RESULT_COLUMNS)
     history.csv             one row per run and epoch (HISTORY_COLUMNS)
     gradnorms.csv           one row per run, epoch and weighted layer (GRADNORM_COLUMNS)
-    gradflow.csv            per-layer gradient norms at initialization (`study.gradflow`)
+    gradflow.csv            per-layer gradient norms at initialization (`study.measure.gradflow`)
     gradflow_fit.csv        their fitted decay per network
-    exactness.json          the float64 replay of the recipe by every twin (`study.exactness`)
+    exactness.json          the float64 replay of the recipe by every twin (`study.measure.exactness`)
     lesion.csv              test errors of every trained network with blocks deleted (`study.lesion`)
     norms.csv               block gradient ratios at initialization and after training (`study.norms`)
     verdict.json            the verdicts and the statistics behind them (`study.stats`)

@@ -14,7 +14,7 @@ when it lies above. With BN (the study's recipe), the answer (`relu_skip_verdict
 - *either*: the plain ReLU net learns, and the residual net learns with every activation;
 - *neither*: the plain and the residual ReLU nets both fail;
 - *inconclusive*: otherwise (a CI straddling 50 % decides nothing), or without a trained activation
-  grid — then the report gives the evidence at initialization (`study.gradflow`: how fast the gradient
+  grid — then the report gives the evidence at initialization (`study.measure.gradflow`: how fast the gradient
   decays per layer) and names the config that answers with trained runs.
 """
 
@@ -41,7 +41,7 @@ def _mean_ci(values: np.ndarray) -> tuple[float, float | None, float | None]:
 
 def at_init(gradflow_fit: pd.DataFrame | None) -> list[dict]:
     """Per arch, activation and normalization at the deepest probed depth: the fitted log10 decay of the
-    gradient norm per layer and the first-to-last layer ratio (`study.gradflow`)."""
+    gradient norm per layer and the first-to-last layer ratio (`study.measure.gradflow`)."""
     if gradflow_fit is None or gradflow_fit.empty:
         return []
     deepest = gradflow_fit[gradflow_fit.depth == gradflow_fit.depth.max()]

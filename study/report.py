@@ -18,7 +18,6 @@ from scipy.stats import t as t_dist
 from study import stats
 from study.agreement import cell_label
 from study.core.spec import ARCHS
-from study.exactness import load_exactness
 from study.files import (
     EXACTNESS,
     FIGURES,
@@ -36,6 +35,7 @@ from study.files import (
     atomic_write_text,
 )
 from study.findings import findings
+from study.measure.exactness import load_exactness
 from study.verdicts import analyze, main_experiment
 
 BOLD = re.compile(r"[*][*](.+?)[*][*]")  # Markdown's **bold** in a paragraph

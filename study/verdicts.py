@@ -48,7 +48,7 @@ def analyze(
     gradflow_fit: pd.DataFrame | None = None,
 ) -> dict:
     """All verdicts of one results table (`study.stats.load_results`) and, where given, the exactness
-    evidence (`study.exactness.load_exactness`) and the lesion, norms and gradflow_fit tables."""
+    evidence (`study.measure.exactness.load_exactness`) and the lesion, norms and gradflow_fit tables."""
     main = main_experiment(results)
     return {
         "degradation": degradation(main, alpha=alpha),

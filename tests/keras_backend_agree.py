@@ -47,8 +47,8 @@ def main() -> None:
 
     from test_agree import SPREAD, _id
 
-    from study.agree import compare_twins
     from study.core.spec import parse_spec
+    from study.measure.numerics import compare_twins
 
     # ResNet-20's one pass is part of its training check below. On a 2-core CPU the 64x64 ResNet-50
     # takes over a minute of XLA compilation per dtype (the 33x35 one has its layer kinds), and the

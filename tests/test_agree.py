@@ -10,8 +10,8 @@ import pytest
 import keras_impl.layers
 import keras_impl.models
 import keras_impl.port
-from study.agree import TwinMismatch, compare_twins
 from study.core.spec import parse_spec
+from study.measure.numerics import TwinMismatch, compare_twins
 
 SPREAD = [
     ("resnet20", {}),

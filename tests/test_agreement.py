@@ -13,13 +13,13 @@ from statsmodels.stats.weightstats import ttost_ind
 from tables import effect, table
 
 from study.agreement import agreement, outcome_test, seeds_needed
-from study.exactness import QUANTITIES
+from study.measure.exactness import QUANTITIES
 
 MARGIN, ALPHA = 0.05, 0.05
 
 
 def evidence(passed=True, error=3e-15):
-    """exactness.json's content as `study.exactness.load_exactness` returns it."""
+    """exactness.json's content as `study.measure.exactness.load_exactness` returns it."""
     errors = dict.fromkeys(QUANTITIES, error if passed else 0.0)
     if not passed:
         errors["final_bn_stats"] = 2.4e-2

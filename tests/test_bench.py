@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from study.bench import cpu_peak_flops
 from study.core.spec import parse_spec
+from study.measure.bench import cpu_peak_flops
 
 
 @pytest.mark.parametrize("backend", ["keras", "lightning"])

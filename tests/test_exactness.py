@@ -15,8 +15,8 @@ import lightning_impl.training
 from study.agreement import agreement
 from study.configs import StudyConfig
 from study.core.data import load_dataset
-from study.exactness import QUANTITIES, ExactnessError, load_exactness, replay_study, run_replay
 from study.files import EXACTNESS
+from study.measure.exactness import QUANTITIES, ExactnessError, load_exactness, replay_study, run_replay
 
 CONFIG = StudyConfig("tiny", "synthetic", ("keras", "lightning"), ("plain", "resnet"), (8,), (0, 1), epochs=2,
                      warmup_epochs=1)  # fmt: skip

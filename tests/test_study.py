@@ -12,8 +12,8 @@ import time
 import pytest
 import yaml
 
-from study import gradflow
 from study.core import data
+from study.measure import gradflow
 
 GRID = ["--dataset", "synthetic", "--backends", "lightning", "--depths", "8,14", "--seeds", "0,1,2", "--epochs", "2",
         "--wandb", "disabled"]  # fmt: skip

@@ -12,11 +12,11 @@ import torch
 import keras_impl.data
 import keras_impl.optim
 from lightning_impl.data import EpochBatches, to_nchw
-from study.agree import compare_twins
 from study.core.data import Dataset, epoch_batches, load_dataset, steps_per_epoch, write_cifar10_files
 from study.core.records import RunContext
 from study.core.spec import TrainSpec, parse_spec
 from study.core.twin import load
+from study.measure.numerics import compare_twins
 
 TIMING = {"wall_s", "train_img_per_s"}
 

@@ -14,7 +14,7 @@ from typing import Any
 from study.core.spec import NetworkSpec, TrainSpec
 
 # The numeric precision of a run: float32, bf16 mixed precision (what a user trains in), or float64
-# throughout (the agreement checks only: `study.agree`).
+# throughout (the agreement checks only: `study.measure.numerics`).
 PRECISIONS = ("32", "bf16")
 FLOAT64 = "64"
 DEVICES = ("cpu", "gpu")  # where a twin trains (`RunContext.device`)
@@ -71,7 +71,7 @@ class RunContext:
     devices: int = 1  # > 1: data parallel (Lightning DDP, Keras MirroredStrategy) over this many devices
     wandb_run: Any = None  # a wandb Run, or None when W&B is disabled
     epoch_hook: Callable[[EpochRecord], None] | None = None  # called by `publish` after W&B (bench)
-    trace_steps: bool = False  # record every step's loss (study.agree); costs a device sync per step
+    trace_steps: bool = False  # record every step's loss (study.measure.numerics); costs a device sync per step
     compile: bool = False  # torch.compile the Lightning twin's backbone (Keras compiles with XLA on GPUs)
     resume: bool = False  # continue from the checkpoint in out_dir, if an earlier attempt left one
 

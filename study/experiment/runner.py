@@ -29,7 +29,6 @@ from typing import TextIO
 from study.configs import GridPoint, StudyConfig
 from study.core.errors import UserError
 from study.core.twin import load, loadable_here, process_groups
-from study.exactness import compare_replays, load_exactness, replay_networks, write_exactness
 from study.experiment.console import LOG, progress_bar, redirect_descriptors
 from study.experiment.memory import keep_freed_memory
 from study.experiment.post_run import is_probed, probe_run
@@ -53,6 +52,7 @@ from study.files import (
     atomic_write_text,
     write_csv,
 )
+from study.measure.exactness import compare_replays, load_exactness, replay_networks, write_exactness
 from study.tracking.dashboard import model_artifact_name
 
 
@@ -241,7 +241,7 @@ def run_study(
     """Run every unfinished grid point (in `workers` processes) and probe every trained run
     (`study.experiment.post_run`); returns the results rows.
 
-    The tasks: first the float64 replay of the recipe (`study.exactness`), then the runs, and each
+    The tasks: first the float64 replay of the recipe (`study.measure.exactness`), then the runs, and each
     run's probe once it is trained. `terminal` gets the study's own lines and a progress bar (None:
     nothing); the frameworks' output goes to `study.experiment.console.LOG` in the study folder.
     """
@@ -344,7 +344,7 @@ def run_study(
 
 
 def replay_group(config: StudyConfig, data_dir, backends: tuple[str, ...]) -> dict:
-    """The float64 replay of the study's recipe (`study.exactness`) by the twins of one process group."""
+    """The float64 replay of the study's recipe (`study.measure.exactness`) by the twins of one process group."""
     from study.core.data import load_dataset
 
     return replay_networks(config, load_dataset(config.dataset, data_dir), backends)

@@ -7,16 +7,15 @@ over all its entries (all parameter gradients form one vector, all BN statistics
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from study.core.data import Dataset, steps_per_epoch
-from study.core.records import FLOAT64, EpochRecord, RunContext
+from study.core.data import Dataset
+from study.core.records import FLOAT64
 from study.core.spec import NetworkSpec, TrainSpec
-from study.core.twin import Twin, load
+from study.core.twin import load
+from study.measure.replay import Trajectory, flat, relative_error, train_from
 
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # one forward/backward pass
 DTYPES = tuple(TOLERANCES)  # agree --dtype
@@ -39,19 +38,6 @@ GRADIENTS = ("input_grad", "param_grads")
 
 class TwinMismatch(Exception):
     """The twins are not structurally the same network (counts or weight names differ)."""
-
-
-def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
-    """||actual - reference||_2 / ||reference||_2 (0 when both are zero)."""
-    diff = float(np.linalg.norm(np.asarray(actual, np.float64) - np.asarray(reference, np.float64)))
-    scale = float(np.linalg.norm(np.asarray(reference, np.float64)))
-    if scale == 0.0:
-        return 0.0 if diff == 0.0 else float("inf")
-    return diff / scale
-
-
-def _flat(arrays: dict[str, np.ndarray], keys: list[str]) -> np.ndarray:
-    return np.concatenate([np.ravel(arrays[key]) for key in keys]) if keys else np.zeros(0)
 
 
 @dataclass
@@ -126,39 +112,17 @@ def compare_twins(
     errors["logits_train"] = relative_error(k.logits, t.logits)
     errors["loss"] = relative_error(np.array(k.loss), np.array(t.loss))
     errors["input_grad"] = relative_error(k.input_grad, t.input_grad)
-    errors["param_grads"] = relative_error(_flat(k.param_grads, param_keys), _flat(t.param_grads, param_keys))
+    errors["param_grads"] = relative_error(flat(k.param_grads, param_keys), flat(t.param_grads, param_keys))
     if spec.norm == "batch":
         k_state, t_state = keras_twin.to_torch_state(keras_model), torch_twin.to_torch_state(torch_model)
         stat_keys = sorted(key for key in t_state if key.endswith(("running_mean", "running_var")))
-        errors["bn_running_stats"] = relative_error(_flat(k_state, stat_keys), _flat(t_state, stat_keys))
+        errors["bn_running_stats"] = relative_error(flat(k_state, stat_keys), flat(t_state, stat_keys))
     report = AgreeReport(spec.name, dtype, errors)
     if dtype == "float32" and not all(report.quantity_passed(q) for q in GRADIENTS):
         report.noise_floor = _torch_float32_noise(torch_twin, torch_model, x, labels, t)
     if train_steps:
         compare_training(spec, dtype, batch, seed, train_steps, report, keras)
     return report
-
-
-@dataclass
-class Trajectory:
-    """What a twin's real training code did, step by step, from given initial weights."""
-
-    step_losses: np.ndarray  # every step's train-mode loss
-    records: list[EpochRecord]  # one per epoch
-    state: dict[str, np.ndarray]  # the final weights and BN statistics, torch layout
-
-
-def train_from(
-    twin: Twin, spec: NetworkSpec, train_spec: TrainSpec, dataset: Dataset, initial: dict, precision: str
-) -> Trajectory:
-    """Train `twin` (its `train`: Keras `fit`, Lightning `Trainer`) from the `initial` state dict."""
-    model = twin.build(spec, "float64" if precision == FLOAT64 else "float32")
-    twin.load_torch_state(model, initial)
-    steps = steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
-    with tempfile.TemporaryDirectory() as out:
-        run = RunContext(Path(out), train_spec, steps, len(dataset.y_train), precision, trace_steps=True)
-        outcome = twin.train(spec, train_spec, dataset, run, backbone=model, verbose=0)
-    return Trajectory(np.array(outcome.batch_losses), outcome.records, twin.to_torch_state(model))
 
 
 def compare_training(
@@ -183,7 +147,7 @@ def compare_training(
         loss = relative_error(a.step_losses, b.step_losses) if len(a.step_losses) == len(b.step_losses) else np.inf
         return {
             "train_loss_trajectory": float(loss),
-            "train_final_weights": relative_error(_flat(a.state, keys), _flat(b.state, keys)),
+            "train_final_weights": relative_error(flat(a.state, keys), flat(b.state, keys)),
         }
 
     precision = {"float64": FLOAT64, "float32": "32"}[dtype]
@@ -206,6 +170,6 @@ def _torch_float32_noise(torch_twin, torch_model, x, labels, probe) -> dict[str,
         other = torch_twin.forward_backward(torch_model, noisy, labels)
         floor["input_grad"] = max(floor["input_grad"], relative_error(other.input_grad, probe.input_grad))
         floor["param_grads"] = max(
-            floor["param_grads"], relative_error(_flat(other.param_grads, keys), _flat(probe.param_grads, keys))
+            floor["param_grads"], relative_error(flat(other.param_grads, keys), flat(probe.param_grads, keys))
         )
     return floor

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from study.agree import Trajectory, relative_error, train_from
 from study.configs import GridPoint, StudyConfig
 from study.core.data import Dataset
 from study.core.errors import UserError
@@ -41,6 +40,7 @@ from study.core.records import FLOAT64
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import load
 from study.files import EXACTNESS, atomic_write_text
+from study.measure.replay import Trajectory, flat, relative_error, train_from
 
 TOLERANCE = 1e-8  # float64; the twins agree to ~1e-14, a recipe difference moves a quantity by >= 1e-4
 EPOCHS, WARMUP_EPOCHS = 4, 1
@@ -95,8 +95,7 @@ def trajectory_errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
         [[r.grad_norms[layer] for layer in layers] for r in b.records],
     )
     for name, keys in (("final_weights", weights), ("final_bn_stats", stats)):
-        flat = [np.concatenate([np.ravel(s[k]) for k in keys]) if keys else np.zeros(0) for s in (a.state, b.state)]
-        errors[name] = error(*flat) if same_keys else math.inf
+        errors[name] = error(flat(a.state, keys), flat(b.state, keys)) if same_keys else math.inf
     return {k: (v if math.isfinite(v) else math.inf) for k, v in errors.items()}
 
 
