@@ -1,7 +1,7 @@
 """One forward (and backward) pass of the Keras twin, returned as NumPy in the torch twin's layout.
 
 The mirror of `lightning_impl.probe`: `study.measure.numerics` compares the two, `study.measure.gradflow` and
-`study.norms` read gradient norms from either. Inputs are NHWC float arrays, labels int class
+`study.verdicts.norm_preservation` read gradient norms from either. Inputs are NHWC float arrays, labels int class
 indices. Keras 3 has no backend-neutral gradient, so each backend's autodiff is called here:
 TensorFlow's tape, `jax.vjp`, torch's autograd — on the same Keras model and loss.
 """

@@ -10,9 +10,9 @@ A study folder (`resnet-study run --out DIR`)::
     gradflow.csv            per-layer gradient norms at initialization (`study.measure.gradflow`)
     gradflow_fit.csv        their fitted decay per network
     exactness.json          the float64 replay of the recipe by every twin (`study.measure.exactness`)
-    lesion.csv              test errors of every trained network with blocks deleted (`study.lesion`)
-    norms.csv               block gradient ratios at initialization and after training (`study.norms`)
-    verdict.json            the verdicts and the statistics behind them (`study.stats`)
+    lesion.csv              test errors of every trained network with blocks deleted (the lesion study)
+    norms.csv               block gradient ratios at initialization and after training (norm preservation)
+    verdict.json            the verdicts and the statistics behind them (`study.verdicts`)
     report.md, report.html  the report, with figures/ beside it
 
 A training folder (`resnet-study train --out DIR`, and each ``runs/<run_key>/``) holds run.json
@@ -43,8 +43,8 @@ GRADNORMS = "gradnorms.csv"
 GRADFLOW = "gradflow.csv"
 GRADFLOW_FIT = "gradflow_fit.csv"
 EXACTNESS = "exactness.json"
-LESION = "lesion.csv"  # a run's, and the study's: test errors with blocks deleted (`study.lesion`)
-NORMS = "norms.csv"  # a run's, and the study's: block gradient ratios (`study.norms`)
+LESION = "lesion.csv"  # a run's, and the study's: test errors with blocks deleted (the lesion study)
+BLOCK_RATIOS = "norms.csv"  # a run's, and the study's: block gradient ratios (norm preservation)
 VERDICT = "verdict.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -60,7 +60,17 @@ HISTORY_COLUMNS = [*RUN_IDENTITY, "epoch", "train_loss", "train_error", "test_lo
                    "train_img_per_s"]  # fmt: skip
 GRADNORM_COLUMNS = [*RUN_IDENTITY, "epoch", "layer_index", "layer", "grad_norm"]
 LESION_COLUMNS = [*RUN_IDENTITY, "activation", "norm", "kind", "k", "draw", "blocks", "test_error"]
-NORM_COLUMNS = ["stage", *RUN_IDENTITY, "activation", "norm", "block_index", "block", "grad_in", "grad_out", "ratio"]
+BLOCK_RATIO_COLUMNS = [
+    "stage",
+    *RUN_IDENTITY,
+    "activation",
+    "norm",
+    "block_index",
+    "block",
+    "grad_in",
+    "grad_out",
+    "ratio",
+]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -92,3 +102,9 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
     if columns is None:
         columns = list(rows[0]) if rows else []
     atomic_write_text(path, csv_text(columns, rows) if columns else "")
+
+
+# exactness.json (`study.measure.exactness` writes it, `study.verdicts.inputs.load_exactness` reads it)
+EXACTNESS_SCHEMA = 1
+EXACTNESS_EPOCH_QUANTITIES = ("train_loss", "train_error", "test_loss", "test_error", "lr")
+EXACTNESS_QUANTITIES = ("step_losses", *EXACTNESS_EPOCH_QUANTITIES, "grad_norms", "final_weights", "final_bn_stats")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from study.agreement import cell_label
+from study.verdicts.agreement import cell_label
 
-ANSWERS = {  # study.relu_skip's verdicts, in words
+ANSWERS = {  # study.verdicts.relu_skip's verdicts, in words
     "skip": "the skip",
     "skip_and_relu": "both — the skip and the ReLU",
     "relu": "the ReLU",

@@ -1,4 +1,4 @@
-"""`analyze`: verdicts (study.stats) + figures (matplotlib) -> verdict.json, report.md, report.html.
+"""`analyze`: verdicts (study.verdicts.degradation) + figures (matplotlib) -> verdict.json, report.md, report.html.
 
 Needs only results.csv; history.csv and gradnorms.csv (from the runner) add the training curves and
 the after-training gradient norms, gradflow.csv the at-initialization ones.
@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as t_dist
 
-from study import stats
-from study.agreement import cell_label
 from study.core.spec import ARCHS
 from study.files import (
+    BLOCK_RATIOS,
     EXACTNESS,
     FIGURES,
     GRADFLOW,
@@ -26,7 +25,6 @@ from study.files import (
     GRADNORMS,
     HISTORY,
     LESION,
-    NORMS,
     REPORT_HTML,
     REPORT_MD,
     RESULTS,
@@ -35,8 +33,9 @@ from study.files import (
     atomic_write_text,
 )
 from study.findings import findings
-from study.measure.exactness import load_exactness
-from study.verdicts import analyze, main_experiment
+from study.verdicts.agreement import cell_label
+from study.verdicts.analyze import analyze, main_experiment
+from study.verdicts.inputs import load_exactness, load_results, read_optional
 
 BOLD = re.compile(r"[*][*](.+?)[*][*]")  # Markdown's **bold** in a paragraph
 COLORS = {"plain": "tab:red", "resnet": "tab:blue"}
@@ -333,24 +332,14 @@ class Document:
         return "\n".join(out) + "\n"
 
 
-def _read_optional(path: Path) -> pd.DataFrame | None:
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-    return frame if not frame.empty else None
-
-
 def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> dict:
     """Read the tables in `folder`, decide, draw, and write verdict.json, report.md and report.html."""
     folder = Path(folder)
-    results = stats.load_results(folder / RESULTS)
+    results = load_results(folder / RESULTS)
     exactness = load_exactness(folder / EXACTNESS) if (folder / EXACTNESS).exists() else None
-    history, gradnorms = _read_optional(folder / HISTORY), _read_optional(folder / GRADNORMS)
-    gradflow, gradflow_fit = _read_optional(folder / GRADFLOW), _read_optional(folder / GRADFLOW_FIT)
-    lesion, norms = _read_optional(folder / LESION), _read_optional(folder / NORMS)
+    history, gradnorms = read_optional(folder / HISTORY), read_optional(folder / GRADNORMS)
+    gradflow, gradflow_fit = read_optional(folder / GRADFLOW), read_optional(folder / GRADFLOW_FIT)
+    lesion, norms = read_optional(folder / LESION), read_optional(folder / BLOCK_RATIOS)
     verdict = analyze(results, alpha, margin, exactness, lesion, norms, gradflow_fit)
     config = json.loads((folder / STUDY).read_text())["config"] if (folder / STUDY).exists() else {}
     datasets = sorted(results.dataset.unique())

@@ -12,8 +12,8 @@ from scipy import stats
 from statsmodels.stats.weightstats import ttost_ind
 from tables import effect, table
 
-from study.agreement import agreement, outcome_test, seeds_needed
-from study.measure.exactness import QUANTITIES
+from study.files import EXACTNESS_QUANTITIES as QUANTITIES
+from study.verdicts.agreement import agreement, outcome_test, seeds_needed
 
 MARGIN, ALPHA = 0.05, 0.05
 

@@ -11,9 +11,9 @@ from study.core.init import initial_state, restrict_state
 from study.core.spec import parse_spec
 from study.core.twin import load
 from study.findings import findings
-from study.lesion import GRACEFUL, lesion_verdict
-from study.norms import norm_verdict
-from study.relu_skip import relu_skip_verdict
+from study.verdicts.lesion import GRACEFUL, lesion_verdict
+from study.verdicts.norm_preservation import norm_verdict
+from study.verdicts.relu_skip import relu_skip_verdict
 
 DEPTHS = (8, 20, 56)
 NETWORKS = [(backend, seed) for backend in ("keras", "lightning") for seed in range(4)]
@@ -130,8 +130,8 @@ def test_one_activation_is_answered_at_initialization_and_names_the_config():
 def test_findings_answer_every_question_from_the_verdicts():
     from tables import effect, table
 
-    from study.agreement import agreement
-    from study.stats import degradation
+    from study.verdicts.agreement import agreement
+    from study.verdicts.degradation import degradation
 
     results = table(effect)
     verdict = {

@@ -12,11 +12,13 @@ import keras_impl.models
 import keras_impl.training
 import lightning_impl.data
 import lightning_impl.training
-from study.agreement import agreement
 from study.configs import StudyConfig
 from study.core.data import load_dataset
 from study.files import EXACTNESS
-from study.measure.exactness import QUANTITIES, ExactnessError, load_exactness, replay_study, run_replay
+from study.files import EXACTNESS_QUANTITIES as QUANTITIES
+from study.measure.exactness import replay_study, run_replay
+from study.verdicts.agreement import agreement
+from study.verdicts.inputs import ExactnessError, load_exactness
 
 CONFIG = StudyConfig("tiny", "synthetic", ("keras", "lightning"), ("plain", "resnet"), (8,), (0, 1), epochs=2,
                      warmup_epochs=1)  # fmt: skip

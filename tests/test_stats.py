@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from tables import DEPTHS, effect, flat, reversed_, table
 
-from study.stats import ResultsError, degradation, load_results
-from study.verdicts import analyze
+from study.verdicts.analyze import analyze
+from study.verdicts.degradation import degradation
+from study.verdicts.inputs import ResultsError, load_results
 
 
 def verdicts(result: dict) -> dict:

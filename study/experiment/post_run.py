@@ -1,5 +1,5 @@
 """What the study measures on each trained run, from its checkpoint: the lesion study and the block
-gradient ratios (`study.lesion`, `study.norms`). Nothing is trained again.
+gradient ratios (`study.measure.lesion`, `study.measure.block_ratios`). Nothing is trained again.
 
 `probe_run` runs in a study worker right after the run it probes, and writes the run folder's
 lesion.csv and norms.csv; `study.experiment.runner.update_tables` gathers them into the study's tables.
@@ -15,9 +15,9 @@ from study.core.data import Dataset, load_dataset
 from study.core.init import initial_state
 from study.core.spec import NetworkSpec
 from study.core.twin import load
-from study.files import LESION, NORMS, SUMMARY, write_csv
-from study.lesion import lesion_rows
-from study.norms import block_ratio_rows
+from study.files import BLOCK_RATIOS, LESION, SUMMARY, write_csv
+from study.measure.block_ratios import block_ratio_rows
+from study.measure.lesion import lesion_rows
 
 
 @functools.lru_cache(maxsize=2)
@@ -26,7 +26,7 @@ def _dataset(name: str, data_dir: str | None, seed: int) -> Dataset:
 
 
 def is_probed(run_dir: Path) -> bool:
-    return (run_dir / LESION).exists() and (run_dir / NORMS).exists()
+    return (run_dir / LESION).exists() and (run_dir / BLOCK_RATIOS).exists()
 
 
 def probe_run(run_dir: Path, data_dir: str | None, evaluator: str) -> Path:
@@ -47,5 +47,5 @@ def probe_run(run_dir: Path, data_dir: str | None, evaluator: str) -> Path:
         for stage, state in (("init", initial_state(spec, summary["seed"])), ("trained", trained)):
             norms += [{"stage": stage} | row for row in block_ratio_rows(twin, spec, state, dataset)]
     write_csv(run_dir / LESION, lesion, None if lesion else ["kind"])
-    write_csv(run_dir / NORMS, norms, None if norms else ["stage"])
+    write_csv(run_dir / BLOCK_RATIOS, norms, None if norms else ["stage"])
     return run_dir

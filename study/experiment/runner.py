@@ -34,6 +34,8 @@ from study.experiment.memory import keep_freed_memory
 from study.experiment.post_run import is_probed, probe_run
 from study.experiment.training_run import run_training
 from study.files import (
+    BLOCK_RATIO_COLUMNS,
+    BLOCK_RATIOS,
     EXACTNESS,
     GRADNORM_COLUMNS,
     GRADNORMS,
@@ -41,8 +43,6 @@ from study.files import (
     HISTORY_COLUMNS,
     LESION,
     LESION_COLUMNS,
-    NORM_COLUMNS,
-    NORMS,
     RESULT_COLUMNS,
     RESULTS,
     RUN_IDENTITY,
@@ -52,8 +52,9 @@ from study.files import (
     atomic_write_text,
     write_csv,
 )
-from study.measure.exactness import compare_replays, load_exactness, replay_networks, write_exactness
+from study.measure.exactness import compare_replays, replay_networks, write_exactness
 from study.tracking.dashboard import model_artifact_name
+from study.verdicts.inputs import load_exactness
 
 
 def open_study(out: Path, config: StudyConfig) -> str:
@@ -180,7 +181,7 @@ def update_tables(out: Path) -> list[dict]:
                         ]
             network = ident | {"activation": row["activation"], "norm": row["norm"]}
             lesions += [network | entry for entry in _read_rows(summary_path.parent / LESION)]
-            for entry in _read_rows(summary_path.parent / NORMS):
+            for entry in _read_rows(summary_path.parent / BLOCK_RATIOS):
                 if entry["stage"] == "trained":
                     norms.append(network | entry)
                 elif (
@@ -190,7 +191,7 @@ def update_tables(out: Path) -> list[dict]:
                     norms.append(network | {"run_key": "", "backend": ""} | entry)
         write_csv(out / RESULTS, results, RESULT_COLUMNS)
         write_csv(out / LESION, lesions, LESION_COLUMNS)
-        write_csv(out / NORMS, norms, NORM_COLUMNS)
+        write_csv(out / BLOCK_RATIOS, norms, BLOCK_RATIO_COLUMNS)
         write_csv(out / HISTORY, histories, HISTORY_COLUMNS)
         write_csv(out / GRADNORMS, gradnorms, GRADNORM_COLUMNS)
     return results

@@ -1,6 +1,6 @@
 """Exactness: the study's own recipe, replayed by every twin in float64 from the same weights.
 
-The outcome test in `study.stats` compares float32 results that chaotic training has long
+The outcome test in `study.verdicts.degradation` compares float32 results that chaotic training has long
 decorrelated; it can only see differences of a few points. This check sees any difference at all.
 For each network of the study (its archs at `StudyConfig.exactness_depths`), every twin trains with
 its real training code (Keras `fit`, Lightning `Trainer`), in float64, from the same initial weights
@@ -34,24 +34,22 @@ import numpy as np
 
 from study.configs import GridPoint, StudyConfig
 from study.core.data import Dataset
-from study.core.errors import UserError
 from study.core.init import initial_state
 from study.core.records import FLOAT64
 from study.core.spec import NetworkSpec, TrainSpec
 from study.core.twin import load
-from study.files import EXACTNESS, atomic_write_text
+from study.files import (
+    EXACTNESS,
+    EXACTNESS_EPOCH_QUANTITIES,
+    EXACTNESS_SCHEMA,
+    atomic_write_text,
+)
 from study.measure.replay import Trajectory, flat, relative_error, train_from
+from study.verdicts.inputs import load_exactness
 
 TOLERANCE = 1e-8  # float64; the twins agree to ~1e-14, a recipe difference moves a quantity by >= 1e-4
 EPOCHS, WARMUP_EPOCHS = 4, 1
 TRAIN_BATCHES, TEST_BATCHES = 2.5, 2
-EPOCH_QUANTITIES = ("train_loss", "train_error", "test_loss", "test_error", "lr")
-QUANTITIES = ("step_losses", *EPOCH_QUANTITIES, "grad_norms", "final_weights", "final_bn_stats")
-SCHEMA = 1
-
-
-class ExactnessError(UserError):
-    """exactness.json is unreadable or malformed; the message is one line naming the problem."""
 
 
 def replay_recipe(train_spec: TrainSpec) -> TrainSpec:
@@ -75,7 +73,7 @@ def replay_data(dataset: Dataset, batch_size: int) -> Dataset:
 
 
 def trajectory_errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
-    """One relative error per quantity of `QUANTITIES` (inf where the twins ran different lengths)."""
+    """One relative error per quantity of `EXACTNESS_QUANTITIES` (inf where the twins ran different lengths)."""
 
     def error(x, y) -> float:
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -89,7 +87,7 @@ def trajectory_errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
     weights = sorted(k for k in b.state if k not in stats)
     same_keys = sorted(a.state) == sorted(b.state)
     errors = {"step_losses": error(a.step_losses, b.step_losses)}
-    errors |= {key: error(column(a.records, key), column(b.records, key)) for key in EPOCH_QUANTITIES}
+    errors |= {key: error(column(a.records, key), column(b.records, key)) for key in EXACTNESS_EPOCH_QUANTITIES}
     errors["grad_norms"] = error(
         [[r.grad_norms.get(layer, math.nan) for layer in layers] for r in a.records],
         [[r.grad_norms[layer] for layer in layers] for r in b.records],
@@ -154,7 +152,7 @@ def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
     )  # fmt: skip
     pairs = [pair for network in results for pair in network["pairs"]]
     return {
-        "schema": SCHEMA,
+        "schema": EXACTNESS_SCHEMA,
         "dtype": "float64",
         "tolerance": TOLERANCE,
         "passed": bool(pairs) and all(pair["passed"] for pair in pairs),
@@ -207,41 +205,3 @@ def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return "inf"
     return value
-
-
-def load_exactness(path: Path) -> dict:
-    """Read and validate exactness.json; raise `ExactnessError` with one line on the first problem."""
-    path = Path(path)
-    try:
-        evidence = json.loads(path.read_text())
-    except OSError as error:
-        raise ExactnessError(f"cannot read exactness file {path}: {error.strerror or error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ExactnessError(f"exactness file {path} is not valid JSON") from None
-
-    def require(condition: bool, what: str) -> None:
-        if not condition:
-            raise ExactnessError(f"exactness file {path}: {what}")
-
-    require(isinstance(evidence, dict), "expected a JSON object")
-    require(evidence.get("schema") == SCHEMA, f"schema must be {SCHEMA}")
-    require(isinstance(evidence.get("passed"), bool), "'passed' must be true or false")
-    tolerance = evidence.get("tolerance")
-    require(isinstance(tolerance, int | float) and tolerance > 0, "'tolerance' must be a positive number")
-    nets = evidence.get("networks")
-    require(isinstance(nets, list) and nets, "'networks' must be a non-empty list")
-    for network in nets:
-        require(isinstance(network, dict) and isinstance(network.get("pairs"), list), "each network needs 'pairs'")
-        require(isinstance(network.get("spec"), str), "each network needs its 'spec' name")
-        for pair in network["pairs"]:
-            require(isinstance(pair, dict) and isinstance(pair.get("errors"), dict), "each pair needs 'errors'")
-            errors = pair["errors"]
-            require(set(errors) == set(QUANTITIES), f"each pair's errors must be {', '.join(QUANTITIES)}")
-            for quantity, value in errors.items():
-                ok = value == "inf" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
-                require(ok, f'error of {quantity} must be a number >= 0 or "inf"; got {value!r}')
-            passed = all(value != "inf" and value <= tolerance for value in errors.values())
-            require(pair.get("passed") is passed, f"{network['spec']}: 'passed' contradicts the errors")
-    passed = all(pair["passed"] for network in nets for pair in network["pairs"])
-    require(evidence["passed"] is passed, "'passed' contradicts the networks' pairs")
-    return evidence

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.stats import CI_LEVEL, LEARNED, MARGIN_EFFECT, as_float, holm
+from study.verdicts.common import CI_LEVEL, LEARNED, MARGIN_EFFECT, as_float, holm
 
 CONFIG = "relu-skip"
 

@@ -36,7 +36,7 @@ from scipy import stats
 from statsmodels.stats.weightstats import ttost_ind
 
 from study.core.twin import BACKENDS
-from study.stats import CI_LEVEL, as_float, holm
+from study.verdicts.common import CI_LEVEL, as_float, holm
 
 METRICS = ("final_train_error", "final_test_error")
 POWER = 0.8  # for the minimal detectable difference and the seeds that would settle a cell
@@ -189,8 +189,8 @@ def agreement(
     metrics=METRICS,
     exactness: dict | None = None,
 ) -> dict:
-    """The agreement verdict (see the module docstring). `results` as `study.stats.load_results` returns it,
-    `exactness` as `study.measure.exactness.load_exactness` does (None: not available)."""
+    """The agreement verdict (see the module docstring). `results` and `exactness` as
+    `study.verdicts.inputs.load_results` and `load_exactness` return them (None: not available)."""
     present = [b for b in BACKENDS if b in set(results.backend)]
     pairs = list(itertools.combinations(present, 2))
     header = {"margin": margin, "alpha": alpha, "metrics": list(metrics), "pairs": [list(p) for p in pairs]}

@@ -1,12 +1,8 @@
-"""Norm preservation (Zaeemzadeh et al.): how much does each block change the gradient's norm?
+"""The norm-preservation verdict (Zaeemzadeh et al.): do residual blocks pass the gradient on with its
+norm unchanged as the network gets deeper, where plain blocks do not?
 
-For every block, the ratio ||dL/dx_in|| / ||dL/dx_out|| of the loss gradient's norm at the block's
-input and at its output (`Twin.block_gradients`; a block's input is the stem's or the previous
-block's output), on one batch of training images in train mode: at initialization (`init_rows`: the
-study's initial weights, `study.core.init`, for every arch, depth and seed) and after training
-(`trained_rows`: each run's checkpoint). A block with ratio 1 passes the gradient on with its norm
-unchanged; plain nets' gradients explode or vanish block by block.
-
+Input: norms.csv (`study.measure.block_ratios`): every block's ratio ||dL/dx_in|| / ||dL/dx_out||
+at initialization (the study's initial weights) and after training (each run's checkpoint).
 Per network, the deviation from norm preservation is the mean over its blocks of |log10 ratio|.
 The claim (`norm_verdict`): residual blocks approach ratio 1 as the network gets deeper, plain blocks
 do not. Per stage (init, trained): Kendall's tau of depth vs deviation over residual networks
@@ -20,31 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.core.data import Dataset
-from study.core.spec import NetworkSpec
-from study.core.twin import Twin
-from study.stats import as_float, holm
+from study.verdicts.common import as_float, holm
 
-BATCH = 128  # training images per probe
 STAGES = ("init", "trained")
-
-
-def block_ratio_rows(twin: Twin, spec: NetworkSpec, state: dict, dataset: Dataset) -> list[dict]:
-    """One row per block: gradient norms at its input and output and their ratio."""
-    model = twin.build(spec)
-    twin.load_torch_state(model, state)
-    norms = twin.block_gradients(model, dataset.x_train[:BATCH], dataset.y_train[:BATCH])
-    names = list(norms)
-    return [
-        {
-            "block_index": i,
-            "block": name,
-            "grad_in": norms[before],
-            "grad_out": norms[name],
-            "ratio": norms[before] / norms[name] if norms[name] > 0 else None,
-        }
-        for i, (before, name) in enumerate(zip(names[:-1], names[1:], strict=True))
-    ]
 
 
 def deviation(norms: pd.DataFrame) -> pd.DataFrame:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.agreement import agreement
-from study.lesion import lesion_verdict
-from study.norms import norm_verdict
-from study.relu_skip import relu_skip_verdict
-from study.stats import degradation
+from study.verdicts.agreement import agreement
+from study.verdicts.degradation import degradation
+from study.verdicts.lesion import lesion_verdict
+from study.verdicts.norm_preservation import norm_verdict
+from study.verdicts.relu_skip import relu_skip_verdict
 
 MAIN = {"activation": "relu", "norm": "batch"}  # the experiment of He et al.; other values: `relu_skip`
 
@@ -47,7 +47,7 @@ def analyze(
     norms: pd.DataFrame | None = None,
     gradflow_fit: pd.DataFrame | None = None,
 ) -> dict:
-    """All verdicts of one results table (`study.stats.load_results`) and, where given, the exactness
+    """All verdicts of one results table (`study.verdicts.degradation.load_results`) and, where given, the exactness
     evidence (`study.measure.exactness.load_exactness`) and the lesion, norms and gradflow_fit tables."""
     main = main_experiment(results)
     return {

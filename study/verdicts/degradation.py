@@ -1,8 +1,9 @@
-"""The results table and the degradation verdict: does depth degrade plain nets, and not residual ones?
+"""The degradation verdict: does depth degrade plain nets, and not residual ones?
 
-Input is ``results.csv``: one row per finished training run (`load_results`). Errors are fractions in
-[0, 1]. Diverged runs are failures, not missing data: their error columns already hold the run's last
-error (or chance level), so they enter every test as ordinary observations and are also counted.
+Input is ``results.csv``: one row per finished training run (`study.verdicts.inputs.load_results`).
+Errors are fractions in [0, 1]. Diverged runs are failures, not missing data: their error columns
+already hold the run's last error (or chance level), so they enter every test as ordinary
+observations and are also counted.
 
 `degradation` tests He et al. (2015)'s claim per backend: deeper *plain* nets reach a *higher* training
 error, residual nets do not. All its p-values are Holm-corrected together; the verdict is "holds" or
@@ -10,7 +11,7 @@ error, residual nets do not. All its p-values are Holm-corrected together; the v
 experiment (one dataset, schedule, shortcut and activation): filter the table before calling it.
 `MARGIN_EFFECT` = 0.02 (2 points) is the smallest depth-induced rise of plain-net error that counts as
 degradation: if the bootstrap CI of the deep-minus-shallow difference lies entirely below it, the claim
-does not hold. The twins' agreement is `study.agreement`; all verdicts together, `study.verdicts`.
+does not hold. The twins' agreement is `study.verdicts.agreement`; all verdicts together, `study.verdicts.analyze`.
 
 Every returned dict is JSON-serializable: plain floats/ints/str/bool/None, NaN written as None.
 """
@@ -18,90 +19,15 @@ Every returned dict is JSON-serializable: plain floats/ints/str/bool/None, NaN w
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.meta_analysis import effectsize_smd
-from statsmodels.stats.multitest import multipletests
 
-from study.core.errors import UserError
 from study.core.spec import ARCHS
-from study.core.twin import BACKENDS
-
-ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
-REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
-CI_LEVEL = 0.95  # all confidence intervals, independent of the test level alpha
-LEARNED = 0.5  # a net "learned" when its error is below this (10 classes: chance is 0.9)
-MARGIN_EFFECT = 0.02  # smallest meaningful rise of plain-net error with depth (see module docstring)
-_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
-
-
-class ResultsError(UserError):
-    """results.csv is missing or malformed; the message is one line naming the problem."""
-
-
-def load_results(path) -> pd.DataFrame:
-    """Read and validate results.csv: one row per run, `REQUIRED_COLUMNS` at least.
-
-    Returns the table with ``depth``/``seed`` as int, error columns as float fractions and ``diverged`` as
-    bool (parsed from True/False/true/false/1/0). Raises `ResultsError` on the first problem found.
-    """
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype={"run_key": str, "backend": str, "arch": str, "diverged": str})
-    except OSError as exc:
-        raise ResultsError(f"cannot read results file {path}: {exc.strerror or exc}") from None
-    except pd.errors.EmptyDataError:
-        raise ResultsError(f"results file {path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError):
-        raise ResultsError(f"results file {path} is not a readable CSV table") from None
-    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
-    if missing:
-        raise ResultsError(f"results file {path} lacks column(s): {', '.join(missing)}")
-    if frame.empty:
-        raise ResultsError(f"results file {path} has no rows")
-    duplicated = frame.run_key[frame.run_key.duplicated()]
-    if len(duplicated):
-        raise ResultsError(f"results file {path}: duplicate run_key {duplicated.iloc[0]!r}")
-
-    def reject(bad: pd.Series, column: str, expected: str) -> None:
-        if bad.any():
-            row = frame[bad].iloc[0]
-            value = "empty" if pd.isna(row[column]) else repr(str(row[column]))
-            raise ResultsError(f"results file {path}: {column} of run {row.run_key!r} is {value}, expected {expected}")
-
-    reject(~frame.backend.isin(BACKENDS), "backend", " or ".join(BACKENDS))
-    reject(~frame.arch.isin(ARCHS), "arch", " or ".join(ARCHS))
-    for column in ("depth", "seed"):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        reject(values.isna() | (values % 1 != 0), column, "an integer")
-        frame[column] = values.astype(int)
-    for column in ERROR_COLUMNS:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        reject(~values.between(0.0, 1.0), column, "a number in [0, 1]")  # NaN is not between
-        frame[column] = values.astype(float)
-    diverged = frame.diverged.str.strip().str.lower().map(_BOOLEANS)
-    reject(diverged.isna(), "diverged", "True or False")
-    frame["diverged"] = diverged.astype(bool)
-    return frame
-
-
-def as_float(value) -> float | None:
-    """A finite number as a plain float; NaN/inf/None as None."""
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm-adjusted p-values over the defined (not None) entries; None stays None."""
-    defined = [i for i, p in enumerate(pvalues) if p is not None]
-    adjusted = list(pvalues)
-    if defined:
-        for i, p in zip(defined, multipletests([pvalues[i] for i in defined], method="holm")[1], strict=True):
-            adjusted[i] = float(p)
-    return adjusted
+from study.verdicts.common import CI_LEVEL, MARGIN_EFFECT, as_float, holm
 
 
 def _cell(arch: str, depth: int, values: pd.Series) -> dict:

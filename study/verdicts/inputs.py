@@ -1,0 +1,128 @@
+"""What the verdicts read from a study folder, validated: untrusted files in, one line out.
+
+`load_results` (results.csv, required), `load_exactness` (exactness.json, the float64 replay written
+by `study.measure.exactness`) and `read_optional` (the other tables: a verdict whose table is missing
+says so). Each raises a `UserError` naming the file and the problem on the first one found.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from study.core.errors import UserError
+from study.core.spec import ARCHS
+from study.core.twin import BACKENDS
+from study.files import EXACTNESS_QUANTITIES, EXACTNESS_SCHEMA
+
+ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
+REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+
+
+class ResultsError(UserError):
+    """results.csv is missing or malformed; the message is one line naming the problem."""
+
+
+def load_results(path) -> pd.DataFrame:
+    """Read and validate results.csv: one row per run, `REQUIRED_COLUMNS` at least.
+
+    Returns the table with ``depth``/``seed`` as int, error columns as float fractions and ``diverged`` as
+    bool (parsed from True/False/true/false/1/0). Raises `ResultsError` on the first problem found.
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"run_key": str, "backend": str, "arch": str, "diverged": str})
+    except OSError as exc:
+        raise ResultsError(f"cannot read results file {path}: {exc.strerror or exc}") from None
+    except pd.errors.EmptyDataError:
+        raise ResultsError(f"results file {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError):
+        raise ResultsError(f"results file {path} is not a readable CSV table") from None
+    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise ResultsError(f"results file {path} lacks column(s): {', '.join(missing)}")
+    if frame.empty:
+        raise ResultsError(f"results file {path} has no rows")
+    duplicated = frame.run_key[frame.run_key.duplicated()]
+    if len(duplicated):
+        raise ResultsError(f"results file {path}: duplicate run_key {duplicated.iloc[0]!r}")
+
+    def reject(bad: pd.Series, column: str, expected: str) -> None:
+        if bad.any():
+            row = frame[bad].iloc[0]
+            value = "empty" if pd.isna(row[column]) else repr(str(row[column]))
+            raise ResultsError(f"results file {path}: {column} of run {row.run_key!r} is {value}, expected {expected}")
+
+    reject(~frame.backend.isin(BACKENDS), "backend", " or ".join(BACKENDS))
+    reject(~frame.arch.isin(ARCHS), "arch", " or ".join(ARCHS))
+    for column in ("depth", "seed"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        reject(values.isna() | (values % 1 != 0), column, "an integer")
+        frame[column] = values.astype(int)
+    for column in ERROR_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        reject(~values.between(0.0, 1.0), column, "a number in [0, 1]")  # NaN is not between
+        frame[column] = values.astype(float)
+    diverged = frame.diverged.str.strip().str.lower().map(_BOOLEANS)
+    reject(diverged.isna(), "diverged", "True or False")
+    frame["diverged"] = diverged.astype(bool)
+    return frame
+
+
+class ExactnessError(UserError):
+    """exactness.json is unreadable or malformed; the message is one line naming the problem."""
+
+
+def load_exactness(path: Path) -> dict:
+    """Read and validate exactness.json; raise `ExactnessError` with one line on the first problem."""
+    path = Path(path)
+    try:
+        evidence = json.loads(path.read_text())
+    except OSError as error:
+        raise ExactnessError(f"cannot read exactness file {path}: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ExactnessError(f"exactness file {path} is not valid JSON") from None
+
+    def require(condition: bool, what: str) -> None:
+        if not condition:
+            raise ExactnessError(f"exactness file {path}: {what}")
+
+    require(isinstance(evidence, dict), "expected a JSON object")
+    require(evidence.get("schema") == EXACTNESS_SCHEMA, f"schema must be {EXACTNESS_SCHEMA}")
+    require(isinstance(evidence.get("passed"), bool), "'passed' must be true or false")
+    tolerance = evidence.get("tolerance")
+    require(isinstance(tolerance, int | float) and tolerance > 0, "'tolerance' must be a positive number")
+    nets = evidence.get("networks")
+    require(isinstance(nets, list) and nets, "'networks' must be a non-empty list")
+    for network in nets:
+        require(isinstance(network, dict) and isinstance(network.get("pairs"), list), "each network needs 'pairs'")
+        require(isinstance(network.get("spec"), str), "each network needs its 'spec' name")
+        for pair in network["pairs"]:
+            require(isinstance(pair, dict) and isinstance(pair.get("errors"), dict), "each pair needs 'errors'")
+            errors = pair["errors"]
+            require(
+                set(errors) == set(EXACTNESS_QUANTITIES),
+                f"each pair's errors must be {', '.join(EXACTNESS_QUANTITIES)}",
+            )
+            for quantity, value in errors.items():
+                ok = value == "inf" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
+                require(ok, f'error of {quantity} must be a number >= 0 or "inf"; got {value!r}')
+            passed = all(value != "inf" and value <= tolerance for value in errors.values())
+            require(pair.get("passed") is passed, f"{network['spec']}: 'passed' contradicts the errors")
+    passed = all(pair["passed"] for network in nets for pair in network["pairs"])
+    require(evidence["passed"] is passed, "'passed' contradicts the networks' pairs")
+    return evidence
+
+
+def read_optional(path: Path) -> pd.DataFrame | None:
+    """An optional table of the study folder, or None where it is missing or empty."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    return frame if not frame.empty else None
