@@ -258,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from study.experiment.console import LOG, frameworks_to
     from study.experiment.runner import run_study
     from study.measure import gradflow
-    from study.report import analyze_folder
+    from study.report.analysis import analyze_folder
     from study.tracking.dashboard import publish_study
 
     config = study_config_from_args(args)
@@ -364,7 +364,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from study.report import analyze_folder
+    from study.report.analysis import analyze_folder
     from study.tracking.dashboard import publish_study
 
     if not Path(args.folder).is_dir():

@@ -10,7 +10,7 @@ import pytest
 from study.core.init import initial_state, restrict_state
 from study.core.spec import parse_spec
 from study.core.twin import load
-from study.findings import findings
+from study.report.findings import findings
 from study.verdicts.lesion import GRACEFUL, lesion_verdict
 from study.verdicts.norm_preservation import norm_verdict
 from study.verdicts.relu_skip import relu_skip_verdict

@@ -1,7 +1,7 @@
 """Every verdict of a study folder, from its tables: degradation, the twins' agreement, the lesion
 study, norm preservation, ReLU vs skip, diverged runs.
 
-`analyze` is the one place that puts them together; `study.report` writes its result to verdict.json
+`analyze` is the one place that puts them together; `study.report.analysis` writes its result to verdict.json
 and the report (schema in docs/design.md). Only `results` is required: a verdict whose table is
 missing says so.
 """

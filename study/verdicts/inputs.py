@@ -2,12 +2,14 @@
 
 `load_results` (results.csv, required), `load_exactness` (exactness.json, the float64 replay written
 by `study.measure.exactness`) and `read_optional` (the other tables: a verdict whose table is missing
-says so). Each raises a `UserError` naming the file and the problem on the first one found.
+says so); `read_study_folder` all of them. Each raises a `UserError` naming the file and the problem
+on the first one found.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +17,19 @@ import pandas as pd
 from study.core.errors import UserError
 from study.core.spec import ARCHS
 from study.core.twin import BACKENDS
-from study.files import EXACTNESS_QUANTITIES, EXACTNESS_SCHEMA
+from study.files import (
+    BLOCK_RATIOS,
+    EXACTNESS,
+    EXACTNESS_QUANTITIES,
+    EXACTNESS_SCHEMA,
+    GRADFLOW,
+    GRADFLOW_FIT,
+    GRADNORMS,
+    HISTORY,
+    LESION,
+    RESULTS,
+    STUDY,
+)
 
 ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
@@ -126,3 +140,34 @@ def read_optional(path: Path) -> pd.DataFrame | None:
     except pd.errors.EmptyDataError:
         return None
     return frame if not frame.empty else None
+
+
+@dataclass
+class StudyTables:
+    """Everything a study folder holds for the verdicts and the report; only `results` is required."""
+
+    results: pd.DataFrame
+    exactness: dict | None = None
+    history: pd.DataFrame | None = None
+    gradnorms: pd.DataFrame | None = None
+    gradflow: pd.DataFrame | None = None
+    gradflow_fit: pd.DataFrame | None = None
+    lesion: pd.DataFrame | None = None
+    norms: pd.DataFrame | None = None
+    config: dict = field(default_factory=dict)  # study.json's config ({} where the folder has none)
+
+
+def read_study_folder(folder: Path) -> StudyTables:
+    """The tables of a study folder (`study.files`), each validated or None where it is missing."""
+    folder = Path(folder)
+    return StudyTables(
+        results=load_results(folder / RESULTS),
+        exactness=load_exactness(folder / EXACTNESS) if (folder / EXACTNESS).exists() else None,
+        history=read_optional(folder / HISTORY),
+        gradnorms=read_optional(folder / GRADNORMS),
+        gradflow=read_optional(folder / GRADFLOW),
+        gradflow_fit=read_optional(folder / GRADFLOW_FIT),
+        lesion=read_optional(folder / LESION),
+        norms=read_optional(folder / BLOCK_RATIOS),
+        config=json.loads((folder / STUDY).read_text())["config"] if (folder / STUDY).exists() else {},
+    )

@@ -1,0 +1,2 @@
+"""The report: `analysis` (analyze a study folder), `sections` (one per question), `findings` (the
+opening paragraphs), `figures` (matplotlib) and `document` (Markdown and HTML)."""

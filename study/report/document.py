@@ -1,0 +1,86 @@
+"""A report as blocks (headings, paragraphs, tables, figures), rendered to Markdown and to HTML."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+
+BOLD = re.compile(r"[*][*](.+?)[*][*]")  # Markdown's **bold** in a paragraph
+
+
+def fmt(value, digits=3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def pct_ci(mean, low, high) -> str:
+    if mean is None:
+        return "–"
+    if low is None or high is None:
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+class Document:
+    """A report as blocks, rendered to both Markdown and HTML."""
+
+    def __init__(self):
+        self.blocks: list[tuple] = []
+
+    def heading(self, text, level=2):
+        self.blocks.append(("h", level, text))
+
+    def para(self, text):
+        self.blocks.append(("p", text))
+
+    def table(self, header, rows):
+        self.blocks.append(("table", header, [[fmt(v) for v in row] for row in rows]))
+
+    def figure(self, path: Path, caption: str):
+        self.blocks.append(("img", path, caption))
+
+    def markdown(self) -> str:
+        out = []
+        for block in self.blocks:
+            if block[0] == "h":
+                out.append(f"{'#' * block[1]} {block[2]}")
+            elif block[0] == "p":
+                out.append(block[1])
+            elif block[0] == "table":
+                out.append("| " + " | ".join(block[1]) + " |\n|" + "---|" * len(block[1]))
+                out[-1] += "".join("\n| " + " | ".join(row) + " |" for row in block[2])
+            else:
+                out.append(f"![{block[2]}]({block[1].as_posix()})\n\n*{block[2]}*")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        out = [
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style>",
+        ]
+        for block in self.blocks:
+            if block[0] == "h":
+                out.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+            elif block[0] == "p":
+                out.append("<p>" + BOLD.sub(r"<b>\1</b>", html.escape(block[1])) + "</p>")
+            elif block[0] == "table":
+                head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+                body = "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block[2]
+                )
+                out.append(f"<table><tr>{head}</tr>{body}</table>")
+            else:
+                out.append(
+                    f"<figure><img src='{block[1].as_posix()}'>"
+                    f"<figcaption>{html.escape(block[2])}</figcaption></figure>"
+                )
+        return "\n".join(out) + "\n"

@@ -1,0 +1,275 @@
+"""The report's sections, one per question, each from its verdict (`verdict.json`'s entries) and the
+tables behind it: a heading, the reason, tables of the statistics, and the figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from study.core.spec import ARCHS
+from study.files import FIGURES
+from study.report import figures
+from study.report.document import Document, fmt, pct_ci
+from study.report.findings import findings
+from study.verdicts.agreement import cell_label
+from study.verdicts.analyze import main_experiment
+from study.verdicts.inputs import StudyTables
+
+DATA_SHAPES = {"digits": "8x8 grey images", "cifar10": "32x32 colour images", "synthetic": "8x8 synthetic images"}
+
+
+@dataclass
+class Figures:
+    """Draws a figure into the study folder's figures/ and adds it to the document."""
+
+    folder: Path
+    doc: Document
+
+    def add(self, name: str, caption: str, draw: Callable[..., Path], *args) -> None:
+        (self.folder / FIGURES).mkdir(exist_ok=True)
+        path = draw(*args, self.folder / FIGURES / name)
+        self.doc.figure(path.relative_to(self.folder), caption)
+
+
+def overview(doc: Document, verdict: dict, results: pd.DataFrame) -> None:
+    """The title, what was run, and the Findings (`study.report.findings`)."""
+    datasets = sorted(results.dataset.unique())
+    context = {
+        "dataset": ", ".join(datasets),
+        "epochs": int(results.epochs.max()),
+        "shape": DATA_SHAPES.get(datasets[0], ""),
+    }
+    doc.heading("ResNet depth study", 1)
+    doc.para(
+        f"{len(results)} runs: backends {', '.join(sorted(results.backend.unique()))}; depths "
+        f"{', '.join(map(str, sorted(results.depth.unique())))}; seeds per cell up to "
+        f"{results.groupby(['backend', 'arch', 'depth']).seed.nunique().max()}; data set "
+        f"{', '.join(datasets)}; {int(results.epochs.max())} epochs. "
+        f"Total training time {results.wall_s.sum() / 60:.1f} min. Diverged runs: {verdict['diverged']['count']} "
+        "(counted as failures with their last error, chance level if no epoch finished)."
+    )
+    doc.heading("Findings")
+    for paragraph in findings(verdict, context):
+        doc.para(paragraph)
+
+
+def degradation(doc: Document, figs: Figures, deg: dict, tables: StudyTables, alpha: float) -> None:
+    doc.heading(f"Degradation: {deg['verdict']}")
+    doc.para(f"{deg['reason']} Metric: {deg['metric']}; Holm-corrected at alpha = {alpha} across all tests below.")
+    for backend, b in deg["backends"].items():
+        doc.heading(f"{backend}: {b['verdict']}", 3)
+        doc.para(b["reason"])
+        doc.table(
+            ["arch", "depth", "runs", "mean error % [95% CI]"],
+            [[c["arch"], c["depth"], c["n"], pct_ci(c["mean"], c["ci_low"], c["ci_high"])] for c in b["cells"]],
+        )
+        rows = []
+        for name, t in b["tests"].items():
+            effect = t.get("mean_diff", t.get("coef"))
+            rows.append(
+                [
+                    name,
+                    fmt(t.get("statistic", t.get("coef"))),
+                    t.get("p"),
+                    t.get("p_holm"),
+                    t.get("significant"),
+                    pct_ci(effect, t.get("ci_low"), t.get("ci_high")) if effect is not None else "–",
+                ]
+            )
+        doc.table(["test", "statistic", "p", "p (Holm)", "significant", "effect, error points % [95% CI]"], rows)
+    figs.add(
+        "error_vs_depth.png",
+        "Final training and test error vs depth (mean, 95% CI over seeds).",
+        figures.figure_error_vs_depth,
+        deg,
+        tables.results,
+    )
+    if tables.history is not None:
+        figs.add(
+            "training_curves.png",
+            "Training (solid) and test (dashed) error per epoch, mean over seeds (He et al. Fig. 6 layout).",
+            figures.figure_curves,
+            tables.history,
+        )
+
+
+def agreement(doc: Document, figs: Figures, agr: dict) -> None:
+    doc.heading(f"Agreement of the twins: {agr['verdict']}")
+    doc.para(agr["reason"] + (f" What would settle it: {agr['settle']}." if agr["settle"] else ""))
+    doc.para(f"Proved exactly: {agr['proved']}.")
+    doc.para(
+        f"Shown statistically: {agr['shown']}. Welch TOST at ±{100 * agr['margin']:.1f} points on the final train "
+        f"and test error, Holm over all cells and metrics; {agr['design']}."
+    )
+    doc.para(
+        "Not excluded: "
+        + ("; ".join(agr["not_excluded"]) if agr["not_excluded"] else "nothing beyond the margin in any cell")
+        + "."
+    )
+    rows = []
+    for cell in agr["cells"]:
+        for metric, t in cell["tests"].items():
+            rows.append(
+                [
+                    cell_label(cell, agr["pairs"], " − "),  # several pairs: first minus second
+                    metric.replace("final_", ""),
+                    "+".join(map(str, t["n"])),
+                    pct_ci(t["mean_diff"], t["ci_low"], t["ci_high"]),
+                    t["p_tost_holm"],
+                    t["p_diff_holm"],
+                    None if t["bound"] is None else f"±{100 * t['bound']:.1f}",
+                    None if t["mdd"] is None else f"{100 * t['mdd']:.1f}",
+                    t["pair_correlation"],
+                    cell["verdict"],
+                ]
+            )
+    doc.table(
+        [
+            "cell",
+            "metric",
+            "runs",
+            f"{' − '.join(agr['pairs'][0]) if len(agr['pairs']) == 1 else 'difference'}, points [95% CI]",
+            "p TOST (Holm)",
+            "p diff (Holm)",
+            "excluded beyond",
+            "detectable (80 %)",
+            "seed pairing r",
+            "verdict",
+        ],
+        rows,
+    )
+    if agr["cells"]:
+        figs.add(
+            "agreement.png",
+            "Difference of the twins' mean final errors per cell with its 95 % CI; the band is the equivalence margin, "
+            "the crosses the differences each cell excludes.",
+            figures.figure_agreement,
+            agr,
+        )
+
+
+def relu_skip(doc: Document, rs: dict) -> None:
+    doc.heading(f"ReLU or skip: {rs['verdict']}")
+    doc.para(rs["reason"] + ".")
+    if rs["cells"]:
+        doc.table(
+            ["activation", "norm", "depth", "plain error %", "residual error %", "p (Holm)", "skip helps"],
+            [
+                [
+                    c["activation"],
+                    c["norm"],
+                    c["depth"],
+                    pct_ci(c["plain"], c["plain_ci_low"], c["plain_ci_high"]),
+                    pct_ci(c["resnet"], c["resnet_ci_low"], c["resnet_ci_high"]),
+                    c["p_holm"],
+                    c["skip_helps"],
+                ]
+                for c in rs["cells"]
+            ],
+        )
+    if rs["at_init"]:
+        doc.table(
+            ["arch", "activation", "norm", "depth", "log10 decay / layer", "first/last layer gradient"],
+            [
+                [c["arch"], c["activation"], c["norm"], c["depth"], c["decay_per_layer"], c["first_to_last"]]
+                for c in rs["at_init"]
+            ],
+        )
+
+
+def lesion(doc: Document, figs: Figures, les: dict, table: pd.DataFrame | None) -> None:
+    doc.heading(f"Lesion: {les['verdict']}")
+    doc.para(les["reason"] + ".")
+    if les["depths"]:
+        doc.table(
+            ["depth", "arch", "networks", "intact test error %", "rise per deleted block, points [95% CI]"],
+            [
+                [
+                    d["depth"],
+                    arch,
+                    d[arch]["n"],
+                    pct_ci(d[arch]["intact_error"], None, None),
+                    pct_ci(d[arch]["rise"], d[arch]["ci_low"], d[arch]["ci_high"]),
+                ]
+                for d in les["depths"]
+                for arch in ARCHS
+                if arch in d
+            ],
+        )
+    if table is not None:
+        figs.add(
+            "lesion.png",
+            "Test error with one block deleted, per block (left; dotted: intact) and with k random blocks (right).",
+            figures.figure_lesion,
+            main_experiment(table),
+            les,
+        )
+
+
+def norm_preservation(doc: Document, figs: Figures, nrm: dict, table: pd.DataFrame | None) -> None:
+    doc.heading(f"Norm preservation: {nrm['verdict']}")
+    doc.para(nrm["reason"] + ".")
+    rows = [
+        [stage, c["arch"], c["depth"], c["n"], c["mean_ratio"], c["deviation"]]
+        for stage, entry in nrm["stages"].items()
+        for c in entry["cells"]
+    ]
+    if rows:
+        doc.table(["stage", "arch", "depth", "networks", "median block ratio", "mean |log10 ratio|"], rows)
+    if table is not None:
+        figs.add(
+            "norms.png",
+            "Median ratio ||dL/dx_in|| / ||dL/dx_out|| per block, at initialization and after training.",
+            figures.figure_norms,
+            main_experiment(table),
+            nrm,
+        )
+
+
+def gradient_flow(doc: Document, figs: Figures, tables: StudyTables) -> None:
+    gradnorms, gradflow, gradflow_fit = tables.gradnorms, tables.gradflow, tables.gradflow_fit
+    doc.heading("Gradient flow")
+    if gradnorms is not None or gradflow is not None:
+        figs.add(
+            "gradient_norms.png",
+            "Per-layer gradient norm at initialization (dashed) and after training (solid).",
+            figures.figure_gradient_norms,
+            gradnorms,
+            gradflow,
+            tables.config,
+        )
+    if gradflow is not None:
+        figs.add(
+            "gradflow.png",
+            "Gradient norm per layer at initialization: activation x normalization, plain vs residual.",
+            figures.figure_gradflow,
+            gradflow,
+        )
+    if gradflow_fit is not None:
+        doc.para(
+            "Per-layer decay of the gradient norm at initialization: slope of log10 norm per layer of distance "
+            "from the output (negative: vanishing towards the input), and first-to-last layer ratio."
+        )
+        fit = gradflow_fit.groupby(["arch", "activation", "norm", "depth"], as_index=False)[
+            ["decay_per_layer", "first_to_last"]
+        ].mean()
+        doc.table(["arch", "activation", "norm", "depth", "log10 decay / layer", "first/last"], fit.values.tolist())
+    if gradnorms is None and gradflow is None:
+        doc.para("No gradient data in this folder (gradnorms.csv, gradflow.csv).")
+
+
+def report(folder: Path, verdict: dict, tables: StudyTables, alpha: float) -> Document:
+    """The whole report of a study folder, its figures drawn into `folder`/figures."""
+    doc = Document()
+    figs = Figures(folder, doc)
+    overview(doc, verdict, tables.results)
+    degradation(doc, figs, verdict["degradation"], tables, alpha)
+    agreement(doc, figs, verdict["agreement"])
+    relu_skip(doc, verdict["relu_vs_skip"])
+    lesion(doc, figs, verdict["lesion"], tables.lesion)
+    norm_preservation(doc, figs, verdict["norm_preservation"], tables.norms)
+    gradient_flow(doc, figs, tables)
+    return doc
