@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from keras_impl.models import build
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.recipe import TrainSpec
+from study.core.spec import NetworkSpec
 
 
 class EpochTimer(keras.callbacks.Callback):

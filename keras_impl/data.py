@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from study.core import data as datasets
-from study.core.spec import TrainSpec
+from study.core.recipe import TrainSpec
 
 
 def one_epoch(

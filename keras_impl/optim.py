@@ -9,7 +9,7 @@ import keras
 from keras import ops
 
 from keras_impl.layers import l2_norm
-from study.core.spec import TrainSpec
+from study.core.recipe import TrainSpec
 
 
 @keras.saving.register_keras_serializable(package="resnet_study")

@@ -29,8 +29,9 @@ from keras_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.init import initial_state
+from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, weighted_layer_names
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 
 CHECKPOINT = "model.keras"  # the trained model, compiled, with its optimizer state: written when training ends
 RESUME_POINT = "resume.npz"  # the training state after the last completed epoch, while a run trains

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from lightning_impl.data import to_nchw
 from lightning_impl.models import build
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.recipe import TrainSpec
+from study.core.spec import NetworkSpec
 
 
 class RawLoop:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
 from study.core import data as datasets
-from study.core.spec import TrainSpec
+from study.core.recipe import TrainSpec
 
 
 def to_nchw(x: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:

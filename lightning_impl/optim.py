@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import torch
 
-from study.core.spec import TrainSpec
+from study.core.recipe import TrainSpec
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], train_spec: TrainSpec, steps_per_epoch: int) -> dict:

@@ -31,8 +31,9 @@ from lightning_impl.optim import make_optimizer
 from lightning_impl.port import load_torch_state
 from study.core import data as datasets
 from study.core.init import initial_state
+from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, weighted_layer_names
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 
 TRAINER_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", FLOAT64: "64-true"}  # run.precision -> Trainer's
 RECORDS = ".epoch-records.json"  # multi-process runs: rank 0's records for the main process

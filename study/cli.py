@@ -13,8 +13,9 @@ from pathlib import Path
 
 from study.core.data import DATASETS
 from study.core.errors import UserError
+from study.core.presets import parse_spec
 from study.core.records import PRECISIONS
-from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec, parse_spec
+from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec
 from study.core.twin import BACKENDS, KERAS_BACKENDS
 from study.experiment.memory import keep_freed_memory
 from study.experiment.training_run import DEVICE_REQUESTS
@@ -150,7 +151,7 @@ def check_compile(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from study.core.spec import TrainSpec
+    from study.core.recipe import TrainSpec
     from study.experiment.training_run import run_training
 
     check_dataset(args.dataset)

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 
 from study.core.errors import UserError
-from study.core.spec import ARCHS, NetworkSpec, TrainSpec
+from study.core.recipe import TrainSpec
+from study.core.spec import ARCHS, NetworkSpec
 from study.core.twin import BACKENDS, process_groups
 
 

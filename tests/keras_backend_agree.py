@@ -47,7 +47,7 @@ def main() -> None:
 
     from test_agree import SPREAD, _id
 
-    from study.core.spec import parse_spec
+    from study.core.presets import parse_spec
     from study.measure.numerics import compare_twins
 
     # ResNet-20's one pass is part of its training check below. On a 2-core CPU the 64x64 ResNet-50

@@ -10,7 +10,7 @@ import pytest
 import keras_impl.layers
 import keras_impl.models
 import keras_impl.port
-from study.core.spec import parse_spec
+from study.core.presets import parse_spec
 from study.measure.numerics import TwinMismatch, compare_twins
 
 SPREAD = [

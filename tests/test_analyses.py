@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from study.core.init import initial_state, restrict_state
-from study.core.spec import parse_spec
+from study.core.presets import parse_spec
 from study.core.twin import load
 from study.report.findings import findings
 from study.verdicts.lesion import GRACEFUL, lesion_verdict

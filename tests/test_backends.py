@@ -122,7 +122,7 @@ def wandb_records(run_dir):
 def test_the_paper_config_runs_end_to_end_on_official_format_files(tmp_path):
     """The path a GPU user takes: CIFAR-10 from the official python-version batch files, the paper's
     recipe (batch 128, 32x32x3 inputs, warm-up), both twins, every analysis; here depth 8, one epoch."""
-    from study.core.data import write_cifar10_files
+    from cifar_files import write_cifar10_files
 
     data_dir = write_cifar10_files(tmp_path / "cifar-10-batches-py", n_train_per_batch=30, n_test=20)
     out = tmp_path / "paper"

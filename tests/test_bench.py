@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from study.core.spec import parse_spec
+from study.core.presets import parse_spec
 from study.measure.bench import cpu_peak_flops
 
 

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+from cifar_files import write_cifar10_files
 
 from study.core.data import (
     CIFAR10_URL,
@@ -16,7 +17,6 @@ from study.core.data import (
     epoch_order,
     load_dataset,
     steps_per_epoch,
-    write_cifar10_files,
 )
 
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]

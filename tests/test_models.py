@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.core.spec import parse_spec
+from study.core.presets import parse_spec
 from study.core.twin import load
 
 KERAS, TORCH = load("keras"), load("lightning")

@@ -16,8 +16,9 @@ import torch
 
 import keras_impl.training  # noqa: F401  (registers the optimizer and metrics for keras.saving.load_model)
 from study.core.data import load_dataset, steps_per_epoch
+from study.core.presets import parse_spec
+from study.core.recipe import TrainSpec
 from study.core.records import RunContext
-from study.core.spec import TrainSpec, parse_spec
 from study.core.twin import load
 
 DATA = load_dataset("digits")

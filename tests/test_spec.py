@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from study.core.init import initial_state
-from study.core.spec import NetworkSpec, SpecError, TrainSpec, parse_spec, preset_names
+from study.core.presets import parse_spec, preset_names
+from study.core.recipe import TrainSpec
+from study.core.spec import NetworkSpec, SpecError
 
 # He et al. 2015 Table 6 / torchvision: trainable parameters, exact.
 PARAMS = {

@@ -8,13 +8,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cifar_files import write_cifar10_files
 
 import keras_impl.data
 import keras_impl.optim
 from lightning_impl.data import EpochBatches, to_nchw
-from study.core.data import Dataset, epoch_batches, load_dataset, steps_per_epoch, write_cifar10_files
+from study.core.data import Dataset, epoch_batches, load_dataset, steps_per_epoch
+from study.core.presets import parse_spec
+from study.core.recipe import TrainSpec
 from study.core.records import RunContext
-from study.core.spec import TrainSpec, parse_spec
 from study.core.twin import load
 from study.measure.numerics import compare_twins
 

@@ -27,7 +27,6 @@ CIFAR10_SUBDIR = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILE = "test_batch"
 CIFAR10_META_FILE = "batches.meta"
-CIFAR10_LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_CLASSES = 10
 CIFAR10_SIZE = 32  # images are CIFAR10_SIZE x CIFAR10_SIZE x 3
 CIFAR10_PIXELS = 3 * CIFAR10_SIZE * CIFAR10_SIZE
@@ -152,7 +151,7 @@ def _cifar10_root(data_dir: Path) -> Path:
     return data_dir
 
 
-# The only globals the official files (and `write_cifar10_files`) reference: NumPy's array
+# The only globals the official files (and the test suite's `tests/cifar_files.py`) reference: NumPy's array
 # reconstruction, and `_codecs.encode`, with which protocol 2 stores byte strings.
 _CIFAR10_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -237,38 +236,6 @@ def _load_cifar10(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])
     return x_train, y_train, x_test, y_test, classes
-
-
-def write_cifar10_files(directory: str | Path, n_train_per_batch: int, n_test: int, seed: int = 0) -> Path:
-    """Write a tiny CIFAR-10 in the official python-version format (random images and labels) into ``directory``.
-
-    Files: data_batch_1..5 (``n_train_per_batch`` images each), test_batch (``n_test``), batches.meta; pickle
-    protocol 2 with bytes keys, as the official files. Returns ``directory``.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    batches = [(name, f"training batch {i} of 5", n_train_per_batch) for i, name in enumerate(CIFAR10_TRAIN_FILES, 1)]
-    for name, label, n in [*batches, (CIFAR10_TEST_FILE, "testing batch 1 of 1", n_test)]:
-        content = {
-            b"batch_label": label.encode(),
-            b"labels": rng.integers(0, CIFAR10_CLASSES, n).tolist(),
-            b"data": rng.integers(0, 256, (n, CIFAR10_PIXELS), dtype=np.uint8),
-            b"filenames": [f"{name}_{j:05d}.png".encode() for j in range(n)],
-        }
-        _dump(content, directory / name)
-    meta = {
-        b"label_names": [label.encode() for label in CIFAR10_LABEL_NAMES],
-        b"num_cases_per_batch": n_train_per_batch,
-        b"num_vis": CIFAR10_PIXELS,
-    }
-    _dump(meta, directory / CIFAR10_META_FILE)
-    return directory
-
-
-def _dump(content: dict, path: Path) -> None:
-    with path.open("wb") as f:
-        pickle.dump(content, f, protocol=2)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.recipe import TrainSpec
+from study.core.spec import NetworkSpec
 
 # The numeric precision of a run: float32, bf16 mixed precision (what a user trains in), or float64
 # throughout (the agreement checks only: `study.measure.numerics`).

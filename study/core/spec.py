@@ -26,9 +26,7 @@ Layer names follow torch state-dict keys (``conv1``, ``layer2.0.conv1``, ``layer
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -363,99 +361,3 @@ class NetworkSpec:
     @classmethod
     def from_dict(cls, data: dict) -> NetworkSpec:
         return cls(**{**data, "input_shape": tuple(data["input_shape"]), "lesion": tuple(data.get("lesion", ()))})
-
-
-# -- presets ---------------------------------------------------------------------------------
-
-
-def preset_names() -> list[str]:
-    """The named presets, in the order a user would read them."""
-    names = [f"resnet{d}" for d in CIFAR_PRESET_DEPTHS] + [f"plain{d}" for d in CIFAR_PLAIN_PRESET_DEPTHS]
-    names += [f"{arch}{d}" for arch in reversed(ARCHS) for d in IMAGENET_LAYOUTS]
-    return names
-
-
-_PRESET = re.compile(r"(resnet|plain)(\d+)")
-_GENERIC = re.compile(r"(resnet|plain)-(\d+)")
-
-
-def parse_spec(name: str, **overrides) -> NetworkSpec:
-    """Map a preset name (``resnet56``, ``plain18``) or ``resnet-<6n+2>``/``plain-<6n+2>`` to a spec.
-
-    ``resnet-<d>`` is always the CIFAR family (so ``resnet-50`` is the 6n+2 net, ``resnet50`` the
-    ImageNet bottleneck net). Keyword overrides are spec fields; None means "keep the default".
-    """
-    generic = _GENERIC.fullmatch(name)
-    preset = _PRESET.fullmatch(name)
-    if generic:
-        arch, depth, family = generic.group(1), int(generic.group(2)), "cifar"
-    elif preset and name in preset_names():
-        arch, depth = preset.group(1), int(preset.group(2))
-        family = "imagenet" if depth in IMAGENET_LAYOUTS else "cifar"
-    elif preset and int(preset.group(2)) not in IMAGENET_LAYOUTS:
-        # e.g. resnet21 or plain1202: a CIFAR-style depth; validation explains what is wrong.
-        arch, depth, family = preset.group(1), int(preset.group(2)), "cifar"
-    else:
-        raise SpecError(
-            f"unknown spec {name!r}; choose a preset ({', '.join(preset_names())}) or resnet-<6n+2> / plain-<6n+2>"
-        )
-    fields = {k: v for k, v in overrides.items() if v is not None}
-    return NetworkSpec(family=family, depth=depth, residual=arch == "resnet", **fields)
-
-
-# -- training recipe -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """The training recipe both twins implement identically (He et al. 2015, section 4.2).
-
-    SGD with heavy-ball momentum in torch's form (v = momentum * v + g; w -= lr * v) and *coupled*
-    weight decay (g = dL/dw + weight_decay * w, torch's SGD semantics) on every trainable parameter:
-    conv kernels, BN gamma and beta, classifier kernel and bias. The learning rate is a per-step
-    piecewise constant: `warmup_lr` for the first `warmup_epochs`, then `lr`, divided by 10 at each
-    fraction of the total steps in `lr_milestones` (the paper's 32k and 48k of 64k iterations).
-    """
-
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of all training steps
-    lr_drop: float = 0.1  # factor applied at each milestone
-    warmup_epochs: float = 0.0  # the paper uses 0.01 for ResNet-110 until the error is below 80%
-    warmup_lr: float = 0.01
-    augment: bool | None = None  # None: the data set's standard augmentation (CIFAR: pad-4 crop + flip)
-    seed: int = 0  # initialization, data order and augmentation
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise SpecError(f"epochs must be an integer >= 1; got {self.epochs}")
-        if self.batch_size < 1:
-            raise SpecError(f"batch size must be >= 1; got {self.batch_size}")
-        if self.lr <= 0 or self.warmup_lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise SpecError("lr and warmup_lr must be > 0, weight_decay >= 0 and 0 <= momentum < 1")
-        if any(not 0 < m < 1 for m in self.lr_milestones) or list(self.lr_milestones) != sorted(self.lr_milestones):
-            raise SpecError(f"lr milestones must be increasing fractions in (0, 1); got {self.lr_milestones}")
-
-    def lr_schedule(self, steps_per_epoch: int) -> tuple[list[int], list[float]]:
-        """(boundaries, values): lr = values[i] for boundaries[i-1] <= step < boundaries[i], step 0-based."""
-        total = self.epochs * steps_per_epoch
-        boundaries = [round(m * total) for m in self.lr_milestones]
-        values = [self.lr * self.lr_drop**i for i in range(len(boundaries) + 1)]
-        warmup = round(self.warmup_epochs * steps_per_epoch)
-        if warmup > 0:
-            boundaries, values = [warmup, *boundaries], [self.warmup_lr, *values]
-        return boundaries, values
-
-    def lr_at(self, step: int, steps_per_epoch: int) -> float:
-        """The learning rate of (0-based) `step`: the torch twin's LambdaLR and every record use it."""
-        boundaries, values = self.lr_schedule(steps_per_epoch)
-        return values[bisect.bisect_right(boundaries, step)]
-
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["lr_milestones"] = list(self.lr_milestones)
-        return data

@@ -24,8 +24,9 @@ import numpy as np
 from study.core.data import Dataset
 from study.core.errors import UserError
 from study.core.probe import Probe
+from study.core.recipe import TrainSpec
 from study.core.records import RunContext, TrainOutcome
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 
 BACKENDS = ("keras", "keras-jax", "keras-torch", "lightning")  # `--backend`, `--backends`, results.csv
 # backend -> (package, the Keras backend it runs on). Keras chooses its backend once per process, when

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from study.core import data as datasets
 from study.core.errors import UserError
+from study.core.recipe import TrainSpec
 from study.core.records import DEVICES, EpochRecord, RunContext
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 from study.core.twin import Twin, check_devices, load, request_cpu_devices
 from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
 from study.tracking.dashboard import log_model as log_model_artifact

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from study.core.data import Dataset
+from study.core.recipe import TrainSpec
 from study.core.records import RunContext
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 from study.core.twin import Twin, load
 from study.tracking.wandb_run import library_versions
 

@@ -35,8 +35,9 @@ import numpy as np
 from study.configs import GridPoint, StudyConfig
 from study.core.data import Dataset
 from study.core.init import initial_state
+from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 from study.core.twin import load
 from study.files import (
     EXACTNESS,

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from study.core.data import Dataset
+from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 from study.core.twin import load
 from study.measure.replay import Trajectory, flat, relative_error, train_from
 

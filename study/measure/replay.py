@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from study.core.data import Dataset, steps_per_epoch
+from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64, EpochRecord, RunContext
-from study.core.spec import NetworkSpec, TrainSpec
+from study.core.spec import NetworkSpec
 from study.core.twin import Twin
 
 
