@@ -301,21 +301,20 @@ def deterministic() -> None:
 
 def train(
     spec: NetworkSpec,
-    train_spec: TrainSpec,
     dataset: datasets.Dataset,
     run: RunContext,
     backbone: keras.Model | None = None,
     verbose: int = 1,
 ) -> TrainOutcome:
-    """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset`."""
+    """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset` with `run.train_spec`."""
     import keras_impl.models as models
 
+    train_spec, steps = run.train_spec, run.steps_per_epoch
     dtype = DTYPE_POLICY[run.precision]
     # No keras.utils.set_random_seed: nothing here draws random numbers (the weights come from
     # study.core.init, the batches from study.core.data), and reseeding clears TensorFlow's function
     # caches, which makes every run build its graphs again.
     deterministic()
-    steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
     if backbone is None and run.devices <= 1:
         model = compiled_training_model(spec, train_spec, steps, dtype, run)
     else:

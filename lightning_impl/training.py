@@ -215,15 +215,15 @@ def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose:
 
 def train(
     spec: NetworkSpec,
-    train_spec: TrainSpec,
     dataset: datasets.Dataset,
     run: RunContext,
     backbone: nn.Module | None = None,
     verbose: int = 1,
 ) -> TrainOutcome:
-    """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset`."""
+    """Train `spec` (or the given backbone, e.g. with ported weights) on `dataset` with `run.train_spec`."""
     import lightning_impl.models as models
 
+    train_spec = run.train_spec
     if not verbose:  # Lightning's start-up notes (devices, tips) are noise inside a study
         for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -14,13 +14,11 @@ from pathlib import Path
 from study.core.data import DATASETS
 from study.core.errors import UserError
 from study.core.presets import parse_spec
-from study.core.records import PRECISIONS
+from study.core.records import DEVICE_REQUESTS, DTYPES, PRECISIONS
 from study.core.spec import ACTIVATIONS, ARCHS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec
 from study.core.twin import BACKENDS, KERAS_BACKENDS
 from study.experiment.memory import keep_freed_memory
-from study.experiment.training_run import DEVICE_REQUESTS
 from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
-from study.measure.numerics import DTYPES
 from study.tracking.wandb_run import WANDB_MODES, project, resolve_mode
 
 PROG = "resnet-study"
@@ -152,20 +150,19 @@ def check_compile(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from study.core.recipe import TrainSpec
-    from study.experiment.training_run import run_training
+    from study.experiment.training_run import RunRequest, run_training
 
     check_dataset(args.dataset)
     check_compile(args)
-    spec = spec_from_args(args)
     train_spec = TrainSpec(
         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs
     )
-    summary = run_training(
-        spec,
+    request = RunRequest(
+        spec_from_args(args),
         train_spec,
-        backend=args.backend,
-        dataset_name=args.dataset,
-        out=args.out,
+        args.backend,
+        args.dataset,
+        args.out,
         data_dir=args.data_dir,
         wandb_mode=args.wandb,
         device=args.device,
@@ -176,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_model=args.log_model,
         verbose=0 if args.json else 1,
     )
+    summary = run_training(request)
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
     else:

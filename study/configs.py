@@ -10,11 +10,17 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from study.core.errors import UserError
 from study.core.recipe import TrainSpec
 from study.core.spec import ARCHS, NetworkSpec
 from study.core.twin import BACKENDS, process_groups
+from study.experiment.training_run import RunRequest
+
+RECIPE_FIELDS = tuple(field.name for field in dataclasses.fields(TrainSpec) if field.name != "seed")
+STUDY_RECIPE = ("epochs", "warmup_epochs", "batch_size")  # what a study config states (`StudyConfig.to_dict`)
+DEFAULT_RECIPE = TrainSpec().to_dict()
 
 
 @dataclass(frozen=True)
@@ -25,9 +31,7 @@ class StudyConfig:
     archs: tuple[str, ...]
     depths: tuple[int, ...]  # CIFAR-style 6n+2
     seeds: tuple[int, ...]
-    epochs: int
-    warmup_epochs: float = 0.0  # epochs at LR 0.01 first (He et al.'s ResNet-110 warm-up)
-    batch_size: int = 128
+    recipe: TrainSpec  # every run's training recipe; its seed is each grid point's
     shortcut: str = "A"
     activations: tuple[str, ...] = ("relu",)  # a grid axis, like depths (the relu-skip config varies it)
     norms: tuple[str, ...] = ("batch",)  # a grid axis: "batch" and/or "none"
@@ -49,10 +53,12 @@ class StudyConfig:
         process_groups(self.backends, self.probe_backend)  # the probe twin can run beside the backends
         for point in self.points():
             point.network_spec()  # validates depths, shortcut, activation, norm
-        TrainSpec(epochs=self.epochs, batch_size=self.batch_size, warmup_epochs=self.warmup_epochs)
 
     def with_overrides(self, **overrides) -> StudyConfig:
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """A copy with the given fields replaced (None: keep); recipe fields (`epochs`, ...) go to the recipe."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        recipe = {k: given.pop(k) for k in list(given) if k in RECIPE_FIELDS}
+        return dataclasses.replace(self, recipe=dataclasses.replace(self.recipe, **recipe), **given)
 
     def points(self) -> list[GridPoint]:
         """Every run, cheapest first within a seed, so a partial study covers all depths early."""
@@ -67,7 +73,20 @@ class StudyConfig:
         ]
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """The config as study.json holds it (and the study id hashes it): the recipe's fields inline,
+        those the study sets (`STUDY_RECIPE`) always, any other only where it is not TrainSpec's default."""
+        data = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "recipe":
+                recipe = value.to_dict()
+                data |= {k: recipe[k] for k in STUDY_RECIPE}
+                data |= {
+                    k: recipe[k] for k in RECIPE_FIELDS if k not in STUDY_RECIPE and recipe[k] != DEFAULT_RECIPE[k]
+                }
+            else:
+                data[field.name] = list(value) if isinstance(value, tuple) else value
+        return data
 
     @property
     def study_id(self) -> str:
@@ -100,17 +119,15 @@ class GridPoint:
         )
 
     def train_spec(self) -> TrainSpec:
-        s = self.study
-        return TrainSpec(epochs=s.epochs, batch_size=s.batch_size, warmup_epochs=s.warmup_epochs, seed=self.seed)
+        return dataclasses.replace(self.study.recipe, seed=self.seed)
+
+    def request(self, out: Path, **how) -> RunRequest:
+        """The point's training run, into `out`; `how` are RunRequest's other fields (data_dir, ...)."""
+        return RunRequest(self.network_spec(), self.train_spec(), self.backend, self.study.dataset, out, **how)
 
     def config(self) -> dict:
         """Everything that determines the run's result (not where or how fast it runs)."""
-        return {
-            "backend": self.backend,
-            "dataset": self.study.dataset,
-            "spec": self.network_spec().to_dict(),
-            "train_spec": self.train_spec().to_dict(),
-        }
+        return self.request(Path()).determinants()
 
     @property
     def run_key(self) -> str:
@@ -140,8 +157,7 @@ CONFIGS = {
         archs=ARCHS,
         depths=(8, 20, 56),
         seeds=(0, 1, 2, 3, 4),
-        epochs=15,
-        warmup_epochs=2,
+        recipe=TrainSpec(epochs=15, warmup_epochs=2),
         gradflow_depths=(8, 20, 56),
     ),
     # He et al. 2015, section 4.2: CIFAR-10, 64k iterations at batch 128 = 164 epochs of the 50k
@@ -154,8 +170,7 @@ CONFIGS = {
         archs=ARCHS,
         depths=(20, 32, 44, 56, 110),
         seeds=(0, 1, 2),
-        epochs=164,
-        warmup_epochs=1,
+        recipe=TrainSpec(epochs=164, warmup_epochs=1),
     ),
     # Is it the ReLU or the identity skip that trains the deep net? The default study's recipe at its
     # deepest depth, with each activation, with and without BN, plain and residual; one backend (the
@@ -167,8 +182,7 @@ CONFIGS = {
         archs=ARCHS,
         depths=(56,),
         seeds=(0, 1, 2),
-        epochs=15,
-        warmup_epochs=2,
+        recipe=TrainSpec(epochs=15, warmup_epochs=2),
         activations=("relu", "tanh", "sigmoid"),
         norms=("batch", "none"),
         gradflow_depths=(8, 20, 56),

@@ -14,14 +14,15 @@ import lightning_impl.data
 import lightning_impl.training
 from study.configs import StudyConfig
 from study.core.data import load_dataset
+from study.core.recipe import TrainSpec
 from study.files import EXACTNESS
 from study.files import EXACTNESS_QUANTITIES as QUANTITIES
 from study.measure.exactness import replay_study, run_replay
 from study.verdicts.agreement import agreement
 from study.verdicts.inputs import ExactnessError, load_exactness
 
-CONFIG = StudyConfig("tiny", "synthetic", ("keras", "lightning"), ("plain", "resnet"), (8,), (0, 1), epochs=2,
-                     warmup_epochs=1)  # fmt: skip
+CONFIG = StudyConfig("tiny", "synthetic", ("keras", "lightning"), ("plain", "resnet"), (8,), (0, 1),
+                     TrainSpec(epochs=2, warmup_epochs=1))  # fmt: skip
 DATA = load_dataset("synthetic")
 
 

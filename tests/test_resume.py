@@ -47,9 +47,8 @@ def train(backend, out, stop_at=None, resume=False):
             raise Stop
 
     out.mkdir(exist_ok=True)
-    steps = steps_per_epoch(len(DATA.y_train), RECIPE.batch_size)
-    run = RunContext(out, RECIPE, steps, len(DATA.y_train), epoch_hook=stop, resume=resume)
-    return load(backend).train(SPEC, RECIPE, DATA, run, verbose=0)
+    run = RunContext(out, RECIPE, len(DATA.y_train), epoch_hook=stop, resume=resume)
+    return load(backend).train(SPEC, DATA, run, verbose=0)
 
 
 def outcome_key(outcome):

@@ -13,7 +13,7 @@ from cifar_files import write_cifar10_files
 import keras_impl.data
 import keras_impl.optim
 from lightning_impl.data import EpochBatches, to_nchw
-from study.core.data import Dataset, epoch_batches, load_dataset, steps_per_epoch
+from study.core.data import Dataset, epoch_batches, load_dataset
 from study.core.presets import parse_spec
 from study.core.recipe import TrainSpec
 from study.core.records import RunContext
@@ -49,8 +49,8 @@ def test_epoch_train_loss_weights_each_batch_by_its_size(tmp_path, backend):
     dataset = load_dataset("synthetic", synthetic_size=(40, 16))
     spec = parse_spec("plain-8", input_shape=dataset.input_shape, classes=dataset.classes)
     recipe = TrainSpec(epochs=1, batch_size=16, augment=False)  # batches of 16, 16 and 8
-    run = RunContext(tmp_path, recipe, 3, 40, precision="64", trace_steps=True)
-    outcome = load(backend).train(spec, recipe, dataset, run, verbose=0)
+    run = RunContext(tmp_path, recipe, 40, precision="64", trace_steps=True)
+    outcome = load(backend).train(spec, dataset, run, verbose=0)
     steps = np.array(outcome.batch_losses)
     assert len(steps) == 3 and abs(steps[2] - steps[:2].mean()) > 1e-3  # the weighting matters here
     assert outcome.records[0].train_loss == pytest.approx(np.average(steps, weights=[16, 16, 8]), rel=1e-12)
@@ -136,10 +136,8 @@ def test_keras_reuses_a_compiled_network_without_changing_a_number(tmp_path):
     twin, histories = load("keras"), []
     for seed in (1, 2, 1):
         recipe = TrainSpec(epochs=2, warmup_epochs=1, seed=seed)
-        run = RunContext(
-            tmp_path, recipe, steps_per_epoch(len(dataset.y_train), recipe.batch_size), len(dataset.y_train)
-        )
-        outcome = twin.train(spec, recipe, dataset, run, verbose=0)
+        run = RunContext(tmp_path, recipe, len(dataset.y_train))
+        outcome = twin.train(spec, dataset, run, verbose=0)
         histories.append([(r.train_loss, r.test_loss, r.test_error, r.grad_norms["fc"]) for r in outcome.records])
     assert histories[0] == histories[2] and histories[0] != histories[1]
 

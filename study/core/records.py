@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from study.core.data import steps_per_epoch
 from study.core.recipe import TrainSpec
 from study.core.spec import NetworkSpec
 
@@ -19,6 +20,8 @@ from study.core.spec import NetworkSpec
 PRECISIONS = ("32", "bf16")
 FLOAT64 = "64"
 DEVICES = ("cpu", "gpu")  # where a twin trains (`RunContext.device`)
+DEVICE_REQUESTS = ("auto", *DEVICES)  # --device: auto takes a GPU where the twin's framework sees one
+DTYPES = ("float64", "float32")  # what a twin builds a network in (`Twin.build`; `agree --dtype`)
 STEP_METRIC = "epoch"  # the W&B x-axis of every per-epoch metric: 1-based, the same for every twin
 
 
@@ -64,9 +67,8 @@ class RunContext:
     """Everything a twin's `train` needs besides the spec, recipe and data."""
 
     out_dir: Path
-    train_spec: TrainSpec
-    steps_per_epoch: int
-    n_train: int
+    train_spec: TrainSpec  # the recipe: every twin reads it (and its epochs) from here
+    n_train: int  # training examples per epoch
     precision: str = "32"  # one of PRECISIONS, or FLOAT64
     device: str = "cpu"  # one of DEVICES
     devices: int = 1  # > 1: data parallel (Lightning DDP, Keras MirroredStrategy) over this many devices
@@ -75,6 +77,10 @@ class RunContext:
     trace_steps: bool = False  # record every step's loss (study.measure.numerics); costs a device sync per step
     compile: bool = False  # torch.compile the Lightning twin's backbone (Keras compiles with XLA on GPUs)
     resume: bool = False  # continue from the checkpoint in out_dir, if an earlier attempt left one
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.n_train, self.train_spec.batch_size)
 
     def publish(self, record: EpochRecord) -> None:
         """Every twin's last act of an epoch, after its state is saved: log the record to W&B (its step

@@ -93,13 +93,12 @@ class Twin(Protocol):
     def train(
         self,
         spec: NetworkSpec,
-        train_spec: TrainSpec,
         dataset: Dataset,
         run: RunContext,
         backbone: Any = None,
         verbose: int = 1,
     ) -> TrainOutcome:
-        """Train `spec` (or the given backbone) with the recipe on the data set's batches
+        """Train `spec` (or the given backbone) with the recipe (`run.train_spec`) on the data set's batches
         (`study.core.data.epoch_batches`), starting from `study.core.init.initial_state` unless a
         backbone is given; the checkpoint lands in `run.out_dir`."""
 

@@ -108,20 +108,11 @@ def run_point(
         if (run_dir / SUMMARY).exists():
             return json.loads((run_dir / SUMMARY).read_text())
         # An interrupted attempt's folder is resumed from its last completed epoch (study.experiment.training_run).
-        summary = run_training(
-            point.network_spec(),
-            point.train_spec(),
-            backend=point.backend,
-            dataset_name=point.study.dataset,
-            out=run_dir,
-            data_dir=data_dir,
-            wandb_mode=wandb_mode,
-            device=device,
-            study=study_id,
-            log_model=log_model,
-            artifact_name=model_artifact_name(point.run_key),
-            verbose=0,
-        )
+        request = point.request(
+            run_dir, data_dir=data_dir, wandb_mode=wandb_mode, device=device, study=study_id, log_model=log_model,
+            artifact_name=model_artifact_name(point.run_key), verbose=0,
+        )  # fmt: skip
+        summary = run_training(request)
     update_tables(out)
     return summary
 

@@ -6,26 +6,26 @@ else is there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.recipe import TrainSpec
-from study.core.records import DEVICES, EpochRecord, RunContext
+from study.core.records import EpochRecord, RunContext
 from study.core.spec import NetworkSpec
 from study.core.twin import Twin, check_devices, load, request_cpu_devices
 from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
 from study.tracking.dashboard import log_model as log_model_artifact
 from study.tracking.dashboard import model_artifact_name
 from study.tracking.wandb_run import library_versions, resolve_mode, run_tags, start_wandb
-
-DEVICE_REQUESTS = ("auto", *DEVICES)  # --device: auto takes a GPU where the twin's framework sees one
 
 
 class RunError(UserError):
@@ -108,78 +108,90 @@ def claim_out_dir(out: Path, identity: dict) -> dict:
     return state
 
 
-def run_training(
-    spec: NetworkSpec,
-    train_spec: TrainSpec,
-    backend: str,
-    dataset_name: str,
-    out: Path,
-    data_dir: str | None = None,
-    wandb_mode: str | None = None,
-    device: str = "auto",
-    precision: str = "32",
-    input_given: bool = False,
-    devices: int = 1,
-    compile: bool = False,
-    study: str | None = None,
-    log_model: bool = False,
-    artifact_name: str | None = None,
-    verbose: int = 1,
-) -> dict:
-    """Train one twin and return the summary (also written to `out/summary.json`).
+@dataclass(frozen=True)
+class RunRequest:
+    """One training run as asked for: what it trains (the first four fields determine its result) and
+    where and how. `train` and every study grid point (`study.configs.GridPoint.request`) build one."""
+
+    spec: NetworkSpec
+    train_spec: TrainSpec
+    backend: str
+    dataset: str
+    out: Path
+    data_dir: str | None = None
+    wandb_mode: str | None = None
+    device: str = "auto"  # one of DEVICE_REQUESTS
+    precision: str = "32"
+    input_given: bool = False  # the user set --input (the data set must then have that shape)
+    devices: int = 1
+    compile: bool = False
+    study: str | None = None  # the study id (W&B group), None for a lone run
+    log_model: bool = False  # the checkpoint as a W&B model artifact
+    artifact_name: str | None = None  # its name (default: made of the run's name and W&B id)
+    verbose: int = 1
+
+    def determinants(self) -> dict:
+        """What determines the run's result (not where or how fast it runs); a grid point's run key hashes it."""
+        return {"backend": self.backend, "dataset": self.dataset, "spec": self.spec.to_dict(),
+                "train_spec": self.train_spec.to_dict()}  # fmt: skip
+
+    def identity(self) -> dict:
+        """What run.json records: a restart with the same identity resumes the run, another is refused."""
+        return self.determinants() | {"precision": self.precision, "devices": self.devices}
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}-{self.spec.name}-s{self.train_spec.seed}"
+
+    def wandb_config(self, device: str, steps_per_epoch: int, versions: dict) -> dict:
+        """The W&B run's config: the keys a dashboard groups and filters by at the top level (README:
+        the W&B dashboard), then the whole request."""
+        spec, train_spec = self.spec, self.train_spec
+        return {"arch": spec.arch, "depth": spec.depth, "backend": self.backend, "seed": train_spec.seed,
+                "study": self.study, "dataset": self.dataset, "spec": spec.to_dict(),
+                "train_spec": train_spec.to_dict(), "device": device, "precision": self.precision,
+                "devices": self.devices, "compile": self.compile, "trainable_params": spec.trainable_params,
+                "steps_per_epoch": steps_per_epoch, "versions": versions}  # fmt: skip
+
+
+def run_training(request: RunRequest) -> dict:
+    """Train one twin and return the summary (also written to `request.out`/summary.json).
 
     A folder holding an unfinished attempt of the same run resumes it: the twin continues from its
     checkpoint of the last completed epoch, and the W&B run continues under the same id. With
-    `log_model`, the checkpoint becomes a W&B model artifact (`artifact_name`, or one made of the run).
+    `log_model`, the checkpoint becomes a W&B model artifact.
     """
-    check_devices(backend, devices)
-    out = prepare_out_dir(out)
+    backend, train_spec = request.backend, request.train_spec
+    check_devices(backend, request.devices)
+    out = prepare_out_dir(request.out)
     try:
-        dataset = datasets.load_dataset(dataset_name, data_dir, seed=train_spec.seed)
+        dataset = datasets.load_dataset(request.dataset, request.data_dir, seed=train_spec.seed)
     except datasets.DataError as error:
         raise RunError(str(error)) from None
-    spec = fit_spec_to_data(spec, dataset, input_given)
-    wandb_mode = resolve_mode(wandb_mode)
-    if device != "gpu":
-        request_cpu_devices(backend, devices)
+    request = dataclasses.replace(request, spec=fit_spec_to_data(request.spec, dataset, request.input_given))
+    spec = request.spec
+    wandb_mode = resolve_mode(request.wandb_mode)
+    if request.device != "gpu":
+        request_cpu_devices(backend, request.devices)
     twin = load(backend)
-    device = resolve_device(twin, device)
-    steps = datasets.steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
-    identity = {"backend": backend, "dataset": dataset_name, "spec": spec.to_dict(), "train_spec": train_spec.to_dict(),
-                "precision": precision, "devices": devices}  # fmt: skip
-    state = claim_out_dir(out, identity)
-    config = {
-        # The keys a dashboard groups and filters by, at the top level (README: the W&B dashboard).
-        "arch": spec.arch,
-        "depth": spec.depth,
-        "backend": backend,
-        "seed": train_spec.seed,
-        "study": study,
-        "dataset": dataset_name,
-        "spec": spec.to_dict(),
-        "train_spec": train_spec.to_dict(),
-        "device": device,
-        "precision": precision,
-        "devices": devices,
-        "compile": compile,
-        "trainable_params": spec.trainable_params,
-        "steps_per_epoch": steps,
-        "versions": library_versions(twin),
-    }
-    tags = run_tags(spec.arch, spec.depth, backend, train_spec.seed, dataset_name, study)
-    name = f"{backend}-{spec.name}-s{train_spec.seed}"
-    wandb_run = start_wandb(wandb_mode, out, config, study or "adhoc", backend, tags, name, state["wandb_id"])
-    # Spawned data-parallel processes cannot carry a live W&B run: their epochs are logged afterwards.
-    live_wandb = wandb_run if devices == 1 else None
+    device = resolve_device(twin, request.device)
+    state = claim_out_dir(out, request.identity())
     run = RunContext(
-        out, train_spec, steps, len(dataset.y_train), precision, device, devices, live_wandb, compile=compile,
-        resume=state["attempts"] > 1,
+        out, train_spec, len(dataset.y_train), request.precision, device, request.devices,
+        compile=request.compile, resume=state["attempts"] > 1,
     )  # fmt: skip
+    config = request.wandb_config(device, run.steps_per_epoch, library_versions(twin))
+    tags = run_tags(spec.arch, spec.depth, backend, train_spec.seed, request.dataset, request.study)
+    wandb_run = start_wandb(
+        wandb_mode, out, config, request.study or "adhoc", backend, tags, request.name, state["wandb_id"]
+    )
+    # Spawned data-parallel processes cannot carry a live W&B run: their epochs are logged afterwards.
+    run.wandb_run = wandb_run if request.devices == 1 else None
     start = time.perf_counter()
-    outcome = twin.train(spec, train_spec, dataset, run, verbose=verbose)
+    outcome = twin.train(spec, dataset, run, verbose=request.verbose)
     # Wall time of the training: this attempt's, and the epochs an earlier attempt completed.
     wall_s = time.perf_counter() - start + sum(r.wall_s for r in outcome.records[: outcome.resumed_epochs])
-    if wandb_run is not None and live_wandb is None:
+    if wandb_run is not None and run.wandb_run is None:
         for record in outcome.records:
             wandb_run.log(record.wandb_row(), step=record.epoch)
     summary = {
@@ -187,7 +199,7 @@ def run_training(
         "spec_name": spec.name,
         "arch": spec.arch,
         "depth": spec.depth,
-        "dataset": dataset_name,
+        "dataset": request.dataset,
         "seed": train_spec.seed,
         "epochs": train_spec.epochs,
         **summarize(outcome.records, outcome.diverged),
@@ -196,7 +208,7 @@ def run_training(
         "resumed_from_epoch": outcome.resumed_epochs,
         "params": spec.trainable_params,
         "device": device,
-        "precision": precision,
+        "precision": request.precision,
         "checkpoint": str(outcome.checkpoint),
         "wandb_id": state["wandb_id"] if wandb_run is not None else None,
         "model_artifact": None,
@@ -204,8 +216,8 @@ def run_training(
         "config": config,
     }
     write_history(out / HISTORY, outcome.records)
-    if wandb_run is not None and log_model:
-        name = artifact_name or model_artifact_name(f"{name}-{state['wandb_id']}")
+    if wandb_run is not None and request.log_model:
+        name = request.artifact_name or model_artifact_name(f"{request.name}-{state['wandb_id']}")
         metadata = {k: summary[k] for k in ("backend", "arch", "depth", "seed", "dataset", "final_train_error",
                                             "final_test_error", "diverged")} | {"spec": config["spec"]}  # fmt: skip
         summary["model_artifact"] = log_model_artifact(wandb_run, name, outcome.checkpoint, metadata)

@@ -80,14 +80,13 @@ def run_bench(
         run = RunContext(
             Path(out),
             train_spec,
-            steps,
             n,
             precision,
             device,
             epoch_hook=lambda record: raw_seconds.append(raw.train_epoch()),  # interleaved with the twin
             compile=compile,
         )
-        outcome = twin.train(spec, train_spec, data, run, verbose=0)
+        outcome = twin.train(spec, data, run, verbose=0)
     # Each timed twin epoch is paired with the raw epoch run right after it, so slow drifts of the
     # machine (other load, clocks) hit both sides of a ratio alike; the median ratio is the claim.
     epochs = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.core.data import Dataset, steps_per_epoch
+from study.core.data import Dataset
 from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64, EpochRecord, RunContext
 from study.core.spec import NetworkSpec
@@ -49,8 +49,7 @@ def train_from(
     """Train `twin` (its `train`: Keras `fit`, Lightning `Trainer`) from the `initial` state dict."""
     model = twin.build(spec, "float64" if precision == FLOAT64 else "float32")
     twin.load_torch_state(model, initial)
-    steps = steps_per_epoch(len(dataset.y_train), train_spec.batch_size)
     with tempfile.TemporaryDirectory() as out:
-        run = RunContext(Path(out), train_spec, steps, len(dataset.y_train), precision, trace_steps=True)
-        outcome = twin.train(spec, train_spec, dataset, run, backbone=model, verbose=0)
+        run = RunContext(Path(out), train_spec, len(dataset.y_train), precision, trace_steps=True)
+        outcome = twin.train(spec, dataset, run, backbone=model, verbose=0)
     return Trajectory(np.array(outcome.batch_losses), outcome.records, twin.to_torch_state(model))
