@@ -19,7 +19,6 @@ from study.core.twin import load
 from study.measure.replay import Trajectory, flat, relative_error, train_from
 
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # one forward/backward pass
-DTYPES = tuple(TOLERANCES)  # agree --dtype
 TRAJECTORY_TOLERANCES = {"float64": 1e-8, "float32": 1e-3}  # K SGD steps (--train-steps)
 TRAJECTORY = ("train_loss_trajectory", "train_final_weights")
 

@@ -1,0 +1,42 @@
+"""`analyze DIR`: verdicts, figures and the report of a study folder, and its W&B analysis run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from study.cli.flags import UsageError, add_json, add_verdict_arguments, add_wandb
+from study.files import REPORT_HTML, REPORT_MD, VERDICT
+from study.tracking.wandb_run import resolve_mode
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("analyze", help="verdicts, figures and report from a study folder")
+    parser.add_argument("folder", type=Path)
+    add_verdict_arguments(parser)
+    add_wandb(parser, "W&B mode of the analysis run")
+    add_json(parser)
+    parser.set_defaults(run=analyze)
+
+
+def analyze(args: argparse.Namespace) -> int:
+    from study.report.analysis import analyze_folder
+    from study.tracking.dashboard import publish_study
+
+    if not Path(args.folder).is_dir():
+        raise UsageError(f"{args.folder} is not a folder")
+    verdict = analyze_folder(Path(args.folder), alpha=args.alpha, margin=args.margin)
+    publish_study(Path(args.folder), verdict, resolve_mode(args.wandb))
+    print_verdict(verdict, Path(args.folder), args.json)
+    return 0
+
+
+def print_verdict(verdict: dict, out: Path, as_json: bool) -> None:
+    """verdict.json on stdout, or the two main verdicts and where the report is."""
+    if as_json:
+        print(json.dumps(verdict))
+        return
+    for name in ("degradation", "agreement"):
+        print(f"{name}: {verdict[name]['verdict']} - {verdict[name]['reason']}")
+    print(f"report: {out / REPORT_MD} (and {REPORT_HTML}, {VERDICT})")

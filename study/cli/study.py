@@ -1,0 +1,147 @@
+"""`run` (the depth study: every grid point, resumable, then analyze) and `run-point` (one grid point,
+what a W&B sweep agent runs), with the grid flags they share with `sweep`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from study.cli.analyze import print_verdict
+from study.cli.flags import (
+    UsageError,
+    add_data_dir,
+    add_device,
+    add_json,
+    add_recipe_arguments,
+    add_verdict_arguments,
+    add_wandb,
+    check_dataset,
+    int_list,
+    name_list,
+)
+from study.core.spec import ACTIVATIONS, ARCHS, NORMS, SHORTCUTS
+from study.core.twin import BACKENDS
+from study.tracking.wandb_run import resolve_mode
+
+GRID_AXES = ("backends", "archs", "depths", "seeds", "activations", "norms")  # StudyConfig's grid
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The grid overrides shared by `run`, `run-point` and `sweep` (None: the config's)."""
+    parser.add_argument(
+        "--config", default="default", help="study config: default (digits, CPU) or paper (CIFAR-10, GPU)"
+    )
+    parser.add_argument("--dataset", help="override the config's data set")
+    add_data_dir(parser)
+    parser.add_argument("--backends", type=name_list(BACKENDS), help="e.g. keras,lightning")
+    parser.add_argument("--archs", type=name_list(ARCHS), help="e.g. plain,resnet")
+    parser.add_argument("--depths", type=int_list, help="CIFAR-style 6n+2 depths, e.g. 8,20,56")
+    parser.add_argument("--seeds", type=int_list, help="e.g. 0,1,2")
+    add_recipe_arguments(parser, ("epochs", "warmup_epochs"), defaults=False)
+    parser.add_argument("--shortcut", choices=SHORTCUTS)
+    parser.add_argument("--activations", type=name_list(ACTIVATIONS), help="e.g. relu,tanh,sigmoid")
+    parser.add_argument("--norms", type=name_list(NORMS), help="e.g. batch,none")
+    add_wandb(parser)
+    parser.add_argument(
+        "--log-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log each run's checkpoint as a W&B model artifact (default: yes)",
+    )
+    add_device(parser)
+
+
+def study_config_from_args(args: argparse.Namespace):
+    from study.configs import get_config
+
+    config = get_config(args.config).with_overrides(
+        dataset=args.dataset,
+        epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        shortcut=args.shortcut,
+        **{axis: getattr(args, axis) for axis in GRID_AXES},
+    )
+    check_dataset(config.dataset)
+    if config.dataset == "cifar10" and not args.data_dir:
+        raise UsageError("--dataset cifar10 needs --data-dir (the folder with the CIFAR-10 python version files)")
+    if config.dataset != "cifar10" and args.data_dir:
+        raise UsageError(f"--data-dir is only used with --dataset cifar10, not {config.dataset}")
+    return config
+
+
+def register(commands) -> None:
+    run = commands.add_parser("run", help="the depth study: every grid point, resumable, then analyze")
+    add_study_arguments(run)
+    run.add_argument("--out", type=Path, help="study folder (default runs/<config>); an existing one is resumed")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="parallel runs, each with cores/N threads (default: cores, at most 4; small nets use cores poorly)",
+    )
+    add_verdict_arguments(run)
+    add_json(run, "print verdict.json instead of progress")
+    run.set_defaults(run=run_study)
+
+    point = commands.add_parser("run-point", help="one grid point of a study (what a W&B sweep agent runs)")
+    add_study_arguments(point)
+    point.add_argument("--out", type=Path, required=True)
+    point.add_argument("--backend", choices=BACKENDS, required=True)
+    point.add_argument("--arch", choices=ARCHS, required=True)
+    point.add_argument("--depth", type=int, required=True)
+    point.add_argument("--seed", type=int, required=True)
+    point.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    point.add_argument("--norm", choices=NORMS, default="batch")
+    add_json(point)
+    point.set_defaults(run=run_point)
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from study.core import data
+    from study.experiment.console import LOG, frameworks_to
+    from study.experiment.runner import run_study as run_grid
+    from study.measure import gradflow
+    from study.report.analysis import analyze_folder
+    from study.tracking.dashboard import publish_study
+
+    config = study_config_from_args(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    out = args.out or Path("runs") / config.name
+    dataset = data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
+    mode = resolve_mode(args.wandb)
+    with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
+        shown = None if args.json else terminal
+        run_grid(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model)
+        if shown is not None:
+            print("gradient flow at initialization, analysis, W&B ...", file=shown, flush=True)
+        gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))
+        verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
+        publish_study(out, verdict, mode)
+    print_verdict(verdict, out, args.json)
+    return 0
+
+
+def run_point(args: argparse.Namespace) -> int:
+    """One grid point, as a W&B sweep agent runs it (`resnet-study sweep` writes the command)."""
+    from study.configs import GridPoint
+    from study.experiment.runner import open_study
+    from study.experiment.runner import run_point as run_one
+
+    config = study_config_from_args(args)
+    point = GridPoint(config, args.backend, args.arch, args.depth, args.seed, args.activation, args.norm)
+    point.network_spec()
+    study_id = open_study(args.out, config)
+    summary = run_one(point, args.out, study_id, args.data_dir, args.wandb, args.device, args.log_model)
+    if args.json:
+        print(
+            json.dumps(
+                {"run_key": point.run_key, "skipped": summary is None}
+                | {k: v for k, v in (summary or {}).items() if k != "config"}
+            )
+        )
+    else:
+        print(f"{point.run_key}: " + ("running elsewhere, skipped" if summary is None else "finished"))
+    return 0
