@@ -1,4 +1,4 @@
-"""`collect OUT SRC...`: merge study folders from several machines (`study.experiment.runner.collect`)."""
+"""`collect OUT SRC...`: merge study folders from several machines (`study.experiment.study_folder.collect`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(commands) -> None:
 
 
 def collect(args: argparse.Namespace) -> int:
-    from study.experiment.runner import collect as merge
+    from study.experiment.study_folder import collect as merge
 
     rows = merge(args.out, args.sources)
     print(f"{args.out}: {len(rows)} finished runs in results.csv")

@@ -127,8 +127,8 @@ def run_study(args: argparse.Namespace) -> int:
 def run_point(args: argparse.Namespace) -> int:
     """One grid point, as a W&B sweep agent runs it (`resnet-study sweep` writes the command)."""
     from study.configs import GridPoint
-    from study.experiment.runner import open_study
     from study.experiment.runner import run_point as run_one
+    from study.experiment.study_folder import open_study
 
     config = study_config_from_args(args)
     point = GridPoint(config, args.backend, args.arch, args.depth, args.seed, args.activation, args.norm)

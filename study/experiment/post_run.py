@@ -2,7 +2,7 @@
 gradient ratios (`study.measure.lesion`, `study.measure.block_ratios`). Nothing is trained again.
 
 `probe_run` runs in a study worker right after the run it probes, and writes the run folder's
-lesion.csv and norms.csv; `study.experiment.runner.update_tables` gathers them into the study's tables.
+lesion.csv and norms.csv; `study.experiment.study_folder.update_tables` gathers them into the study's tables.
 """
 
 from __future__ import annotations

@@ -1,0 +1,163 @@
+"""The study folder on disk: opening it (study.json), its tables rebuilt from the finished runs, and
+`collect`, which merges the runs of several machines' folders.
+
+A run is finished when its `summary.json` exists (written last, atomically). The tables are rebuilt
+from the finished runs under a lock and renamed into place, so a reader never sees half a table and
+killing the study at any moment loses no finished run. The folder's files are `study.files`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from study.configs import GridPoint, StudyConfig
+from study.core.errors import UserError
+from study.files import (
+    BLOCK_RATIO_COLUMNS,
+    BLOCK_RATIOS,
+    GRADNORM_COLUMNS,
+    GRADNORMS,
+    HISTORY,
+    HISTORY_COLUMNS,
+    LESION,
+    LESION_COLUMNS,
+    RESULT_COLUMNS,
+    RESULTS,
+    RUN_IDENTITY,
+    RUNS,
+    STUDY,
+    SUMMARY,
+    atomic_write_text,
+    write_csv,
+)
+
+
+def open_study(out: Path, config: StudyConfig) -> str:
+    """Create or resume the study folder; returns the study id (the W&B group)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / STUDY
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing["config"] != config.to_dict():
+            raise UserError(
+                f"{out} holds a study with a different config ({existing['config']['name']}); "
+                "resume it with the same flags or choose another --out"
+            )
+        return existing["study_id"]
+    study_id = config.study_id
+    atomic_write_text(path, json.dumps({"study_id": study_id, "config": config.to_dict()}, indent=2))
+    return study_id
+
+
+def is_finished(out: Path, point: GridPoint) -> bool:
+    return (out / RUNS / point.run_key / SUMMARY).exists()
+
+
+@contextlib.contextmanager
+def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive flock on `path` (created if needed); yields False if busy and not blocking."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _result_row(summary: dict, run_key: str, study_id: str) -> dict:
+    spec = summary["config"]["spec"]
+    chance = 1.0 - 1.0 / spec["classes"]  # a run that diverged before finishing one epoch
+    row = {
+        "run_key": run_key,
+        "study": study_id,
+        "shortcut": spec["shortcut"],
+        "activation": spec["activation"],
+        "norm": spec["norm"],
+        **{k: summary[k] for k in ("backend", "arch", "depth", "seed", "dataset", "epochs", "epochs_completed")},
+        **{k: summary[k] for k in ("final_train_loss", "diverged", "wall_s", "train_img_per_s", "params")},
+    }
+    for key in ("final_train_error", "final_test_error", "best_test_error"):
+        row[key] = summary[key] if summary[key] is not None else chance
+    return row
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists() or not path.stat().st_size:
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def update_tables(out: Path) -> list[dict]:
+    """Rebuild results.csv, history.csv, gradnorms.csv, lesion.csv and norms.csv from the finished
+    (and probed) runs, atomically. Initialization rows of norms.csv are the same for every backend's
+    run of a seed: kept once, without a run."""
+    study_id = json.loads((out / STUDY).read_text())["study_id"] if (out / STUDY).exists() else ""
+    results, histories, gradnorms, lesions, norms, init_seen = [], [], [], [], [], set()
+    with locked(out / ".tables.lock"):
+        for summary_path in sorted((out / RUNS).glob(f"*/{SUMMARY}")):
+            run_key = summary_path.parent.name
+            summary = json.loads(summary_path.read_text())
+            row = _result_row(summary, run_key, study_id)
+            results.append(row)
+            ident = {k: row[k] for k in RUN_IDENTITY}
+            history_path = summary_path.parent / HISTORY
+            if history_path.exists() and history_path.stat().st_size:
+                with open(history_path) as handle:
+                    for epoch in csv.DictReader(handle):
+                        histories.append(ident | epoch)
+                        layers = [k for k in epoch if k.startswith("grad_norm/")]
+                        gradnorms += [
+                            ident
+                            | {
+                                "epoch": epoch["epoch"],
+                                "layer_index": i,
+                                "layer": k.split("/", 1)[1],
+                                "grad_norm": epoch[k],
+                            }
+                            for i, k in enumerate(layers)
+                        ]
+            network = ident | {"activation": row["activation"], "norm": row["norm"]}
+            lesions += [network | entry for entry in _read_rows(summary_path.parent / LESION)]
+            for entry in _read_rows(summary_path.parent / BLOCK_RATIOS):
+                if entry["stage"] == "trained":
+                    norms.append(network | entry)
+                elif (
+                    key := (*(network[k] for k in ("arch", "depth", "seed", "activation", "norm")), entry["block"])
+                ) not in init_seen:
+                    init_seen.add(key)
+                    norms.append(network | {"run_key": "", "backend": ""} | entry)
+        write_csv(out / RESULTS, results, RESULT_COLUMNS)
+        write_csv(out / LESION, lesions, LESION_COLUMNS)
+        write_csv(out / BLOCK_RATIOS, norms, BLOCK_RATIO_COLUMNS)
+        write_csv(out / HISTORY, histories, HISTORY_COLUMNS)
+        write_csv(out / GRADNORMS, gradnorms, GRADNORM_COLUMNS)
+    return results
+
+
+def collect(out: Path, sources: list[Path]) -> list[dict]:
+    """Merge the finished runs of study folders from several machines into `out` (no duplicates)."""
+    out = Path(out)
+    (out / RUNS).mkdir(parents=True, exist_ok=True)
+    for source in map(Path, sources):
+        if not (source / RUNS).is_dir():
+            raise UserError(f"{source} is not a study folder (no {RUNS}/ inside)")
+        if not (out / STUDY).exists() and (source / STUDY).exists():
+            shutil.copy2(source / STUDY, out / STUDY)
+        for summary in sorted((source / RUNS).glob(f"*/{SUMMARY}")):
+            target = out / RUNS / summary.parent.name
+            if not (target / SUMMARY).exists():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(summary.parent, target)
+    return update_tables(out)
