@@ -55,6 +55,65 @@ def test_twins_import_only_the_contract(path):
         assert name.split(".")[0] not in TWINS - {path.parent.name}, name  # never the other twin
 
 
+LAYERS_BELOW_A_VERDICT = ("study.measure", "study.experiment", "study.cli", "study.tracking")
+TWIN_ACCESS = {"load", "loadable_here", "request_cpu_devices", "process_groups"}  # study.core.twin's way to a twin
+
+
+@pytest.mark.parametrize(
+    "path", modules("study/verdicts") + modules("study/report"), ids=lambda p: p.parent.name + "/" + p.name
+)
+def test_verdicts_and_the_report_only_read_tables_and_never_load_a_twin(path):
+    """The verdicts and the report are pure functions of the study folder's tables: they import no
+    measurement, no runner, no command line and no W&B, and never reach for a twin."""
+    for name in imported_packages(path):
+        assert not name.startswith(LAYERS_BELOW_A_VERDICT), name
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "study.core.twin":
+            assert not {alias.name for alias in node.names} & TWIN_ACCESS, ast.unparse(node)
+
+
+def test_a_layering_fault_is_seen(tmp_path):
+    """The check above fails on a verdict that loads a twin (the fault injected into a copy)."""
+    source = (ROOT / "study/verdicts/lesion.py").read_text()
+    faulty = tmp_path / "lesion.py"
+    faulty.write_text(
+        source.replace("from scipy import stats", "from scipy import stats\nfrom study.core.twin import load")
+    )
+    with pytest.raises(AssertionError, match="load"):
+        test_verdicts_and_the_report_only_read_tables_and_never_load_a_twin(faulty)
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 100
+
+
+def sizes(path: Path) -> tuple[int, list[tuple[str, int]]]:
+    """A module's line count and each function's (name, lines)."""
+    text = path.read_text()
+    functions = [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    ]
+    return len(text.splitlines()), functions
+
+
+@pytest.mark.parametrize(
+    "path", modules("study") + modules("keras_impl") + modules("lightning_impl"), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_no_module_or_function_does_several_jobs(path):
+    """A module over ~400 lines or a function over ~100 lines is doing more than one job: split it."""
+    lines, functions = sizes(path)
+    assert lines <= MAX_MODULE_LINES, f"{lines} lines"
+    assert [(name, n) for name, n in functions if n > MAX_FUNCTION_LINES] == []
+
+
+def test_the_size_check_sees_a_long_function(tmp_path):
+    long = tmp_path / "long.py"
+    long.write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    with pytest.raises(AssertionError):
+        test_no_module_or_function_does_several_jobs(long)
+
+
 def test_both_twin_folders_list_the_same_modules():
     listing = {twin: sorted(p.name for p in (ROOT / twin).glob("*.py")) for twin in TWINS}
     assert listing["keras_impl"] == listing["lightning_impl"], listing
