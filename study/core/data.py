@@ -37,8 +37,11 @@ SYNTHETIC_CLASSES = 10
 # test accuracy is ~98% and logistic regression reaches ~94%: learnable, but not in one step.
 SYNTHETIC_NOISE_STD = 2.0
 
+DIGITS_CLASSES = 10
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
+
+CLASSES = {"digits": DIGITS_CLASSES, "cifar10": CIFAR10_CLASSES, "synthetic": SYNTHETIC_CLASSES}
 
 
 class DataError(UserError):
@@ -126,7 +129,7 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
     )
-    return x_train, y_train, x_test, y_test, 10
+    return x_train, y_train, x_test, y_test, DIGITS_CLASSES
 
 
 def _make_synthetic(seed: int, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:

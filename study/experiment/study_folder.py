@@ -77,7 +77,7 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
 
 def _result_row(summary: dict, run_key: str, study_id: str) -> dict:
     spec = summary["config"]["spec"]
-    chance = 1.0 - 1.0 / spec["classes"]  # a run that diverged before finishing one epoch
+    chance = 1.0 - 1.0 / spec["classes"]  # a diverged run is a failure, whenever it diverged
     row = {
         "run_key": run_key,
         "study": study_id,
@@ -88,7 +88,7 @@ def _result_row(summary: dict, run_key: str, study_id: str) -> dict:
         **{k: summary[k] for k in ("final_train_loss", "diverged", "wall_s", "train_img_per_s", "params")},
     }
     for key in ("final_train_error", "final_test_error", "best_test_error"):
-        row[key] = summary[key] if summary[key] is not None else chance
+        row[key] = chance if summary["diverged"] or summary[key] is None else summary[key]
     return row
 
 

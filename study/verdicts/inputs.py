@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from study.core.data import CLASSES
 from study.core.errors import UserError
 from study.core.spec import ARCHS
 from study.core.twin import BACKENDS
@@ -33,6 +34,7 @@ from study.files import (
 
 ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
+DEFAULT_CLASSES = 10  # a results table without a known data set: chance level as for 10 classes
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
 
 
@@ -83,6 +85,11 @@ def load_results(path) -> pd.DataFrame:
     diverged = frame.diverged.str.strip().str.lower().map(_BOOLEANS)
     reject(diverged.isna(), "diverged", "True or False")
     frame["diverged"] = diverged.astype(bool)
+    # A diverged run is a failure at chance level, whenever it diverged (a table written before this
+    # rule kept the last finite error of a run that diverged after its first epoch).
+    classes = frame.dataset.map(CLASSES).fillna(DEFAULT_CLASSES) if "dataset" in frame else DEFAULT_CLASSES
+    for column in ERROR_COLUMNS:
+        frame[column] = frame[column].where(~frame.diverged, 1.0 - 1.0 / classes)
     return frame
 
 
@@ -131,6 +138,29 @@ def load_exactness(path: Path) -> dict:
     return evidence
 
 
+HISTORY_REQUIRED = ("run_key", "backend", "arch", "depth", "seed", "epoch", "train_error")
+
+
+def load_history(path: Path) -> pd.DataFrame | None:
+    """history.csv (None where missing), validated where a verdict reads it: its key columns, integer
+    depth, seed and epoch, and training errors in [0, 1] (a diverged run's NaN is kept)."""
+    frame = read_optional(path)
+    if frame is None:
+        return None
+    if missing := [c for c in HISTORY_REQUIRED if c not in frame.columns]:
+        raise ResultsError(f"history file {path} lacks column(s): {', '.join(missing)}")
+    for column in ("depth", "seed", "epoch"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if (values.isna() | (values % 1 != 0)).any():
+            raise ResultsError(f"history file {path}: {column} must be an integer in every row")
+        frame[column] = values.astype(int)
+    errors = pd.to_numeric(frame.train_error, errors="coerce")
+    if (errors.notna() & ~errors.between(0.0, 1.0)).any() or (errors.isna() & frame.train_error.notna()).any():
+        raise ResultsError(f"history file {path}: train_error must be a number in [0, 1]")
+    frame["train_error"] = errors
+    return frame
+
+
 def read_optional(path: Path) -> pd.DataFrame | None:
     """An optional table of the study folder, or None where it is missing or empty."""
     if not path.exists() or path.stat().st_size == 0:
@@ -163,7 +193,7 @@ def read_study_folder(folder: Path) -> StudyTables:
     return StudyTables(
         results=load_results(folder / RESULTS),
         exactness=load_exactness(folder / EXACTNESS) if (folder / EXACTNESS).exists() else None,
-        history=read_optional(folder / HISTORY),
+        history=load_history(folder / HISTORY),
         gradnorms=read_optional(folder / GRADNORMS),
         gradflow=read_optional(folder / GRADFLOW),
         gradflow_fit=read_optional(folder / GRADFLOW_FIT),
