@@ -1,11 +1,19 @@
 """What the verdicts share: the confidence level, the thresholds of "learned" and of a meaningful
-effect, Holm's correction, and JSON-safe numbers."""
+effect, the difference of two means with Welch's standard error, one-sided tests against a
+threshold, Holm's correction, and JSON-safe numbers.
+
+Every verdict is a decision on the seed as the unit of replication: where both twins trained a
+network of one seed, the two count as one network (`per_seed`), never as two samples.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from statsmodels.stats.multitest import multipletests
+import numpy as np
+import pandas as pd
+from scipy import stats
 
 CI_LEVEL = 0.95  # all confidence intervals, independent of the test level alpha
 LEARNED = 0.5  # a net "learned" when its error is below this (10 classes: chance is 0.9)
@@ -18,10 +26,85 @@ def as_float(value) -> float | None:
 
 
 def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm-adjusted p-values over the defined (not None) entries; None stays None."""
+    """Holm-adjusted p-values over the defined (not None) entries; None stays None.
+
+    Written out (the same numbers as statsmodels' `multipletests(method="holm")`, tests/test_stats.py)
+    because that function runs a full garbage collection on every call: 46 ms, which the simulated
+    studies of the calibration harness would pay thousands of times.
+    """
     defined = [i for i, p in enumerate(pvalues) if p is not None]
     adjusted = list(pvalues)
     if defined:
-        for i, p in zip(defined, multipletests([pvalues[i] for i in defined], method="holm")[1], strict=True):
+        raw = np.array([pvalues[i] for i in defined], float)
+        order = np.argsort(raw, kind="stable")
+        stepped = np.minimum(1.0, np.maximum.accumulate(raw[order] * (len(raw) - np.arange(len(raw)))))
+        values = np.empty_like(raw)
+        values[order] = stepped
+        for i, p in zip(defined, values, strict=True):
             adjusted[i] = float(p)
     return adjusted
+
+
+@dataclass(frozen=True)
+class Difference:
+    """An estimated difference (of two means, or a contrast of several) with its standard error and
+    degrees of freedom (Welch-Satterthwaite). se == 0: every run of every group ended at one value,
+    so the difference is known exactly."""
+
+    estimate: float
+    se: float
+    df: float
+
+    @classmethod
+    def of_means(cls, *groups: tuple[float, np.ndarray]) -> Difference:
+        """sum(weight * mean(values)) over (weight, values) groups, e.g. ((1, deep), (-1, shallow))."""
+        estimate = sum(w * float(np.mean(v)) for w, v in groups)
+        parts = [(w**2 * float(np.var(v, ddof=1)) / len(v), len(v) - 1) for w, v in groups]
+        var = sum(p for p, _ in parts)
+        if var == 0:
+            return cls(estimate, 0.0, math.inf)
+        df = var**2 / sum(p**2 / n for p, n in parts if p > 0)
+        return cls(estimate, math.sqrt(var), df)
+
+    def p_above(self, threshold: float) -> float:
+        """One-sided p of H0: difference <= threshold against H1: difference > threshold."""
+        if self.se == 0:
+            return 0.0 if self.estimate > threshold else 1.0
+        return float(stats.t.sf((self.estimate - threshold) / self.se, self.df))
+
+    def p_below(self, threshold: float) -> float:
+        """One-sided p of H0: difference >= threshold against H1: difference < threshold."""
+        if self.se == 0:
+            return 0.0 if self.estimate < threshold else 1.0
+        return float(stats.t.cdf((self.estimate - threshold) / self.se, self.df))
+
+    def interval(self, level: float = CI_LEVEL) -> tuple[float, float]:
+        half = 0.0 if self.se == 0 else float(stats.t.ppf(0.5 + level / 2, self.df)) * self.se
+        return self.estimate - half, self.estimate + half
+
+    def power_above(self, threshold: float, alpha: float, true: float) -> float:
+        """Power of `p_above(threshold) < alpha` when the true difference is `true`, at this se and df
+        (the noncentral t)."""
+        if self.se == 0:
+            return float(true > threshold)
+        critical = stats.t.ppf(1 - alpha, self.df)
+        return float(stats.nct.sf(critical, self.df, (true - threshold) / self.se))
+
+    def to_dict(self) -> dict:
+        low, high = self.interval()
+        return {"estimate": self.estimate, "se": self.se, "df": as_float(self.df), "ci_low": low, "ci_high": high}
+
+
+def per_seed(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """One value per seed and `keys` cell: where several twins trained the network of one seed, their
+    mean (the twins share the seed's initial weights and data order: one network, not two)."""
+    return frame.groupby([*keys, "seed"], as_index=False)[value].mean()
+
+
+def t_interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[float | None, float | None]:
+    """The t interval of a mean (None with fewer than 2 values)."""
+    if len(values) < 2:
+        return None, None
+    mean = float(np.mean(values))
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    return mean - half, mean + half
