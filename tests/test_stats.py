@@ -2,11 +2,15 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
 from tables import DEPTHS, effect, flat, reversed_, table
 
 from study.verdicts.analyze import analyze
+from study.verdicts.common import MARGIN_EFFECT, holm
 from study.verdicts.degradation import degradation
 from study.verdicts.inputs import ResultsError, load_results
 
@@ -16,28 +20,66 @@ def verdicts(result: dict) -> dict:
 
 
 def test_effect_present_holds_and_twins_agree():
-    results = table(effect)
+    results = table(effect, seeds=tuple(range(8)), noise=0.005)
     deg = degradation(results)
     assert deg["verdict"] == "holds", deg["reason"]
     assert verdicts(deg) == {"keras": "holds", "lightning": "holds"}
     tests = deg["backends"]["keras"]["tests"]
-    assert tests["plain_deep_vs_shallow"]["mean_diff"] == pytest.approx(0.004 * 48, abs=0.02)
-    assert tests["plain_deep_vs_shallow"]["ci_low"] > 0.1 and tests["plain_deep_vs_shallow"]["hedges_g"] > 3
-    assert tests["interaction"]["coef"] == pytest.approx(0.004, abs=0.0005)
-    assert tests["interaction"]["ci_low"] < tests["interaction"]["coef"] < tests["interaction"]["ci_high"]
-    assert not tests["residual_deep_vs_shallow"]["significant"]
+    assert tests["plain_rise"]["estimate"] == pytest.approx(0.004 * 48, abs=0.01)
+    assert tests["plain_rise"]["shown"] and tests["residual_flat"]["shown"]
+    assert not tests["plain_flat"]["shown"] and not tests["residual_rise"]["shown"]
+    assert tests["interaction"]["ci_low"] < tests["interaction"]["estimate"] < tests["interaction"]["ci_high"]
     assert deg["backends"]["keras"]["depths"] == list(DEPTHS)
     cell = next(c for c in deg["backends"]["keras"]["cells"] if (c["arch"], c["depth"]) == ("plain", 56))
-    assert cell["n"] == 4 and cell["ci_low"] < cell["mean"] < cell["ci_high"]
-    assert cell["mean"] == pytest.approx(0.242, abs=0.015)
+    assert cell["n"] == 8 and cell["ci_low"] < cell["mean"] < cell["ci_high"]
+    assert cell["mean"] == pytest.approx(0.242, abs=0.01)
 
 
-def test_holm_family_spans_all_backends():
-    family = [t for e in degradation(table(effect))["backends"].values() for t in e["tests"].values()]
-    assert len(family) == 8
-    smallest = min(family, key=lambda t: t["p"])
-    assert smallest["p_holm"] == pytest.approx(min(1.0, 8 * smallest["p"]))
-    assert all(t["p_holm"] >= t["p"] for t in family)
+def test_holm_is_statsmodels_holm():
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 7, 30):
+        p = list(rng.uniform(0, 0.2, size) ** 2)
+        p[0] = p[-1]  # ties keep their order
+        assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12)
+    assert holm([0.01, None, 0.04]) == pytest.approx([0.02, None, 0.04])
+
+
+def test_the_tests_are_welch_t_tests_against_the_minimum_effect():
+    """Each test is scipy's one-sided Welch t-test of the shifted hypothesis, and its interval Welch's t
+    interval (not a percentile bootstrap, which covers the truth 85-88 % of the time at 5 seeds)."""
+    results = table(effect, seeds=(0, 1, 2, 3, 4), backends=("keras",), noise=0.03)
+    tests = degradation(results)["backends"]["keras"]["tests"]
+    plain = results[results.arch == "plain"]
+    deep, shallow = (plain[plain.depth == d].final_train_error.to_numpy() for d in (56, 8))
+    above = stats.ttest_ind(deep - MARGIN_EFFECT, shallow, equal_var=False, alternative="greater")
+    below = stats.ttest_ind(deep - MARGIN_EFFECT, shallow, equal_var=False, alternative="less")
+    assert tests["plain_rise"]["p"] == pytest.approx(above.pvalue, rel=1e-9)
+    assert tests["plain_flat"]["p"] == pytest.approx(below.pvalue, rel=1e-9)
+    ci = stats.ttest_ind(deep, shallow, equal_var=False).confidence_interval(0.95)
+    assert (tests["plain_rise"]["ci_low"], tests["plain_rise"]["ci_high"]) == pytest.approx((ci.low, ci.high))
+
+
+def test_residual_nets_rising_by_more_than_the_minimum_effect_never_hold():
+    """Audit: residual nets rising ~5 points could still "hold" (18 % of studies at +2.6 points), since
+    "does not degrade" was read from a non-significant test. Now it has to be shown."""
+
+    def residual_rise(arch, depth):
+        return effect(arch, depth) if arch == "plain" else 0.02 + 0.05 * (depth == 56)
+
+    for seed in range(20):
+        deg = degradation(table(residual_rise, seeds=(0, 1, 2, 3, 4), noise=0.03, rng_seed=seed))
+        assert deg["verdict"] != "holds", deg["reason"]
+
+
+def test_a_plain_rise_below_the_minimum_effect_does_not_hold():
+    """Audit: a plain rise below 2 points could "hold" (the holds branch was checked before the effect)."""
+    deg = degradation(
+        table(lambda arch, depth: 0.05 + (0.015 * (depth - 8) / 48 if arch == "plain" else 0), noise=0.001)
+    )
+    plain = deg["backends"]["keras"]["tests"]["plain_rise"]
+    assert 0 < plain["estimate"] < MARGIN_EFFECT and not plain["shown"]
+    assert verdicts(deg)["keras"] == "does_not_hold", deg["backends"]["keras"]["reason"]
+    assert "plain error rises by less than 2.0 points" in deg["backends"]["keras"]["reason"]
 
 
 def test_effect_absent_does_not_hold():
@@ -49,37 +91,55 @@ def test_effect_absent_does_not_hold():
 def test_reversed_effect_does_not_hold():
     deg = degradation(table(reversed_))
     assert deg["verdict"] == "does_not_hold"
-    assert deg["backends"]["keras"]["tests"]["plain_deep_vs_shallow"]["mean_diff"] < -0.15
-    assert "<= 0" in deg["backends"]["keras"]["reason"]
-    interaction = deg["backends"]["keras"]["tests"]["interaction"]
-    assert interaction["coef"] < 0 and interaction["p"] > 0.99  # one-sided: a negative slope is no evidence
-
-
-def test_rise_below_effect_margin_does_not_hold():
-    deg = degradation(
-        table(lambda arch, depth: 0.05 + (0.003 * (depth - 8) / 48 if arch == "plain" else 0), noise=0.005)
-    )
-    plain = deg["backends"]["keras"]["tests"]["plain_deep_vs_shallow"]
-    assert plain["mean_diff"] > 0 and plain["ci_high"] < 0.02 and not plain["significant"]
-    assert verdicts(deg)["keras"] == "does_not_hold" and "below 0.02" in deg["backends"]["keras"]["reason"]
+    tests = deg["backends"]["keras"]["tests"]
+    assert tests["plain_rise"]["estimate"] < -0.15 and tests["plain_flat"]["shown"]
+    assert tests["interaction"]["estimate"] < 0 and tests["interaction"]["p"] > 0.99  # one-sided
 
 
 def test_residual_degrading_as_much_as_plain_does_not_hold():
     deg = degradation(table(lambda arch, depth: 0.05 + 0.004 * (depth - 8)))
     assert verdicts(deg) == {"keras": "does_not_hold", "lightning": "does_not_hold"}
-    assert "residual" in deg["backends"]["keras"]["reason"]
+    assert "residual error rises by more than 2.0 points" in deg["backends"]["keras"]["reason"]
 
 
-def test_residual_degrading_less_but_significantly_is_inconclusive():
-    deg = degradation(table(lambda arch, depth: 0.05 + (0.004 if arch == "plain" else 0.002) * (depth - 8)))
-    assert verdicts(deg) == {"keras": "inconclusive", "lightning": "inconclusive"}
-    assert deg["backends"]["keras"]["tests"]["interaction"]["significant"]
-    assert "residual nets also degrade significantly" in deg["backends"]["keras"]["reason"]
+def test_when_only_the_deepest_plain_net_fails_the_verdict_holds():
+    """Audit: Kendall's tau over depths tested an ordering, so two interleaved shallow cells capped its
+    power (~70 % for a 70-point rise). The decision now compares the deepest with the shallowest depth."""
+
+    def deepest_fails(arch, depth):
+        return 0.72 if (arch, depth) == ("plain", 56) else 0.002
+
+    held = sum(
+        degradation(table(deepest_fails, seeds=(0, 1, 2, 3, 4), noise=0.004, rng_seed=s))["verdict"] == "holds"
+        for s in range(20)
+    )
+    assert held == 20
+
+
+def test_constant_cells_decide_exactly():
+    """Audit: all runs at 0 % or all at chance made the strongest degradation "test undefined"."""
+    results = table(lambda arch, depth: 0.9 if (arch, depth) == ("plain", 56) else 0.0, noise=0.0, twin_noise=0.0)
+    deg = degradation(results)
+    assert deg["verdict"] == "holds", deg["reason"]
+    tests = deg["backends"]["keras"]["tests"]
+    assert tests["plain_rise"]["p"] == 0.0 and tests["residual_flat"]["p"] == 0.0 and tests["plain_rise"]["se"] == 0
+    json.dumps(deg, allow_nan=False)
+    flat_constant = degradation(table(flat, noise=0.0, twin_noise=0.0))
+    assert flat_constant["verdict"] == "does_not_hold", flat_constant["reason"]
+
+
+def test_an_unproven_residual_bound_is_inconclusive_and_says_what_would_settle_it():
+    deg = degradation(table(effect, seeds=(0, 1, 2), noise=0.03, rng_seed=1))
+    entry = deg["backends"]["keras"]
+    assert entry["verdict"] == "inconclusive" and not entry["tests"]["residual_flat"]["shown"]
+    assert "seeds per cell" in entry["settle"] and "80 % power" in entry["settle"]
 
 
 def test_backends_differing():
     results = table(
-        {"keras": lambda arch, depth: effect(arch, depth) + 0.3, "lightning": lambda arch, _: effect(arch, 8)}
+        {"keras": lambda arch, depth: effect(arch, depth) + 0.3 * (arch == "plain"), "lightning": flat},
+        seeds=tuple(range(8)),
+        noise=0.005,
     )
     deg = degradation(results)
     assert verdicts(deg) == {"keras": "holds", "lightning": "does_not_hold"}
@@ -103,17 +163,24 @@ def test_missing_arch_or_depth_is_inconclusive():
     assert "fewer than 2 depths" in degradation(two_cells)["backends"]["keras"]["reason"]
 
 
-def test_zero_variance_tests_are_undefined():
-    deg = degradation(table(flat, noise=0.0, twin_noise=0.0))
-    assert verdicts(deg) == {"keras": "inconclusive", "lightning": "inconclusive"}
-    assert "test undefined" in deg["backends"]["keras"]["reason"]
-    assert deg["backends"]["keras"]["tests"]["plain_deep_vs_shallow"]["p"] is None
-    json.dumps(deg, allow_nan=False)
-
-
 def test_only_one_backend():
-    results = table(effect, backends=("keras",))
+    results = table(effect, backends=("keras",), seeds=tuple(range(8)), noise=0.005)
     assert degradation(results)["verdict"] == "holds"
+
+
+def test_the_gap_over_training_is_read_from_the_history():
+    """Is plain-56 only slower? The plain gap is tested at every epoch of history.csv."""
+    results = table(effect, seeds=tuple(range(6)), noise=0.005, backends=("keras",))
+    rows = []
+    for run in results.itertuples():
+        for epoch in range(1, 6):
+            closing = run.final_train_error * (1 if run.arch == "resnet" or epoch > 2 else 0.05)
+            rows.append({"run_key": run.run_key, "backend": run.backend, "arch": run.arch, "depth": run.depth,
+                         "seed": run.seed, "epoch": epoch, "train_error": closing})  # fmt: skip
+    over = degradation(results, history=pd.DataFrame(rows))["backends"]["keras"]["over_training"]
+    assert [e["epoch"] for e in over["epochs"]] == [1, 2, 3, 4, 5]
+    assert over["shown_from_epoch"] == 3 and over["depths"] == [8, 56]
+    assert not over["epochs"][0]["shown"] and over["epochs"][-1]["shown"]
 
 
 def test_diverged_runs_are_counted_and_listed():
@@ -211,14 +278,14 @@ def test_load_results_rejects_empty_and_missing_files(tmp_path):
 
 
 def test_a_negligible_but_consistent_residual_rise_still_holds():
-    """Short schedules leave deep residual nets a few tenths of a point behind: significant, negligible."""
+    """Short schedules leave deep residual nets a few tenths of a point behind: shown below 2 points."""
 
     def small_residual_rise(arch, depth):
         return effect(arch, depth) if arch == "plain" else 0.001 + 0.0001 * (depth - 8)
 
     deg = degradation(table(small_residual_rise, noise=0.0005, twin_noise=0.0001))
-    residual = deg["backends"]["keras"]["tests"]["residual_deep_vs_shallow"]
-    assert residual["significant"] and residual["ci_high"] < 0.02
+    residual = deg["backends"]["keras"]["tests"]["residual_flat"]
+    assert residual["shown"] and residual["ci_high"] < 0.02 and residual["estimate"] > 0
     assert deg["verdict"] == "holds", deg["reason"]
 
 
@@ -226,8 +293,29 @@ def test_residual_nets_at_zero_error_everywhere_do_not_degrade():
     def perfect_residual(arch, depth):
         return effect(arch, depth) if arch == "plain" else 0.0
 
-    results = table(perfect_residual)
+    results = table(perfect_residual, noise=0.005)
     results.loc[results.arch == "resnet", ["final_train_error"]] = 0.0
     deg = degradation(results)
-    assert deg["backends"]["keras"]["tests"]["residual_deep_vs_shallow"]["p"] is None
+    assert deg["backends"]["keras"]["tests"]["residual_flat"]["p"] == 0.0
     assert deg["verdict"] == "holds", deg["reason"]
+
+
+@pytest.mark.parametrize(
+    "history, message",
+    [
+        ("epoch,train_error\n1,0.5\n", "lacks column(s): run_key"),
+        ("run_key,backend,arch,depth,seed,epoch,train_error\nk,keras,plain,8,0,one,0.5\n", "epoch must be an integer"),
+        ("run_key,backend,arch,depth,seed,epoch,train_error\nk,keras,plain,8,0,1,7\n", "train_error must be a number"),
+    ],
+)
+def test_a_malformed_history_is_one_line_and_exit_2(tmp_path, history, message):
+    """The degradation verdict now reads history.csv: garbage there ends in one line, not a traceback."""
+    import subprocess
+    import sys
+
+    table(effect).to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "history.csv").write_text(history)
+    result = subprocess.run([sys.executable, "-m", "study", "analyze", str(tmp_path), "--wandb", "disabled"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -19,7 +19,10 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     """Read the tables in `folder`, decide, draw, and write verdict.json, report.md and report.html."""
     folder = Path(folder)
     tables = read_study_folder(folder)
-    verdict = analyze(tables.results, alpha, margin, tables.exactness, tables.lesion, tables.norms, tables.gradflow_fit)
+    verdict = analyze(
+        tables.results, alpha, margin, tables.exactness, tables.lesion, tables.norms, tables.gradflow_fit,
+        tables.history,
+    )  # fmt: skip
     doc = report(folder, verdict, tables, alpha)
     atomic_write_text(folder / VERDICT, json.dumps(verdict, indent=2, allow_nan=False))
     atomic_write_text(folder / REPORT_MD, doc.markdown())

@@ -52,12 +52,20 @@ def degradation_finding(deg: dict, context: dict) -> str:
             parts.append(f"{backend}: {entry['reason']}")
             continue
         low, high = depths[0], depths[-1]
-        plain = tests["plain_deep_vs_shallow"]
+        plain = tests["plain_rise"]
+        over = entry.get("over_training") or {}
+        held = (
+            f"; the gap is shown above {_pts(deg['margin_effect'])} from epoch {over['shown_from_epoch']} of "
+            f"{over['last_epoch']} on, so plain nets are not merely slower within this budget"
+            if over.get("shown_from_epoch")
+            else ""
+        )
         parts.append(
             f"{backend}: plain nets end at {_pts(cells[('plain', low)]['mean'])} training error at depth {low} and "
-            f"{_pts(cells[('plain', high)]['mean'])} at depth {high} (rise {_pts(plain['mean_diff'])}, 95 % CI "
-            f"{_pts(plain['ci_low'])} to {_pts(plain['ci_high'])}, Holm p = {plain['p_holm']:.2g}); residual nets "
-            f"{_pts(cells[('resnet', low)]['mean'])} and {_pts(cells[('resnet', high)]['mean'])}"
+            f"{_pts(cells[('plain', high)]['mean'])} at depth {high} (rise {_pts(plain['estimate'])}, 95 % CI "
+            f"{_pts(plain['ci_low'])} to {_pts(plain['ci_high'])}, p = {plain['p']:.2g} against a "
+            f"{_pts(deg['margin_effect'])} rise); residual nets "
+            f"{_pts(cells[('resnet', low)]['mean'])} and {_pts(cells[('resnet', high)]['mean'])}{held}"
         )
     return (
         f"**Degradation: {deg['verdict'].replace('_', ' ')}.** Do deeper plain nets train worse while residual nets "
@@ -72,11 +80,14 @@ def agreement_finding(agr: dict, context: dict) -> str:
     open_cells = []
     for cell in agr["cells"]:
         tests = [t for t in cell["tests"].values() if t["bound"] is not None]
-        if cell["verdict"] == "bounded" and tests:
+        if cell["verdict"] == "undecided" and tests:
+            seeds = [t["seeds_needed"] for t in tests]
+            needed = f"about {max(seeds)}" if all(seeds) else "more than can be run"
             open_cells.append(
                 f"{cell_label(cell, agr['pairs'])} (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
-                f"excluded; the test detects {_pts(max(t['mdd'] for t in tests))}; about "
-                f"{max(t['seeds_needed'] for t in tests)} seeds per twin would settle the margin)"
+                f"excluded; the test detects {_pts(max(t['mdd'] if t['mdd'] is not None else 1.0 for t in tests))}; "
+                f"{needed} seeds "
+                "would settle the margin)"
             )
     if open_cells:
         text += " Not excluded: smaller differences in " + "; ".join(open_cells) + "."

@@ -58,28 +58,27 @@ def overview(doc: Document, verdict: dict, results: pd.DataFrame) -> None:
 
 def degradation(doc: Document, figs: Figures, deg: dict, tables: StudyTables, alpha: float) -> None:
     doc.heading(f"Degradation: {deg['verdict']}")
-    doc.para(f"{deg['reason']} Metric: {deg['metric']}; Holm-corrected at alpha = {alpha} across all tests below.")
+    doc.para(
+        f"{deg['reason']}. Metric: {deg['metric']}; minimum effect {100 * deg['margin_effect']:.0f} points. Holds when "
+        f"plain_rise and residual_flat are both shown at alpha = {alpha} (an intersection-union test); does not hold "
+        f"when plain_flat or residual_rise is shown at alpha/2; one-sided Welch t-tests on the seeds' final errors."
+    )
     for backend, b in deg["backends"].items():
         doc.heading(f"{backend}: {b['verdict']}", 3)
-        doc.para(b["reason"])
+        doc.para(b["reason"] + (f". To settle it: {b['settle']}" if b.get("settle") else ""))
         doc.table(
             ["arch", "depth", "runs", "mean error % [95% CI]"],
             [[c["arch"], c["depth"], c["n"], pct_ci(c["mean"], c["ci_low"], c["ci_high"])] for c in b["cells"]],
         )
-        rows = []
-        for name, t in b["tests"].items():
-            effect = t.get("mean_diff", t.get("coef"))
-            rows.append(
-                [
-                    name,
-                    fmt(t.get("statistic", t.get("coef"))),
-                    t.get("p"),
-                    t.get("p_holm"),
-                    t.get("significant"),
-                    pct_ci(effect, t.get("ci_low"), t.get("ci_high")) if effect is not None else "–",
-                ]
-            )
-        doc.table(["test", "statistic", "p", "p (Holm)", "significant", "effect, error points % [95% CI]"], rows)
+        rows = [
+            [name, t.get("direction", "–"), fmt(t.get("threshold")), t["p"], t.get("level"), t.get("shown", "–"),
+             pct_ci(t["estimate"], t["ci_low"], t["ci_high"])]
+            for name, t in b["tests"].items()
+        ]  # fmt: skip
+        doc.table(["test", "H1: rise is", "threshold", "p", "level", "shown", "rise, error points % [95% CI]"], rows)
+        over = b.get("over_training")
+        if over and over["epochs"]:
+            doc.para(over_training_text(over))
     figs.add(
         "error_vs_depth.png",
         "Final training and test error vs depth (mean, 95% CI over seeds).",
@@ -101,8 +100,8 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
     doc.para(agr["reason"] + (f" What would settle it: {agr['settle']}." if agr["settle"] else ""))
     doc.para(f"Proved exactly: {agr['proved']}.")
     doc.para(
-        f"Shown statistically: {agr['shown']}. Welch TOST at ±{100 * agr['margin']:.1f} points on the final train "
-        f"and test error, Holm over all cells and metrics; {agr['design']}."
+        f"Shown statistically: {agr['shown']}. Paired TOST (per seed) at ±{100 * agr['margin']:.1f} points on the "
+        f"final train and test error; {agr['design']}."
     )
     doc.para(
         "Not excluded: "
@@ -116,7 +115,7 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
                 [
                     cell_label(cell, agr["pairs"], " − "),  # several pairs: first minus second
                     metric.replace("final_", ""),
-                    "+".join(map(str, t["n"])),
+                    t["n"],
                     pct_ci(t["mean_diff"], t["ci_low"], t["ci_high"]),
                     t["p_tost_holm"],
                     t["p_diff_holm"],
@@ -130,7 +129,7 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
         [
             "cell",
             "metric",
-            "runs",
+            "seeds",
             f"{' − '.join(agr['pairs'][0]) if len(agr['pairs']) == 1 else 'difference'}, points [95% CI]",
             "p TOST (Holm)",
             "p diff (Holm)",
@@ -273,3 +272,23 @@ def report(folder: Path, verdict: dict, tables: StudyTables, alpha: float) -> Do
     norm_preservation(doc, figs, verdict["norm_preservation"], tables.norms)
     gradient_flow(doc, figs, tables)
     return doc
+
+
+def over_training_text(over: dict) -> str:
+    """Whether the plain gap (deepest − shallowest depth) holds over training, not only at the end."""
+    low, high = over["depths"]
+    last = over["epochs"][-1]
+    gaps = ", ".join(
+        f"epoch {e['epoch']}: {100 * e['estimate']:.1f}" for e in over["epochs"][:: max(1, len(over["epochs"]) // 5)]
+    )
+    if over["shown_from_epoch"] is None:
+        held = f"not shown above {100 * over['threshold']:.0f} points at the last epoch"
+    else:
+        held = (
+            f"shown above {100 * over['threshold']:.0f} points at every epoch from epoch {over['shown_from_epoch']} on"
+        )
+    return (
+        f"Over training: the plain gap (depth {high} − depth {low}, {over['metric']}) is {held}; at the last epoch "
+        f"{100 * last['estimate']:.1f} points [{100 * last['ci_low']:.1f}, {100 * last['ci_high']:.1f}]. Points by "
+        f"epoch: {gaps}."
+    )

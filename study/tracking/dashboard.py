@@ -61,7 +61,7 @@ def verdict_summary(verdict: dict) -> dict:
     for backend, entry in verdict["degradation"]["backends"].items():
         summary[f"degradation/{backend}/verdict"] = entry["verdict"]
         for test, values in entry["tests"].items():
-            for key in ("p_holm", "mean_diff", "coef", "ci_low", "ci_high"):
+            for key in ("p", "estimate", "ci_low", "ci_high"):
                 if values.get(key) is not None:
                     summary[f"degradation/{backend}/{test}/{key}"] = values[key]
     agreement = verdict["agreement"]

@@ -46,12 +46,15 @@ def analyze(
     lesion: pd.DataFrame | None = None,
     norms: pd.DataFrame | None = None,
     gradflow_fit: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
 ) -> dict:
-    """All verdicts of one results table (`study.verdicts.degradation.load_results`) and, where given, the exactness
-    evidence (`study.measure.exactness.load_exactness`) and the lesion, norms and gradflow_fit tables."""
+    """All verdicts of one results table (`study.verdicts.inputs.load_results`) and, where given, the
+    exactness evidence (`load_exactness`) and the lesion, norms, gradflow_fit and history tables."""
     main = main_experiment(results)
+    if history is not None:
+        history = history[history.run_key.isin(main.run_key)]
     return {
-        "degradation": degradation(main, alpha=alpha),
+        "degradation": degradation(main, alpha=alpha, history=history),
         "agreement": agreement(main, alpha=alpha, margin=margin, exactness=exactness),
         "lesion": lesion_verdict(main_experiment(lesion), alpha=alpha),
         "norm_preservation": norm_verdict(main_experiment(norms), alpha=alpha),
