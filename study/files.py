@@ -106,5 +106,6 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 
 # exactness.json (`study.measure.exactness` writes it, `study.verdicts.inputs.load_exactness` reads it)
 EXACTNESS_SCHEMA = 1
+EXACTNESS_TOLERANCE = 1e-8  # float64: the twins agree to ~1e-14, a recipe difference moves a quantity >= 1e-4
 EXACTNESS_EPOCH_QUANTITIES = ("train_loss", "train_error", "test_loss", "test_error", "lr")
 EXACTNESS_QUANTITIES = ("step_losses", *EXACTNESS_EPOCH_QUANTITIES, "grad_norms", "final_weights", "final_bn_stats")

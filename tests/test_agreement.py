@@ -1,7 +1,7 @@
-"""The agreement verdict: exactness first, then Welch equivalence of the outcomes, on tables of known truth.
+"""The agreement verdict: exactness first, then paired equivalence of the outcomes, on tables of known truth.
 
 The statistics are checked against independent computations (scipy, statsmodels) and by simulation:
-the power the verdict states is the power the test has.
+the power the verdict states is the power its procedure has.
 """
 
 import json
@@ -9,30 +9,26 @@ import json
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.weightstats import ttost_ind
+from statsmodels.stats.weightstats import ttost_paired
 from tables import effect, table
 
 from study.files import EXACTNESS_QUANTITIES as QUANTITIES
-from study.verdicts.agreement import agreement, outcome_test, seeds_needed
+from study.verdicts.agreement import agreement, beyond_mdd, paired_test, seeds_needed, tost_power
+from study.verdicts.inputs import load_results
 
 MARGIN, ALPHA = 0.05, 0.05
 
 
-def evidence(passed=True, error=3e-15):
-    """exactness.json's content as `study.measure.exactness.load_exactness` returns it."""
+def evidence(passed=True, error=3e-15, tolerance=1e-8, backends=("keras", "lightning")):
+    """exactness.json's content as `study.verdicts.inputs.load_exactness` returns it."""
     errors = dict.fromkeys(QUANTITIES, error if passed else 0.0)
     if not passed:
         errors["final_bn_stats"] = 2.4e-2
-    pair = {
-        "backends": ["keras", "lightning"],
-        "errors": errors,
-        "worst": max(errors, key=errors.get),
-        "passed": passed,
-    }
+    pair = {"backends": list(backends), "errors": errors, "worst": max(errors, key=errors.get), "passed": passed}
     return {
-        "schema": 1, "dtype": "float64", "tolerance": 1e-8, "passed": passed,
+        "schema": 1, "dtype": "float64", "tolerance": tolerance, "passed": passed,
         "worst": {"error": errors[pair["worst"]], "quantity": pair["worst"], "spec": "resnet-8",
-                  "backends": ["keras", "lightning"]},
+                  "backends": list(backends)},
         "recipe": {"epochs": 4}, "networks": [{"spec": "resnet-8", "arch": "resnet", "depth": 8, "pairs": [pair]}],
     }  # fmt: skip
 
@@ -44,13 +40,17 @@ def chaotic(arch, depth):
     return 0.75 if (arch, depth) == ("plain", 56) else effect(arch, depth)
 
 
-def unpaired(error=effect, seeds=(0, 1, 2, 3, 4), noise=0.01, chaotic_sd=0.0, rng_seed=0):
-    """Each twin's runs drawn independently (no shared seed noise); the plain-56 cell with sd `chaotic_sd`."""
+def paired(error=effect, seeds=(0, 1, 2, 3, 4), shared=0.01, twin=0.005, chaotic_sd=0.0, rng_seed=0):
+    """Both twins' runs of a seed share `shared` noise and differ by independent `twin` noise; the
+    plain-56 cell's twins differ by `chaotic_sd` instead (training there is chaotic)."""
     rng = np.random.default_rng(rng_seed)
     frame = table(error, seeds=seeds, noise=0.0, twin_noise=0.0)
-    sd = np.where((frame.arch == "plain") & (frame.depth == 56) & (chaotic_sd > 0), chaotic_sd, noise)
-    frame["final_train_error"] = np.clip(frame.final_train_error + rng.normal(0, 1, len(frame)) * sd, 0, 1)
-    frame["final_test_error"] = np.clip(frame.final_test_error + rng.normal(0, 1, len(frame)) * sd, 0, 1)
+    chaos = (frame.arch == "plain") & (frame.depth == 56) & (chaotic_sd > 0)
+    keys = list(zip(frame.arch, frame.depth, frame.seed, strict=True))
+    common = {key: rng.normal(0, shared, 2) for key in dict.fromkeys(keys)}
+    own = rng.normal(0, 1, (len(frame), 2)) * np.where(chaos, chaotic_sd, twin)[:, None]
+    for i, column in enumerate(("final_train_error", "final_test_error")):
+        frame[column] = np.clip(frame[column] + np.array([common[k][i] for k in keys]) + own[:, i], 0, 1)
     return frame
 
 
@@ -59,7 +59,7 @@ def cell(result, arch, depth):
 
 
 def test_equivalent_twins_with_exactness_agree():
-    result = agreement(unpaired(), exactness=PASSED)
+    result = agreement(paired(), exactness=PASSED)
     assert result["verdict"] == "agree", result["reason"]
     assert {c["verdict"] for c in result["cells"]} == {"equivalent"} and len(result["cells"]) == 6
     assert result["not_excluded"] == [] and result["settle"] is None
@@ -68,21 +68,38 @@ def test_equivalent_twins_with_exactness_agree():
 
 
 def test_without_exactness_the_same_outcomes_are_inconclusive():
-    result = agreement(unpaired())
+    result = agreement(paired())
     assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "missing"
     assert "resnet-study run" in result["settle"]
 
 
 def test_a_failed_replay_is_disagreement_whatever_the_outcomes():
-    result = agreement(unpaired(), exactness=FAILED)
+    result = agreement(paired(), exactness=FAILED)
     assert result["verdict"] == "disagree"
     assert "final_bn_stats of resnet-8, keras vs lightning differs by 0.024" in result["reason"]
     assert {c["verdict"] for c in result["cells"]} == {"equivalent"}  # the outcomes could not have shown it
 
 
+def test_the_replay_is_judged_by_the_products_tolerance_not_the_files():
+    """Audit: exactness.json's own tolerance and `passed` decided; a lax file now fails."""
+    lax = evidence(True, error=1e-3, tolerance=1.0)
+    result = agreement(paired(), exactness=lax)
+    assert result["verdict"] == "disagree" and result["exactness"]["status"] == "failed"
+    assert "tolerance 1e-08" in result["reason"]
+
+
+def test_a_replay_of_another_pair_is_no_evidence_for_this_one():
+    """Audit: a replay of one pair of twins was accepted as evidence for another pair."""
+    frame = paired()
+    frame["backend"] = frame.backend.replace({"keras": "keras-jax"})
+    result = agreement(frame, exactness=PASSED)  # the replay compared keras with lightning
+    assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "missing"
+    assert "does not cover keras-jax vs lightning" in result["reason"]
+
+
 def test_twins_differing_beyond_the_margin_disagree():
     offset = {"keras": lambda arch, depth: effect(arch, depth) + 0.15, "lightning": effect}
-    result = agreement(unpaired(offset), exactness=PASSED)
+    result = agreement(paired(offset), exactness=PASSED)
     assert result["verdict"] == "disagree" and {c["verdict"] for c in result["cells"]} == {"differs"}
     test = cell(result, "plain", 20)["tests"]["final_train_error"]
     assert test["mean_diff"] == pytest.approx(0.15, abs=0.02) and test["p_beyond_holm"] < ALPHA
@@ -90,90 +107,125 @@ def test_twins_differing_beyond_the_margin_disagree():
 
 def test_a_small_real_offset_within_the_margin_is_still_equivalent():
     offset = {"keras": lambda arch, depth: effect(arch, depth) + 0.02, "lightning": effect}
-    result = agreement(unpaired(offset, noise=0.005), exactness=PASSED)
+    result = agreement(paired(offset, twin=0.002), exactness=PASSED)
     assert result["verdict"] == "agree"
     tests = [t for c in result["cells"] for t in c["tests"].values()]
     assert all(t["p_diff_holm"] < ALPHA and t["p_tost_holm"] < ALPHA for t in tests)
 
 
-def test_a_chaotic_cell_is_bounded_by_what_it_excludes():
-    result = agreement(unpaired(chaotic, chaotic_sd=0.08), exactness=PASSED)
+def test_a_chaotic_cell_leaves_the_verdict_undecided_not_agree():
+    """Audit: "agree" was issued while a cell was only bounded."""
+    result = agreement(paired(chaotic, chaotic_sd=0.08), exactness=PASSED)
     plain56 = cell(result, "plain", 56)
-    assert plain56["verdict"] == "bounded" and result["verdict"] == "agree"
-    assert "plain-56" in result["reason"] and "bounded" in result["reason"]
+    assert plain56["verdict"] == "undecided" and result["verdict"] == "exact_outcomes_undecided"
+    assert "plain-56" in result["reason"] and "plain-56" in result["settle"]
     test = plain56["tests"]["final_train_error"]
-    assert MARGIN < test["bound"] < 0.3 and test["mdd"] > MARGIN
+    assert MARGIN < test["bound"] <= 1 and test["mdd"] > MARGIN
     assert test["seeds_needed"] > 20 and test["tost_power"] < 0.5
     assert any(line.startswith("plain-56: final_train_error: not shown within ±5.0") for line in result["not_excluded"])
     assert all(c["verdict"] == "equivalent" for c in result["cells"] if c is not plain56)
 
 
+def test_a_shift_by_the_detectable_difference_is_detected_as_stated_and_never_agree():
+    """Audit: one twin's plain-56 shifted by the difference the verdict said it would detect was judged
+    "agree" 90 % of the time, and detected ~10 % of the time."""
+    sd = 0.08 * np.sqrt(2)  # each twin's own chaotic noise: the sd of the per-seed differences
+    shift = beyond_mdd(sd, 5, MARGIN, ALPHA / 12)  # 6 cells x 2 metrics: Holm over 12
+
+    def shifted(backend):
+        return lambda a, d: (0.4 + shift * (backend == "keras")) if (a, d) == ("plain", 56) else effect(a, d)
+
+    truth = {"keras": shifted("keras"), "lightning": shifted("lightning")}
+    studies = [agreement(paired(truth, chaotic_sd=0.08, rng_seed=s), exactness=PASSED) for s in range(60)]
+    assert not [s for s in studies if s["verdict"] == "agree"]
+    detected = np.mean([cell(s, "plain", 56)["tests"]["final_train_error"]["p_beyond_holm"] < ALPHA for s in studies])
+    assert detected >= 0.8 - 0.1  # at least the stated power, within Monte Carlo error (60 studies)
+
+
+def test_bounds_never_exceed_100_points():
+    result = agreement(paired(chaotic, seeds=(0, 1), chaotic_sd=0.3), exactness=PASSED)
+    assert all(t["bound"] <= 1 for c in result["cells"] for t in c["tests"].values() if t["bound"] is not None)
+
+
 def test_too_few_runs_or_one_backend_are_inconclusive():
-    result = agreement(unpaired(seeds=(0,)), exactness=PASSED)
-    assert result["verdict"] == "inconclusive" and {c["verdict"] for c in result["cells"]} == {"undecided"}
-    assert "add seeds" in result["settle"]
-    one = agreement(unpaired()[lambda f: f.backend == "keras"], exactness=PASSED)
+    result = agreement(paired(seeds=(0,)), exactness=PASSED)
+    assert result["verdict"] == "exact_outcomes_undecided" and {c["verdict"] for c in result["cells"]} == {"undecided"}
+    one = agreement(paired()[lambda f: f.backend == "keras"], exactness=PASSED)
     assert one["verdict"] == "inconclusive" and one["reason"] == "only one backend in the results"
 
 
 def test_identical_runs_are_equivalent_as_stated():
-    frame = unpaired(noise=0.0)
+    frame = paired(shared=0.0, twin=0.0)
     result = agreement(frame, exactness=PASSED)
     test = cell(result, "resnet", 8)["tests"]["final_train_error"]
     assert test["note"] == "identical in every run" and test["p_tost"] == 0.0 and test["bound"] == 0.0
     assert cell(result, "resnet", 8)["reason"] == "identical in every run" and result["verdict"] == "agree"
 
 
+def test_diverged_runs_are_failures_and_an_asymmetry_disagrees(tmp_path):
+    """Audit: one twin diverging in 4 of 5 runs of a cell and the other in none gave "agree"; a run that
+    diverged after its first epoch kept its last finite error and counted as a success."""
+    frame = paired(seeds=tuple(range(8)))
+    gone = (frame.backend == "keras") & (frame.arch == "resnet") & (frame.depth == 20) & (frame.seed < 7)
+    frame["diverged"] = gone  # the errors still hold the last finite (good) values
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    results = load_results(tmp_path / "results.csv")
+    assert np.allclose(results.loc[gone.to_numpy(), ["final_train_error", "final_test_error"]], 0.9)
+    result = agreement(results, exactness=PASSED)
+    assert result["verdict"] == "disagree", result["reason"]
+    (divergence,) = result["divergence"]
+    assert (divergence["only_first"], divergence["only_second"]) == (7, 0) and divergence["asymmetric"]
+
+
 def test_statistics_match_scipy_and_statsmodels():
     rng = np.random.default_rng(1)
-    a, b = rng.normal(0.30, 0.04, 6), rng.normal(0.28, 0.07, 5)
-    test = outcome_test(a, b, MARGIN, ALPHA, ALPHA)
-    welch = stats.ttest_ind(a, b, equal_var=False)
-    assert test["p_diff"] == pytest.approx(welch.pvalue, rel=1e-12)
-    assert test["df"] == pytest.approx(welch.df, rel=1e-12)
-    assert test["p_tost"] == pytest.approx(ttost_ind(a, b, -MARGIN, MARGIN, usevar="unequal")[0], rel=1e-12)
-    ci = welch.confidence_interval(0.95)
-    assert (test["ci_low"], test["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
-    # The bound is where TOST would just pass: TOST at the bound gives p = alpha.
-    assert ttost_ind(a, b, -test["bound"], test["bound"], usevar="unequal")[0] == pytest.approx(ALPHA, rel=1e-6)
+    shared = rng.normal(0.3, 0.05, 7)
+    a, b = shared + rng.normal(0.01, 0.02, 7), shared + rng.normal(0, 0.02, 7)
+    test = paired_test(a - b, MARGIN, ALPHA, family=1)
+    paired_t = stats.ttest_rel(a, b)
+    assert test["p_diff"] == pytest.approx(paired_t.pvalue, rel=1e-10)
+    assert test["p_tost"] == pytest.approx(ttost_paired(a, b, -MARGIN, MARGIN)[0], rel=1e-10)
+    ci = paired_t.confidence_interval(0.95)
+    assert (test["ci_low"], test["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-10)
+    # The bound is where TOST would just pass at the family's level: TOST at the bound gives p = alpha.
+    assert ttost_paired(a, b, -test["bound"], test["bound"])[0] == pytest.approx(ALPHA, rel=1e-6)
 
 
-def simulate(diff, sd, n, test_key, trials=3000, seed=0):
-    """Rejection rate of one of outcome_test's tests at a true difference `diff`."""
+def simulate(diff, sd, n, key, family=1, trials=3000, seed=0):
+    """Rejection rate of one of paired_test's tests at level alpha / family, true mean difference `diff`."""
     rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(trials):
-        t = outcome_test(rng.normal(diff, sd, n), rng.normal(0, sd, n), MARGIN, ALPHA, ALPHA)
-        hits += t[test_key] < ALPHA
-    return hits / trials
+    level = ALPHA / family
+    return float(np.mean([paired_test(rng.normal(diff, sd, n), MARGIN, ALPHA, family, power=False)[key] < level
+                          for _ in range(trials)]))  # fmt: skip
 
 
-def test_the_stated_power_is_the_power_the_tests_have():
+@pytest.mark.parametrize("family", [1, 12])
+def test_the_stated_power_is_the_power_the_procedure_has(family):
+    """Audit: the stated detectable difference and seeds were those of an unadjusted two-sided test the
+    verdict never used. Now both are of its own tests at the family's level (Holm's first step)."""
     sd, n = 0.04, 8
-    se = sd * np.sqrt(2 / n)
-    stated = outcome_test(np.array([-1, 1] * (n // 2)) * sd * np.sqrt((n - 1) / n) + 0.0,
-                          np.array([-1, 1] * (n // 2)) * sd * np.sqrt((n - 1) / n), MARGIN, ALPHA, ALPHA)  # fmt: skip
-    assert stated["se"] == pytest.approx(se, rel=1e-9)
-    assert simulate(stated["mdd"], sd, n, "p_diff") == pytest.approx(0.8, abs=0.04)  # MDD: 80 % power
-    assert simulate(0.0, sd, n, "p_tost") == pytest.approx(stated["tost_power"], abs=0.04)
-    assert simulate(MARGIN, sd, n, "p_beyond") <= ALPHA + 0.01  # the "differs" test keeps its level
-    assert simulate(MARGIN, sd, n, "p_tost") <= ALPHA + 0.01  # and so does the equivalence test
+    level = ALPHA / family
+    assert simulate(0.0, sd, n, "p_tost", family) == pytest.approx(tost_power(sd, n, MARGIN, level), abs=0.03)
+    mdd = beyond_mdd(sd, n, MARGIN, level)
+    assert simulate(mdd, sd, n, "p_beyond", family) == pytest.approx(0.8, abs=0.03)
+    assert simulate(MARGIN, sd, n, "p_beyond", family) <= level + 0.01  # the "differs" test keeps its level
+    assert simulate(MARGIN, sd, n, "p_tost", family) <= level + 0.01  # and so does the equivalence test
 
 
 def test_seeds_needed_reaches_the_power_it_promises():
-    sd = 0.06
-    n = seeds_needed(sd**2, sd**2, MARGIN, ALPHA)
-    assert simulate(0.0, sd, n, "p_tost", trials=2000) >= 0.77
-    assert simulate(0.0, sd, max(2, n - 4), "p_tost", trials=2000) < 0.8
+    sd, level = 0.06, ALPHA / 12
+    n = seeds_needed(sd, MARGIN, level)
+    assert simulate(0.0, sd, n, "p_tost", family=12, trials=2000) == pytest.approx(0.8, abs=0.035)
+    assert tost_power(sd, n - 1, MARGIN, level) < 0.8 <= tost_power(sd, n, MARGIN, level)
 
 
 def test_holm_spans_every_cell_and_metric():
-    result = agreement(unpaired(chaotic, chaotic_sd=0.08), exactness=PASSED)
+    result = agreement(paired(chaotic, chaotic_sd=0.08), exactness=PASSED)
     tests = [t for c in result["cells"] for t in c["tests"].values()]
     raw = sorted(t["p_tost"] for t in tests)
     assert min(t["p_tost_holm"] for t in tests) == pytest.approx(min(1.0, raw[0] * len(tests)))
 
 
 def test_verdict_is_json_serializable():
-    for frame in (unpaired(), unpaired(seeds=(0,)), unpaired(noise=0.0)):
+    for frame in (paired(), paired(seeds=(0,)), paired(shared=0.0, twin=0.0)):
         json.dumps(agreement(frame, exactness=PASSED), allow_nan=False)

@@ -68,7 +68,12 @@ def test_analyze_reproduces_the_verdict_from_results_csv_alone(tmp_path):
     result = cli("analyze", str(alone), "--json")
     assert result.returncode == 0, result.stderr
     original = json.loads((out / "verdict.json").read_text())
-    assert json.loads(result.stdout)["degradation"] == original["degradation"]
+    alone_degradation = json.loads(result.stdout)["degradation"]
+    assert all(entry["over_training"] is None for entry in alone_degradation["backends"].values())
+    assert all(entry["over_training"] for entry in original["degradation"]["backends"].values())
+    for entry in (*alone_degradation["backends"].values(), *original["degradation"]["backends"].values()):
+        entry.pop("over_training")  # what history.csv adds
+    assert alone_degradation == original["degradation"]
     assert json.loads(result.stdout)["agreement"] == original["agreement"]
 
 
@@ -81,9 +86,10 @@ def test_correct_twins_agree_and_the_evidence_is_read_back(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "exactness: float64 replay of the recipe by keras, lightning: passed" in result.stdout
     verdict = json.loads((out / "verdict.json").read_text())["agreement"]
-    assert verdict["verdict"] == "agree", verdict["reason"]
+    # Two epochs and three seeds cannot show the outcomes equivalent; the replay proves the twins exact.
+    assert verdict["verdict"] in ("agree", "exact_outcomes_undecided"), verdict["reason"]
     assert verdict["exactness"]["status"] == "passed" and len(verdict["cells"]) == 2
-    assert "agreement: agree" in result.stdout
+    assert f"agreement: {verdict['verdict']} - the recipe is exact in float64" in result.stdout
     assert_quiet(result, out)
     assert_on_the_dashboard(out, verdict)
     assert_every_run_probed(out)
@@ -163,7 +169,7 @@ def assert_on_the_dashboard(out, agreement):
     summary = json.loads(subprocess.run(inspect, capture_output=True, text=True, timeout=120, check=True).stdout)[
         "summary"
     ]
-    assert summary["agreement/verdict"] == agreement["verdict"] == "agree" and summary["degradation/verdict"]
+    assert summary["agreement/verdict"] == agreement["verdict"] and summary["degradation/verdict"]
     assert summary["results"]["_type"] == "table-file"
     assert {k for k in summary if k.startswith("figures/")} >= {"figures/agreement", "figures/error_vs_depth"}
     (artifact,) = [r["artifact"] for r in records if r["type"] == "artifact" and r["artifact"]["type"] == "study"]

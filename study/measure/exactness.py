@@ -43,12 +43,12 @@ from study.files import (
     EXACTNESS,
     EXACTNESS_EPOCH_QUANTITIES,
     EXACTNESS_SCHEMA,
+    EXACTNESS_TOLERANCE,
     atomic_write_text,
 )
 from study.measure.replay import Trajectory, flat, relative_error, train_from
 from study.verdicts.inputs import load_exactness
 
-TOLERANCE = 1e-8  # float64; the twins agree to ~1e-14, a recipe difference moves a quantity by >= 1e-4
 EPOCHS, WARMUP_EPOCHS = 4, 1
 TRAIN_BATCHES, TEST_BATCHES = 2.5, 2
 
@@ -142,7 +142,7 @@ def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
         for a, b in itertools.combinations(backends, 2):
             errors = trajectory_errors(runs[a], runs[b])
             worst = max(errors, key=errors.get)
-            passed = all(e <= TOLERANCE for e in errors.values())
+            passed = all(e <= EXACTNESS_TOLERANCE for e in errors.values())
             pairs.append({"backends": [a, b], "errors": errors, "worst": worst, "passed": passed})
         steps = {backend: len(runs[backend].step_losses) for backend in backends}
         results.append({k: network[k] for k in ("spec", "arch", "depth")} | {"steps": steps, "pairs": pairs})
@@ -155,7 +155,7 @@ def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
     return {
         "schema": EXACTNESS_SCHEMA,
         "dtype": "float64",
-        "tolerance": TOLERANCE,
+        "tolerance": EXACTNESS_TOLERANCE,
         "passed": bool(pairs) and all(pair["passed"] for pair in pairs),
         "worst": None
         if worst is None

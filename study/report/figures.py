@@ -100,7 +100,7 @@ def figure_agreement(agreement: dict, path: Path) -> Path:
             test = cell["tests"][metric]
             if test["mean_diff"] is None:
                 continue
-            color = {"equivalent": "tab:green", "bounded": "tab:orange", "differs": "tab:red"}.get(
+            color = {"equivalent": "tab:green", "undecided": "tab:orange", "differs": "tab:red"}.get(
                 cell["verdict"], "grey"
             )
             low, high = (test["ci_low"], test["ci_high"]) if test["ci_low"] is not None else (None, None)
