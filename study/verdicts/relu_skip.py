@@ -2,14 +2,15 @@
 
 Trained evidence comes from a study whose grid varies the activation (the ``relu-skip`` config): at
 its deepest depth, per activation and normalization, plain vs residual nets' final training error
-(one-sided Welch, plain > residual, Holm over the cells: does the skip help?), and whether each net
+(one-sided Welch of H0 plain − residual <= 2 points, Holm over the cells: does the skip help by more
+than the minimum effect? `skip_helps`), the seed the unit of replication, and whether each net
 learned: a net *learns* when its error's 95 % CI lies below `LEARNED` (50 %; chance is 90 %), *fails*
 when it lies above. With BN (the study's recipe), the answer (`relu_skip_verdict`):
 
-- *skip*: the plain ReLU net fails and the residual net learns with every activation: the skip, not
-  the ReLU, trains the deep net;
-- *skip_and_relu*: the plain ReLU net fails, the residual ReLU net learns, and the residual net fails
-  with some other activation: the deep net needs both;
+- *skip*: the plain ReLU net fails, and with every activation the residual net learns and the skip
+  helps (`skip_helps`): the skip, not the ReLU, trains the deep net;
+- *skip_and_relu*: the plain ReLU net fails, the residual ReLU net learns and the skip helps it, and
+  the residual net fails with some other activation: the deep net needs both;
 - *relu*: the plain ReLU net learns, and a residual net with another activation fails;
 - *either*: the plain ReLU net learns, and the residual net learns with every activation;
 - *neither*: the plain and the residual ReLU nets both fail;
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.verdicts.common import CI_LEVEL, LEARNED, MARGIN_EFFECT, as_float, holm
+from study.verdicts.common import CI_LEVEL, LEARNED, MARGIN_EFFECT, Difference, as_float, holm, per_seed
 
 CONFIG = "relu-skip"
 
@@ -63,7 +64,8 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
         reason = f"this study trains one activation; `resnet-study run --config {CONFIG}` answers with trained runs"
         return {"verdict": "inconclusive", "reason": reason, "trained": False, **header, "cells": []}
     depth = max(depths)
-    data = results[results.depth == depth]
+    # The unit of replication is the seed: several twins' runs of one seed count once (their mean).
+    data = per_seed(results[results.depth == depth], ["activation", "norm", "arch"], "final_train_error")
     cells = []
     for (activation, norm), group in data.groupby(["activation", "norm"]):
         plain = group[group.arch == "plain"].final_train_error.to_numpy(float)
@@ -78,15 +80,15 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
         for arch, values in (("plain", plain), ("resnet", residual)):
             estimate = _mean_ci(values) if len(values) else (None, None, None)
             cell[arch], cell[f"{arch}_ci_low"], cell[f"{arch}_ci_high"] = estimate
+        # Does the skip help by more than the minimum effect? H0 plain − residual <= m (one-sided Welch).
         p = None
-        if len(plain) >= 2 and len(residual) >= 2 and (np.ptp(plain) or np.ptp(residual)):
-            p = as_float(stats.ttest_ind(plain, residual, equal_var=False, alternative="greater").pvalue)
+        if len(plain) >= 2 and len(residual) >= 2:
+            p = Difference.of_means((1.0, plain), (-1.0, residual)).p_above(MARGIN_EFFECT)
         cell["p"] = p
         cells.append(cell)
     for cell, adjusted in zip(cells, holm([c["p"] for c in cells]), strict=True):
-        diff = None if cell["plain"] is None or cell["resnet"] is None else cell["plain"] - cell["resnet"]
         cell["p_holm"] = adjusted
-        cell["skip_helps"] = adjusted is not None and adjusted < alpha and diff is not None and diff > MARGIN_EFFECT
+        cell["skip_helps"] = adjusted is not None and adjusted < alpha
     with_bn = [c for c in cells if c["norm"] == "batch"] or cells
     relu = next((c for c in with_bn if c["activation"] == "relu"), None)
     others = [c for c in with_bn if c["activation"] != "relu"]
@@ -107,9 +109,10 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
     )  # fmt: skip
     residual_learns = [learns(c, "resnet") for c in [relu, *others]]
     other_fails = any(fails(c, "resnet") for c in others)
-    if fails(relu, "plain") and all(residual_learns):
+    skip_helps = all(c["skip_helps"] for c in [relu, *others])
+    if fails(relu, "plain") and all(residual_learns) and skip_helps:
         verdict = "skip"
-    elif fails(relu, "plain") and learns(relu, "resnet") and other_fails:
+    elif fails(relu, "plain") and learns(relu, "resnet") and relu["skip_helps"] and other_fails:
         verdict = "skip_and_relu"
     elif learns(relu, "plain") and other_fails:
         verdict = "relu"
