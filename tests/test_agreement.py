@@ -206,6 +206,8 @@ def test_the_stated_power_is_the_power_the_procedure_has(family):
     sd, n = 0.04, 8
     level = ALPHA / family
     assert simulate(0.0, sd, n, "p_tost", family) == pytest.approx(tost_power(sd, n, MARGIN, level), abs=0.03)
+    stated = paired_test(np.random.default_rng(0).normal(0, sd, n), MARGIN, ALPHA, family)
+    assert stated["tost_power"] <= stated["tost_power_at_alpha"]  # the bracket Holm's level lies in
     mdd = beyond_mdd(sd, n, MARGIN, level)
     assert simulate(mdd, sd, n, "p_beyond", family) == pytest.approx(0.8, abs=0.03)
     assert simulate(MARGIN, sd, n, "p_beyond", family) <= level + 0.01  # the "differs" test keeps its level

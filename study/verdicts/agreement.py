@@ -119,6 +119,7 @@ def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: 
     level = alpha / max(1, family)  # Holm's first step: the power stated is at least the procedure's
     out = {"n": n, "mean_diff": float(d.mean()) if n else None, "sd": None, "se": None, "df": None}
     out |= dict.fromkeys(("ci_low", "ci_high", "p_tost", "p_diff", "p_beyond", "bound", "mdd", "tost_power"))
+    out["tost_power_at_alpha"] = None
     out |= {"seeds_needed": None, "level": level, "note": None}
     if n < 2:
         out["note"] = "fewer than 2 seeds run by both twins"
@@ -128,7 +129,14 @@ def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: 
     out |= {"sd": sd, "se": se, "df": float(df), "seeds_needed": seeds_needed(sd, margin, level) if power else None}
     if se == 0:  # the twins' difference is the same for every seed: known exactly
         beyond = abs(diff) > margin
-        out |= {"ci_low": diff, "ci_high": diff, "bound": min(1.0, abs(diff)), "mdd": margin, "tost_power": 1.0}
+        out |= {
+            "ci_low": diff,
+            "ci_high": diff,
+            "bound": min(1.0, abs(diff)),
+            "mdd": margin,
+            "tost_power": 1.0,
+            "tost_power_at_alpha": 1.0,
+        }
         out |= {"p_tost": float(beyond), "p_diff": float(diff == 0), "p_beyond": float(not beyond)}
         out["note"] = "identical in every run" if diff == 0 else "the same difference in every seed"
         return out
@@ -143,7 +151,11 @@ def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: 
         "bound": float(min(1.0, abs(diff) + t.ppf(1 - level) * se)),
     }
     if power:
-        out |= {"mdd": as_float(beyond_mdd(sd, n, margin, level)), "tost_power": tost_power(sd, n, margin, level)}
+        out |= {
+            "mdd": as_float(beyond_mdd(sd, n, margin, level)),
+            "tost_power": tost_power(sd, n, margin, level),  # at least this: Holm's first step
+            "tost_power_at_alpha": tost_power(sd, n, margin, alpha),  # at most this: Holm's last step
+        }
     return out
 
 
