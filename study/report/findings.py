@@ -159,8 +159,8 @@ def lesion_finding(lesion: dict, context: dict) -> str:
     ks = sorted(k for (arch, depth, k) in curves if arch == "resnet" and depth == deepest)
     curve = ", ".join(f"k = {k}: {_pts(curves[('resnet', deepest, k)])}" for k in ks)
     numbers = (
-        f" ({test['n_resnet']} residual and {test['n_plain']} plain networks, both twins', each evaluated with every "
-        f"block deleted in turn.)"
+        f" ({test['n_resnet']} residual and {test['n_plain']} plain seeds, each seed's networks (one per twin) "
+        f"evaluated with every block deleted in turn and averaged.)"
         if test.get("n_resnet")
         else ""
     )
