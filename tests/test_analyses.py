@@ -209,3 +209,17 @@ def test_deleting_a_block_whose_branch_is_zero_changes_nothing(backend):
     assert not np.allclose(logits(("layer1.0",)), whole, rtol=1e-3)
     plain = parse_spec("plain-14", input_shape=(8, 8, 1), lesion=("layer2.0", "layer1.1"))
     assert [b.shortcut for b in plain.blocks() if b.lesioned] == ["identity", "pad"]  # identity where it fits
+
+
+def test_relu_or_skip_answers_skip_only_where_the_skip_is_shown_to_help():
+    """Audit: the per-cell `skip_helps` tests were computed and not used. A tanh cell whose residual net
+    learns but whose plain net is not shown worse by the minimum effect keeps the answer from "skip"."""
+
+    def truth(arch, act, norm):
+        if act == "tanh":
+            return 0.03 if arch == "plain" else 0.02  # both learn: the skip does not help by 2 points
+        return 0.8 if arch == "plain" else 0.02
+
+    verdict = relu_skip_verdict(activation_table(truth))
+    tanh = next(c for c in verdict["cells"] if (c["activation"], c["norm"]) == ("tanh", "batch"))
+    assert not tanh["skip_helps"] and verdict["verdict"] != "skip", verdict["reason"]
