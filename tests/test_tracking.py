@@ -100,3 +100,16 @@ def test_a_run_goes_where_wandb_dir_and_project_say(tmp_path):
     assert not (tmp_path / "run" / "wandb").exists()
     (run_dir,) = (tmp_path / "logs" / "wandb").glob("offline-run-*")
     assert json.loads(leet(run_dir, "--summary", "--json"))["project"] == "mine"
+
+
+@pytest.mark.parametrize("backend", ["keras", "lightning"])
+def test_a_run_that_diverges_in_its_first_epoch_logs_no_model_and_finishes(tmp_path, backend):
+    """A run that diverged before any epoch completed has no checkpoint: it is recorded as diverged,
+    with no model artifact, instead of ending the study in a traceback (the relu-skip config's
+    residual no-BN nets diverge so)."""
+    out = tmp_path / "run"
+    result = cli("train", "plain-8", "--backend", backend, "--epochs", "1", "--lr", "1e30", "--out", str(out),
+                 "--wandb", "offline", "--log-model", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["diverged"] and summary["epochs_completed"] == 0 and summary["model_artifact"] is None

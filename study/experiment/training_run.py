@@ -159,7 +159,8 @@ def run_training(request: RunRequest) -> dict:
 
     A folder holding an unfinished attempt of the same run resumes it: the twin continues from its
     checkpoint of the last completed epoch, and the W&B run continues under the same id. With
-    `log_model`, the checkpoint becomes a W&B model artifact.
+    `log_model`, the checkpoint becomes a W&B model artifact (not for a diverged run: its weights are not
+    finite, or it has no checkpoint at all when it diverged in its first epoch).
     """
     backend, train_spec = request.backend, request.train_spec
     check_devices(backend, request.devices)
@@ -216,7 +217,7 @@ def run_training(request: RunRequest) -> dict:
         "config": config,
     }
     write_history(out / HISTORY, outcome.records)
-    if wandb_run is not None and request.log_model:
+    if wandb_run is not None and request.log_model and not outcome.diverged:  # a diverged net is no model
         name = request.artifact_name or model_artifact_name(f"{request.name}-{state['wandb_id']}")
         metadata = {k: summary[k] for k in ("backend", "arch", "depth", "seed", "dataset", "final_train_error",
                                             "final_test_error", "diverged")} | {"spec": config["spec"]}  # fmt: skip
