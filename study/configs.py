@@ -38,10 +38,11 @@ class StudyConfig:
     gradflow_depths: tuple[int, ...] = ()  # depths probed by `gradflow` for the report; () = `depths`
     exactness_depths: tuple[int, ...] = ()  # depths of the float64 recipe replay; () = the shallowest
     probe_backend: str = "lightning"  # the twin that evaluates every trained network (study.experiment.post_run)
+    budgets: tuple[int, ...] = ()  # a grid axis of training epochs (the budget config); () = the recipe's
 
     def __post_init__(self) -> None:
         for field in ("backends", "archs", "depths", "seeds", "activations", "norms", "gradflow_depths",
-                      "exactness_depths"):  # fmt: skip
+                      "exactness_depths", "budgets"):  # fmt: skip
             object.__setattr__(self, field, tuple(getattr(self, field)))
         if not (self.backends and self.archs and self.depths and self.seeds and self.activations and self.norms):
             raise UserError("a study needs at least one backend, arch, depth, seed, activation and norm")
@@ -51,6 +52,8 @@ class StudyConfig:
                 f"unknown backend {(unknown or [self.probe_backend])[0]!r}; choose from {', '.join(BACKENDS)}"
             )
         process_groups(self.backends, self.probe_backend)  # the probe twin can run beside the backends
+        if any(not isinstance(e, int) or e < max(1, self.recipe.warmup_epochs) for e in self.budgets):
+            raise UserError(f"budgets must be whole epochs of at least the warm-up; got {list(self.budgets)}")
         for point in self.points():
             point.network_spec()  # validates depths, shortcut, activation, norm
 
@@ -63,9 +66,10 @@ class StudyConfig:
     def points(self) -> list[GridPoint]:
         """Every run, cheapest first within a seed, so a partial study covers all depths early."""
         return [
-            GridPoint(self, backend, arch, depth, seed, activation, norm)
+            GridPoint(self, backend, arch, depth, seed, activation, norm, epochs)
             for seed in self.seeds
             for depth in sorted(self.depths)
+            for epochs in sorted(self.budgets) or (None,)
             for norm in self.norms
             for activation in self.activations
             for arch in self.archs
@@ -84,7 +88,7 @@ class StudyConfig:
                 data |= {
                     k: recipe[k] for k in RECIPE_FIELDS if k not in STUDY_RECIPE and recipe[k] != DEFAULT_RECIPE[k]
                 }
-            else:
+            elif field.name != "budgets" or value:  # a study without budgets keeps its id
                 data[field.name] = list(value) if isinstance(value, tuple) else value
         return data
 
@@ -107,6 +111,7 @@ class GridPoint:
     seed: int
     activation: str = "relu"
     norm: str = "batch"
+    epochs: int | None = None  # the training budget (StudyConfig.budgets); None: the recipe's
 
     def network_spec(self) -> NetworkSpec:
         return NetworkSpec(
@@ -119,7 +124,7 @@ class GridPoint:
         )
 
     def train_spec(self) -> TrainSpec:
-        return dataclasses.replace(self.study.recipe, seed=self.seed)
+        return dataclasses.replace(self.study.recipe, seed=self.seed, epochs=self.epochs or self.study.recipe.epochs)
 
     def request(self, out: Path, **how) -> RunRequest:
         """The point's training run, into `out`; `how` are RunRequest's other fields (data_dir, ...)."""
@@ -132,10 +137,13 @@ class GridPoint:
     @property
     def run_key(self) -> str:
         """Readable and unique: ``lightning-plain56-s1-<hash of the full config>``, with the activation
-        and ``nobn`` after the depth where they are not ReLU and BN (``lightning-plain56-tanh-nobn-s1-...``)."""
+        and ``nobn`` after the depth where they are not ReLU and BN (``lightning-plain56-tanh-nobn-s1-...``), and the
+        budget where the study varies it (``lightning-plain56-e60-s1-...``)."""
         digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:10]
-        variant = ("" if self.activation == "relu" else f"-{self.activation}") + (
-            "" if self.norm == "batch" else "-nobn"
+        variant = (
+            ("" if self.activation == "relu" else f"-{self.activation}")
+            + ("" if self.norm == "batch" else "-nobn")
+            + ("" if self.epochs is None else f"-e{self.epochs}")
         )
         return f"{self.backend}-{self.arch}{self.depth}{variant}-s{self.seed}-{digest}"
 
@@ -186,6 +194,20 @@ CONFIGS = {
         activations=("relu", "tanh", "sigmoid"),
         norms=("batch", "none"),
         gradflow_depths=(8, 20, 56),
+    ),
+    # Is plain-56 only slower? The default recipe at depths 20 and 56, plain and residual, trained for
+    # 15, 30 and 60 epochs (the LR drops at 50 % and 75 % of each budget); Lightning, three seeds: 36
+    # runs, about 10 minutes on the 2-core CPU. `study.verdicts.budget` answers.
+    "budget": StudyConfig(
+        name="budget",
+        dataset="digits",
+        backends=("lightning",),
+        archs=ARCHS,
+        depths=(20, 56),
+        seeds=(0, 1, 2),
+        recipe=TrainSpec(epochs=15, warmup_epochs=2),
+        budgets=(15, 30, 60),
+        gradflow_depths=(20, 56),
     ),
 }
 
