@@ -1,5 +1,6 @@
 """Verdicts of the statistics on synthetic results tables whose truth is known, and results.csv validation."""
 
+import itertools
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ from statsmodels.stats.multitest import multipletests
 from tables import DEPTHS, effect, flat, reversed_, table
 
 from study.verdicts.analyze import analyze
+from study.verdicts.budget import budget_verdict
 from study.verdicts.common import MARGIN_EFFECT, holm
 from study.verdicts.degradation import degradation
 from study.verdicts.inputs import ResultsError, load_results
@@ -218,6 +220,7 @@ def test_verdicts_are_json_serializable(error, kwargs):
         "lesion",
         "norm_preservation",
         "relu_vs_skip",
+        "training_budget",
         "diverged",
         "alpha",
         "margin",
@@ -319,3 +322,32 @@ def test_a_malformed_history_is_one_line_and_exit_2(tmp_path, history, message):
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def budget_table(plain_gap_at, seeds=(0, 1, 2), rng_seed=0):
+    """Runs at depths 20 and 56 trained 15, 30 and 60 epochs; plain_gap_at(epochs) the true plain gap."""
+    rng, rows = np.random.default_rng(rng_seed), []
+    for epochs, arch, depth, seed in itertools.product((15, 30, 60), ("plain", "resnet"), (20, 56), seeds):
+        error = 0.003 + (plain_gap_at(epochs) if (arch, depth) == ("plain", 56) else 0.0) + rng.normal(0, 0.003)
+        rows.append({"run_key": f"lightning-{arch}{depth}-e{epochs}-s{seed}", "backend": "lightning", "arch": arch,
+                     "depth": depth, "seed": seed, "epochs": epochs, "final_train_error": float(np.clip(error, 0, 1)),
+                     "final_test_error": 0.05, "best_test_error": 0.05, "diverged": False})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_gap_that_stays_is_not_only_slower_and_one_that_closes_is():
+    """Is plain-56 only slower? The budget config trains 15, 30 and 60 epochs."""
+    stays = budget_verdict(budget_table(lambda epochs: 0.7))
+    assert stays["verdict"] == "not_only_slower", stays["reason"]
+    closes = budget_verdict(budget_table(lambda epochs: {15: 0.7, 30: 0.2, 60: 0.0}[epochs]))
+    assert closes["verdict"] == "only_slower", closes["reason"]
+    assert closes["change"]["estimate"] == pytest.approx(-0.7, abs=0.01) and closes["change"]["ci_high"] < 0
+    one = budget_verdict(budget_table(lambda epochs: 0.7)[lambda f: f.epochs == 60])
+    assert one["verdict"] == "inconclusive" and "--config budget" in one["reason"]
+
+
+def test_the_other_verdicts_read_the_largest_budget():
+    out = analyze(budget_table(lambda epochs: {15: 0.7, 30: 0.2, 60: 0.0}[epochs]))
+    cells = out["degradation"]["backends"]["lightning"]["cells"]
+    assert {c["n"] for c in cells} == {3} and out["training_budget"]["verdict"] == "only_slower"
+    assert out["degradation"]["verdict"] == "does_not_hold", out["degradation"]["reason"]

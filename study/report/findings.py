@@ -202,12 +202,27 @@ def norm_finding(norms: dict, context: dict) -> str:
     )
 
 
+def budget_finding(budget: dict, context: dict) -> str:
+    change = budget["change"]
+    return (
+        f"**Training budget: {budget['verdict'].replace('_', ' ')}.** Is the deep plain net only slower? Trained "
+        f"for {', '.join(str(b['epochs']) for b in budget['budgets'])} epochs: {budget['reason']}. From "
+        f"{change['from_epochs']} to {change['to_epochs']} epochs the gap changed by {_pts(change['estimate'])} "
+        f"(95 % CI {_pts(change['ci_low'])} to {_pts(change['ci_high'])}). Not shown: budgets beyond "
+        f"{change['to_epochs']} epochs. {_scale(context)}"
+    )
+
+
 def findings(verdict: dict, context: dict) -> list[str]:
-    """One paragraph per question: degradation, the twins, ReLU or skip, lesion, norm preservation."""
-    return [
+    """One paragraph per question: degradation, the twins, ReLU or skip, lesion, norm preservation, and
+    the training budget where the study varied it."""
+    paragraphs = [
         degradation_finding(verdict["degradation"], context),
         agreement_finding(verdict["agreement"], context),
         relu_skip_finding(verdict["relu_vs_skip"], context),
         lesion_finding(verdict["lesion"], context),
         norm_finding(verdict["norm_preservation"], context),
     ]
+    if verdict.get("training_budget", {}).get("change"):
+        paragraphs.append(budget_finding(verdict["training_budget"], context))
+    return paragraphs

@@ -179,6 +179,25 @@ def relu_skip(doc: Document, rs: dict) -> None:
         )
 
 
+def training_budget(doc: Document, budget: dict) -> None:
+    """Only where the study varied the training budget."""
+    if not budget.get("budgets"):
+        return
+
+    def gap(entry: dict | None) -> str:
+        return "–" if entry is None else pct_ci(entry["estimate"], entry["ci_low"], entry["ci_high"])
+
+    doc.heading(f"Training budget: {budget['verdict']}")
+    doc.para(budget["reason"] + ".")
+    doc.table(
+        ["epochs", "plain gap, points [95% CI]", "p (gap > 2 points)", "residual gap, points [95% CI]"],
+        [
+            [b["epochs"], gap(b["plain"]), (b["plain"] or {}).get("p_above"), gap(b["resnet"])]
+            for b in budget["budgets"]
+        ],
+    )
+
+
 def lesion(doc: Document, figs: Figures, les: dict, table: pd.DataFrame | None) -> None:
     doc.heading(f"Lesion: {les['verdict']}")
     doc.para(les["reason"] + ".")
@@ -268,6 +287,7 @@ def report(folder: Path, verdict: dict, tables: StudyTables, alpha: float) -> Do
     degradation(doc, figs, verdict["degradation"], tables, alpha)
     agreement(doc, figs, verdict["agreement"])
     relu_skip(doc, verdict["relu_vs_skip"])
+    training_budget(doc, verdict.get("training_budget", {}))
     lesion(doc, figs, verdict["lesion"], tables.lesion)
     norm_preservation(doc, figs, verdict["norm_preservation"], tables.norms)
     gradient_flow(doc, figs, tables)

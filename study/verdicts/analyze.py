@@ -1,5 +1,5 @@
 """Every verdict of a study folder, from its tables: degradation, the twins' agreement, the lesion
-study, norm preservation, ReLU vs skip, diverged runs.
+study, norm preservation, ReLU vs skip, the training budget, diverged runs.
 
 `analyze` is the one place that puts them together; `study.report.analysis` writes its result to verdict.json
 and the report (schema in docs/design.md). Only `results` is required: a verdict whose table is
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.verdicts.agreement import agreement
+from study.verdicts.budget import budget_verdict
 from study.verdicts.degradation import degradation
 from study.verdicts.lesion import lesion_verdict
 from study.verdicts.norm_preservation import norm_verdict
@@ -20,11 +21,33 @@ MAIN = {"activation": "relu", "norm": "batch"}  # the experiment of He et al.; o
 
 
 def main_experiment(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """The rows of He et al.'s experiment (ReLU, BN) where a study's grid also varies them."""
-    if frame is None or not set(MAIN) <= set(frame.columns):
+    """The rows of He et al.'s experiment (ReLU, BN) where a study's grid also varies them, and of its
+    largest training budget where the grid varies that (`study.verdicts.budget` reads them all)."""
+    if frame is None:
+        return frame
+    if set(MAIN) <= set(frame.columns):
+        keep = (frame.activation == MAIN["activation"]) & (frame.norm == MAIN["norm"])
+        frame = frame[keep] if keep.any() else frame
+    if "epochs" in frame.columns and frame.epochs.nunique() > 1:
+        frame = frame[frame.epochs == frame.epochs.max()]
+    return frame
+
+
+def main_experiment_of_every_budget(frame: pd.DataFrame) -> pd.DataFrame:
+    """He et al.'s experiment (ReLU, BN) at every training budget."""
+    if not set(MAIN) <= set(frame.columns):
         return frame
     keep = (frame.activation == MAIN["activation"]) & (frame.norm == MAIN["norm"])
     return frame[keep] if keep.any() else frame
+
+
+def of_runs(frame: pd.DataFrame | None, runs: pd.Series) -> pd.DataFrame | None:
+    """The rows of a per-run table (lesion.csv, norms.csv) for these runs; norms.csv's initialization
+    rows belong to no run and stay."""
+    if frame is None:
+        return None
+    keep = frame.run_key.isin(runs)
+    return frame[keep | (frame.stage == "init")] if "stage" in frame.columns else frame[keep]
 
 
 def diverged_runs(results: pd.DataFrame) -> dict:
@@ -51,14 +74,13 @@ def analyze(
     """All verdicts of one results table (`study.verdicts.inputs.load_results`) and, where given, the
     exactness evidence (`load_exactness`) and the lesion, norms, gradflow_fit and history tables."""
     main = main_experiment(results)
-    if history is not None:
-        history = history[history.run_key.isin(main.run_key)]
     return {
-        "degradation": degradation(main, alpha=alpha, history=history),
+        "degradation": degradation(main, alpha=alpha, history=of_runs(history, main.run_key)),
         "agreement": agreement(main, alpha=alpha, margin=margin, exactness=exactness),
-        "lesion": lesion_verdict(main_experiment(lesion), alpha=alpha),
-        "norm_preservation": norm_verdict(main_experiment(norms), alpha=alpha),
+        "lesion": lesion_verdict(main_experiment(of_runs(lesion, main.run_key)), alpha=alpha),
+        "norm_preservation": norm_verdict(main_experiment(of_runs(norms, main.run_key)), alpha=alpha),
         "relu_vs_skip": relu_skip_verdict(results, gradflow_fit, alpha=alpha),
+        "training_budget": budget_verdict(main_experiment_of_every_budget(results), alpha=alpha),
         "diverged": diverged_runs(results),
         "alpha": alpha,
         "margin": margin,
