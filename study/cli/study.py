@@ -31,7 +31,9 @@ GRID_AXES = ("backends", "archs", "depths", "seeds", "activations", "norms")  # 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     """The grid overrides shared by `run`, `run-point` and `sweep` (None: the config's)."""
     parser.add_argument(
-        "--config", default="default", help="study config: default (digits, CPU) or paper (CIFAR-10, GPU)"
+        "--config",
+        default="default",
+        help="study config: default (digits, CPU), paper (CIFAR-10, GPU), relu-skip or budget (digits, CPU)",
     )
     parser.add_argument("--dataset", help="override the config's data set")
     add_data_dir(parser)
@@ -63,6 +65,10 @@ def study_config_from_args(args: argparse.Namespace):
         shortcut=args.shortcut,
         **{axis: getattr(args, axis) for axis in GRID_AXES},
     )
+    if config.budgets and args.epochs is not None:
+        raise UsageError(
+            f"--epochs: the {config.name} config trains its own budgets ({', '.join(map(str, config.budgets))})"
+        )
     check_dataset(config.dataset)
     if config.dataset == "cifar10" and not args.data_dir:
         raise UsageError("--dataset cifar10 needs --data-dir (the folder with the CIFAR-10 python version files)")
