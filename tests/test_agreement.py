@@ -119,6 +119,9 @@ def test_a_chaotic_cell_leaves_the_verdict_undecided_not_agree():
     plain56 = cell(result, "plain", 56)
     assert plain56["verdict"] == "undecided" and result["verdict"] == "exact_outcomes_undecided"
     assert "plain-56" in result["reason"] and "plain-56" in result["settle"]
+    needed = max(t["seeds_needed"] for t in plain56["tests"].values())
+    runs = 2 * (needed - 5)  # both twins, beyond the five seeds each ran; every run took 10 s
+    assert f"about {needed} seeds; {runs} more runs, ~{runs * 10 / 60:.0f} min of training" in result["settle"]
     test = plain56["tests"]["final_train_error"]
     assert MARGIN < test["bound"] <= 1 and test["mdd"] > MARGIN
     assert test["seeds_needed"] > 20 and test["tost_power"] < 0.5

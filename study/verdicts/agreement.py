@@ -193,12 +193,22 @@ def _cell_verdict(tests: dict, alpha: float, margin: float) -> tuple[str, str]:
 
 
 def _seeds_to_settle(cell: dict) -> str:
-    """What would settle an undecided cell: its seeds for 80 % TOST power, the most any metric needs."""
+    """What would settle an undecided cell, and its cost: the seeds for 80 % TOST power (the most any
+    metric needs), the runs that adds to both twins, and their training time at the cell's own measured
+    time per run (where results.csv has it)."""
     tests = cell["tests"].values()
     if any(t["n"] < 2 for t in tests):
         return "at least 2 seeds run by both twins"
     needed = [t["seeds_needed"] for t in tests]
-    return f"about {max(needed)} seeds" if all(needed) else f"more than {MAX_SEEDS} seeds"
+    if not all(needed):
+        return f"more than {MAX_SEEDS} seeds"
+    seeds = max(needed)
+    runs = 2 * max(0, seeds - min(t["n"] for t in tests))
+    cost = f"; {runs} more runs" + (
+        f", ~{runs * cell['wall_s'] / 60:.0f} min of training at its {cell['wall_s']:.0f} s per run"
+        if cell.get("wall_s") else ""
+    )  # fmt: skip
+    return f"about {seeds} seeds{cost}"
 
 
 def replay_status(exactness: dict | None, pairs: list[tuple[str, str]]) -> dict:
@@ -278,6 +288,11 @@ def _cells(results: pd.DataFrame, pairs: list, metrics, margin: float, alpha: fl
             if min(counts) == 0:
                 continue
             cell = {"arch": arch, "depth": int(depth), "backends": [first, second], "tests": {}}
+            if "wall_s" in results:  # what a run of this cell costs, for what settling it would cost
+                timed = results[
+                    (results.arch == arch) & (results.depth == depth) & results.backend.isin([first, second])
+                ]
+                cell["wall_s"] = as_float(pd.to_numeric(timed.wall_s, errors="coerce").mean())
             for metric in metrics:
                 both = runs[[(metric, first), (metric, second)]].dropna().to_numpy(float)
                 cell["tests"][metric] = {"a": both[:, 0], "b": both[:, 1], "unpaired_runs": sum(counts) - 2 * len(both)}
