@@ -182,7 +182,7 @@ CONFIGS = {
     ),
     # Is it the ReLU or the identity skip that trains the deep net? The default study's recipe at its
     # deepest depth, with each activation, with and without BN, plain and residual; one backend (the
-    # twins agree) and three seeds: 36 runs, about 5 minutes on the 2-core CPU.
+    # twins agree) and three seeds: 36 runs, about 8 minutes on the 2-core CPU.
     "relu-skip": StudyConfig(
         name="relu-skip",
         dataset="digits",

@@ -147,7 +147,7 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
     return (
         f"**ReLU or skip: answered at initialization only in this study.** {at_init} Trained runs answer it: "
         f"`resnet-study run --config {rs['config']}` (every activation, with and without BN, plain and residual at "
-        f"depth 56; about 5 minutes). Not shown here: whether what holds at initialization still holds after "
+        f"depth 56; about 8 minutes). Not shown here: whether what holds at initialization still holds after "
         f"training."
     )
 
