@@ -157,10 +157,14 @@ def _decide(tests: dict, rises: dict, used: pd.DataFrame, ends: list[int], alpha
     for name in open_tests:
         arch, direction, _ = CLAIMS[name]
         seeds = _seeds_to_settle(rises[arch], n, direction, alpha)
-        needs.append(f"{name}: {'about ' + str(seeds) if seeds else 'no number of'} seeds per cell")
+        needs.append(
+            f"{name}: about {seeds} seeds per cell would give it 80 % power at the observed difference and spread"
+            if seeds
+            else f"{name}: the observed difference lies on the other side of {m} points, or more than "
+            f"{MAX_SEEDS} seeds would be needed"
+        )
     reason = f"{numbers}: not shown that {' and that '.join(CLAIMS[t][2].format(m=m) for t in open_tests)}"
-    settle = "; ".join(needs) + " would give 80 % power at the observed difference and spread"
-    return "inconclusive", reason, settle
+    return "inconclusive", reason, "; ".join(needs)
 
 
 def over_training(history: pd.DataFrame | None, backend: str, depths: list[int], alpha: float,
