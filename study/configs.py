@@ -197,7 +197,7 @@ CONFIGS = {
     ),
     # Is plain-56 only slower? The default recipe at depths 20 and 56, plain and residual, trained for
     # 15, 30 and 60 epochs (the LR drops at 50 % and 75 % of each budget); Lightning, three seeds: 36
-    # runs, about 10 minutes on the 2-core CPU. `study.verdicts.budget` answers.
+    # runs, about 12 minutes on the 2-core CPU. `study.verdicts.budget` answers.
     "budget": StudyConfig(
         name="budget",
         dataset="digits",

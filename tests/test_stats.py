@@ -335,12 +335,14 @@ def budget_table(plain_gap_at, seeds=(0, 1, 2), rng_seed=0):
     return pd.DataFrame(rows)
 
 
-def test_a_gap_that_stays_is_not_only_slower_and_one_that_closes_is():
+def test_a_gap_that_stays_persists_and_one_that_closes_closes():
     """Is plain-56 only slower? The budget config trains 15, 30 and 60 epochs."""
     stays = budget_verdict(budget_table(lambda epochs: 0.7))
-    assert stays["verdict"] == "not_only_slower", stays["reason"]
+    assert stays["verdict"] == "gap_persists" and "closing" not in stays["reason"], stays["reason"]
+    closing = budget_verdict(budget_table(lambda epochs: {15: 0.7, 30: 0.5, 60: 0.25}[epochs]))
+    assert closing["verdict"] == "gap_persists" and "it is closing" in closing["reason"], closing["reason"]
     closes = budget_verdict(budget_table(lambda epochs: {15: 0.7, 30: 0.2, 60: 0.0}[epochs]))
-    assert closes["verdict"] == "only_slower", closes["reason"]
+    assert closes["verdict"] == "gap_closes", closes["reason"]
     assert closes["change"]["estimate"] == pytest.approx(-0.7, abs=0.01) and closes["change"]["ci_high"] < 0
     one = budget_verdict(budget_table(lambda epochs: 0.7)[lambda f: f.epochs == 60])
     assert one["verdict"] == "inconclusive" and "--config budget" in one["reason"]
@@ -349,5 +351,5 @@ def test_a_gap_that_stays_is_not_only_slower_and_one_that_closes_is():
 def test_the_other_verdicts_read_the_largest_budget():
     out = analyze(budget_table(lambda epochs: {15: 0.7, 30: 0.2, 60: 0.0}[epochs]))
     cells = out["degradation"]["backends"]["lightning"]["cells"]
-    assert {c["n"] for c in cells} == {3} and out["training_budget"]["verdict"] == "only_slower"
+    assert {c["n"] for c in cells} == {3} and out["training_budget"]["verdict"] == "gap_closes"
     assert out["degradation"]["verdict"] == "does_not_hold", out["degradation"]["reason"]

@@ -6,10 +6,11 @@ runs of one seed averaged where several twins ran). Per budget, the plain gap Δ
 at the deepest minus the shallowest depth) and the same for residual nets, with Welch's standard
 error, and the `study.verdicts.degradation` tests of the plain gap against the minimum effect m:
 
-- *not_only_slower*: the plain gap is shown above m at every budget (one-sided Welch, each at alpha:
-  an intersection-union test) — more training does not close it within these budgets;
-- *only_slower*: the plain gap is shown below m at the largest budget (one-sided Welch at alpha):
-  given enough epochs the deep plain net catches up;
+- *gap_persists*: the plain gap is shown above m at every budget (one-sided Welch, each at alpha:
+  an intersection-union test) — within these budgets more training does not close it (the reason
+  says whether it is closing);
+- *gap_closes*: the plain gap is shown below m at the largest budget (one-sided Welch at alpha):
+  given enough epochs the deep plain net catches up — it was only slower;
 - *inconclusive*: neither.
 
 It also reports how the gap changed from the smallest to the largest budget (a Welch difference of
@@ -67,16 +68,16 @@ def budget_verdict(results: pd.DataFrame, alpha: float = 0.05) -> dict:
     listing = "; ".join(f"{e} epochs: {pts(g.estimate)} [{pts(g.interval()[0])}, {pts(g.interval()[1])}]"
                         for e, g in gaps.items())  # fmt: skip
     numbers = f"plain gap (depth {ends[1]} − depth {ends[0]}, points): {listing}"
+    m = pts(MARGIN_EFFECT)
+    low, high = change.interval()
+    trend = (f"; it is closing ({pts(change.estimate)} points from {min(gaps)} to {max(gaps)} epochs, 95 % CI "
+             f"{pts(low)} to {pts(high)}): a larger budget may close it" if high < 0 else "")  # fmt: skip
     if all(g.p_above(MARGIN_EFFECT) < alpha for g in gaps.values()):
-        verdict, reason = (
-            "not_only_slower",
-            f"the gap is shown above {pts(MARGIN_EFFECT)} points at every budget; {numbers}",
-        )
+        verdict = "gap_persists"
+        reason = f"the gap is shown above {m} points at every budget up to {max(gaps)} epochs; {numbers}{trend}"
     elif last.p_below(MARGIN_EFFECT) < alpha:
-        verdict, reason = (
-            "only_slower",
-            f"the gap is shown below {pts(MARGIN_EFFECT)} points at {max(gaps)} epochs; {numbers}",
-        )
+        verdict, reason = "gap_closes", f"the gap is shown below {m} points at {max(gaps)} epochs; {numbers}"
     else:
-        verdict, reason = "inconclusive", f"neither shown at every budget nor closed at the largest; {numbers}"
+        verdict = "inconclusive"
+        reason = f"neither shown at every budget nor closed at the largest; {numbers}{trend}"
     return {"verdict": verdict, "reason": reason, **header, "budgets": entries}
