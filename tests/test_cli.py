@@ -64,6 +64,7 @@ def test_agree_json_passes_for_resnet50_float64():
         (["agree", "resnet-21"], "depth must be 6n+2"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["run", "--config", "budget", "--epochs", "3"], "trains its own budgets (15, 30, 60)"),
+        (["sweep", "--config", "budget"], "not a sweep axis yet"),
         ([], "required: command"),
     ],
 )

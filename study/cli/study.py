@@ -137,6 +137,8 @@ def run_point(args: argparse.Namespace) -> int:
     from study.experiment.study_folder import open_study
 
     config = study_config_from_args(args)
+    if config.budgets:
+        raise UsageError(f"run-point: the {config.name} config's training budgets are not a sweep axis yet; use run")
     point = GridPoint(config, args.backend, args.arch, args.depth, args.seed, args.activation, args.norm)
     point.network_spec()
     study_id = open_study(args.out, config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from study.cli.flags import UsageError
 from study.cli.study import GRID_AXES, add_study_arguments, study_config_from_args
 from study.files import atomic_write_text
 from study.tracking.wandb_run import project
@@ -25,6 +26,8 @@ def sweep_definition(args: argparse.Namespace) -> dict:
     fixes the rest, the grid included, so every agent opens the same study (same config, so the same
     study id and W&B group) whichever machine it runs on."""
     config = study_config_from_args(args)
+    if config.budgets:
+        raise UsageError(f"sweep: the {config.name} config's training budgets are not a sweep axis yet; use run")
     fixed = []
     for flag in FIXED_FLAGS:
         value = getattr(args, flag)
