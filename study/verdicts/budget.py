@@ -26,15 +26,9 @@ import math
 import pandas as pd
 
 from study.verdicts.common import MARGIN_EFFECT, Difference, as_float, per_seed
+from study.verdicts.degradation import rise
 
 CONFIG = "budget"
-
-
-def _gap(frame: pd.DataFrame, arch: str, depths: tuple[int, int]) -> Difference | None:
-    values = [frame.loc[(frame.arch == arch) & (frame.depth == d), "final_train_error"].to_numpy(float) for d in depths]
-    if min(len(v) for v in values) < 2:
-        return None
-    return Difference.of_means((1.0, values[1]), (-1.0, values[0]))
 
 
 def budget_verdict(results: pd.DataFrame, alpha: float = 0.05) -> dict:
@@ -50,7 +44,7 @@ def budget_verdict(results: pd.DataFrame, alpha: float = 0.05) -> dict:
     entries, gaps = [], {}
     for epochs in budgets:
         frame = seeds[seeds.epochs == epochs]
-        plain, residual = _gap(frame, "plain", ends), _gap(frame, "resnet", ends)
+        plain, residual = (rise(frame, "final_train_error", arch, list(ends)) for arch in ("plain", "resnet"))
         entry = {"epochs": epochs, "depths": list(ends)}
         for arch, gap in (("plain", plain), ("resnet", residual)):
             entry[arch] = None if gap is None else gap.to_dict()

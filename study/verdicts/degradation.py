@@ -58,9 +58,13 @@ def _cell(arch: str, depth: int, values: np.ndarray) -> dict:
             "ci_low": low, "ci_high": high}  # fmt: skip
 
 
-def _rise(frame: pd.DataFrame, metric: str, arch: str, depths: list[int]) -> Difference:
+def rise(frame: pd.DataFrame, metric: str, arch: str, depths: list[int]) -> Difference | None:
+    """`arch`'s mean `metric` at depths[-1] minus at depths[0], with Welch's standard error (None with
+    fewer than 2 runs at either depth)."""
     values = [frame.loc[(frame.arch == arch) & (frame.depth == d), metric].to_numpy(float) for d in depths]
-    return Difference.of_means((1.0, values[1]), (-1.0, values[0]))
+    if min(len(v) for v in values) < 2:
+        return None
+    return Difference.of_means((1.0, values[-1]), (-1.0, values[0]))
 
 
 def _test(difference: Difference, direction: str, alpha: float) -> dict:
@@ -104,7 +108,7 @@ def _backend(frame: pd.DataFrame, metric: str, alpha: float) -> dict:
         entry.update(reason=f"fewer than 2 seeds in {', '.join(thin)}", settle="at least 2 seeds per cell")
         return entry
     ends = [common[0], common[-1]]
-    rises = {arch: _rise(used, metric, arch, ends) for arch in ARCHS}
+    rises = {arch: rise(used, metric, arch, ends) for arch in ARCHS}
     tests = {name: _test(rises[arch], direction, alpha if name in ("plain_rise", "residual_flat") else alpha / 2)
              for name, (arch, direction, _) in CLAIMS.items()}  # fmt: skip
     interaction = Difference(
@@ -173,15 +177,13 @@ def over_training(history: pd.DataFrame | None, backend: str, depths: list[int],
     first epoch from which it is shown at every later epoch (None: not at the end either)."""
     if history is None or len(depths) < 2:
         return None
-    runs = history[
-        (history.backend == backend) & (history.arch == "plain") & history.depth.isin(depths[:: len(depths) - 1])
-    ]
+    runs = history[history.backend == backend].dropna(subset=[metric])
     epochs = []
-    for epoch, group in runs.dropna(subset=[metric]).groupby("epoch"):
-        values = [group.loc[group.depth == d, metric].to_numpy(float) for d in (depths[0], depths[-1])]
-        if min(len(v) for v in values) < 2:
+    for epoch, group in runs.groupby("epoch"):
+        gap = rise(group, metric, "plain", [depths[0], depths[-1]])
+        if gap is None:
             continue
-        test = _test(Difference.of_means((1.0, values[1]), (-1.0, values[0])), "above", alpha)
+        test = _test(gap, "above", alpha)
         epochs.append({"epoch": int(epoch), **{k: test[k] for k in ("estimate", "ci_low", "ci_high", "p", "shown")}})
     shown_from = None
     for entry in reversed(epochs):
