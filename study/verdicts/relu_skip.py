@@ -21,23 +21,11 @@ when it lies above. With BN (the study's recipe), the answer (`relu_skip_verdict
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from study.verdicts.common import CI_LEVEL, LEARNED, MARGIN_EFFECT, Difference, as_float, holm, per_seed
+from study.verdicts.common import LEARNED, MARGIN_EFFECT, Difference, as_float, holm, per_seed, t_interval
 
 CONFIG = "relu-skip"
-
-
-def _mean_ci(values: np.ndarray) -> tuple[float, float | None, float | None]:
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, None, None
-    half = stats.t.ppf(0.5 + CI_LEVEL / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 def at_init(gradflow_fit: pd.DataFrame | None) -> list[dict]:
@@ -78,7 +66,7 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
             "n_resnet": len(residual),
         }
         for arch, values in (("plain", plain), ("resnet", residual)):
-            estimate = _mean_ci(values) if len(values) else (None, None, None)
+            estimate = (float(values.mean()), *t_interval(values)) if len(values) else (None, None, None)
             cell[arch], cell[f"{arch}_ci_low"], cell[f"{arch}_ci_high"] = estimate
         # Does the skip help by more than the minimum effect? H0 plain − residual <= m (one-sided Welch).
         p = None
