@@ -117,7 +117,7 @@ def study_cells(plain: dict, resnet: dict) -> dict:
 
 
 LEARNS = skewed(0.003, rho=0.5)  # a net that learns: a few tenths of a point, skewed
-DEFAULT_PLAIN = {8: LEARNS, 20: skewed(0.003, rho=0.5), 56: bimodal(0.9, 0.05, 0.78, rho=0.3)}
+DEFAULT_PLAIN = {8: LEARNS, 20: LEARNS, 56: bimodal(0.9, 0.05, 0.78, rho=0.3)}
 
 
 # -- conditions -----------------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def _exactness_summary(exactness: dict | None, replay: dict) -> dict:
               replay["worst"] else None} for p, s in status.items()]  # fmt: skip
     names = [network["spec"] for network in exactness["networks"]]
     overall = "failed" if "failed" in status.values() else "missing" if "missing" in status.values() else "passed"
-    judged = {p: w for p, w in replay["worst"].items()}
+    judged = replay["worst"]
     if overall == "passed":
         error, quantity, spec = max(judged.values())
         summary = (
