@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.verdicts.agreement import agreement, tost_power
+from study.verdicts.agreement import agreement
 from study.verdicts.common import MARGIN_EFFECT, Difference
 from study.verdicts.degradation import degradation
 from study.verdicts.lesion import lesion_verdict
+from study.verdicts.power import tost_power
 
 ALPHA, MARGIN = 0.05, 0.05
 # The false-positive rate of "holds" when residual errors are as skewed as the study's own (lognormal,

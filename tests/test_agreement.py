@@ -13,8 +13,10 @@ from statsmodels.stats.weightstats import ttost_paired
 from tables import effect, table
 
 from study.files import EXACTNESS_QUANTITIES as QUANTITIES
-from study.verdicts.agreement import agreement, beyond_mdd, paired_test, seeds_needed, tost_power
+from study.verdicts.agreement import agreement
 from study.verdicts.inputs import load_results
+from study.verdicts.outcomes import paired_test
+from study.verdicts.power import beyond_mdd, seeds_needed, tost_power
 
 MARGIN, ALPHA = 0.05, 0.05
 
@@ -121,7 +123,12 @@ def test_a_chaotic_cell_leaves_the_verdict_undecided_not_agree():
     assert "plain-56" in result["reason"] and "plain-56" in result["settle"]
     needed = max(t["seeds_needed"] for t in plain56["tests"].values())
     runs = 2 * (needed - 5)  # both twins, beyond the five seeds each ran; every run took 10 s
-    assert f"about {needed} seeds; {runs} more runs, ~{runs * 10 / 60:.0f} min of training" in result["settle"]
+    assert f"about {needed} seeds ({runs} more runs, ~{runs * 10 / 60:.0f} min of training" in result["settle"]
+    # A study declared with --settle tests its second look at alpha/(2K): more seeds, stated with their cost.
+    sds = [t["sd"] for t in plain56["tests"].values()]
+    total = max(seeds_needed(sd, MARGIN, ALPHA / 12 / 2) for sd in sds)
+    assert total > needed
+    assert f"`run --settle {total - 5}` ({2 * (total - 5)} more runs" in result["settle"]
     test = plain56["tests"]["final_train_error"]
     assert MARGIN < test["bound"] <= 1 and test["mdd"] > MARGIN
     assert test["seeds_needed"] > 20 and test["tost_power"] < 0.5

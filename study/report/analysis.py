@@ -21,7 +21,7 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     tables = read_study_folder(folder)
     verdict = analyze(
         tables.results, alpha, margin, tables.exactness, tables.lesion, tables.norms, tables.gradflow_fit,
-        tables.history,
+        tables.history, tables.settle,
     )  # fmt: skip
     doc = report(folder, verdict, tables, alpha)
     atomic_write_text(folder / VERDICT, json.dumps(verdict, indent=2, allow_nan=False))

@@ -31,6 +31,16 @@ Overall: *disagree* when a replay failed, a cell differs, or the twins diverge a
 when the replays passed and no cell differs but some are undecided (named, with their bounds and
 what would settle them); *inconclusive* otherwise (a pair without a replay, one backend, no cell run
 by two backends).
+
+**Settling undecided cells** (`resnet-study run --settle N`, declared when the study starts): a
+sequential design with two looks, the error split between them (Bonferroni over the looks). Look 1:
+the grid seeds, every test above at alpha/2 (Holm over the K tests). Every cell undecided at look 1
+gets N more seeds for every twin (`settle.json` records which); look 2 tests those cells on all their
+seeds at alpha/2 with Bonferroni over the same K (level alpha/(2K)), whatever cells were chosen. A
+cell decided at look 1 keeps that decision. A false claim in the final verdict is a false claim at
+look 1 or at look 2 (where each look's tests would have run on every cell), so the family's error
+stays at most alpha/2 + alpha/2 = alpha. A cell whose added runs are not all finished stays undecided:
+look 2 has a fixed number of seeds. Exactness and divergence are judged once, on the grid seeds.
 """
 
 from __future__ import annotations
@@ -38,17 +48,16 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from study.core.twin import BACKENDS
 from study.files import EXACTNESS_TOLERANCE
-from study.verdicts.common import CI_LEVEL, as_float, holm
+from study.verdicts.common import as_float
+from study.verdicts.outcomes import outcome_cells, second_look
+from study.verdicts.power import MAX_SEEDS, seeds_needed
 
 METRICS = ("final_train_error", "final_test_error")
-POWER = 0.8  # of the detectable difference and the seeds that would settle a cell
-MAX_SEEDS = 10_000
 
 
 def cell_label(cell: dict, pairs: list, joiner: str = " vs ") -> str:
@@ -58,157 +67,40 @@ def cell_label(cell: dict, pairs: list, joiner: str = " vs ") -> str:
     return name + (f" ({joiner.join(cell['backends'])})" if len(pairs) > 1 else "")
 
 
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(96)  # Gauss-Legendre on [-1, 1]
-
-
-def tost_power(sd: float, n: int, margin: float, level: float, true: float = 0.0) -> float:
-    """Exact power of the paired TOST at `level` (equivalence within ±margin) with n pairs whose
-    differences have standard deviation `sd` and mean `true`: the probability that
-    |mean| + t(1 − level, n − 1) · s/√n < margin, over the sampling distributions of the mean (normal)
-    and of s (chi). Integrated over the quantiles of s² (Gauss-Legendre), so it stays exact for any n."""
-    if n < 2:
-        return 0.0
-    if sd == 0:
-        return float(abs(true) < margin)
-    df, scale = n - 1, sd / math.sqrt(n)
-    critical = stats.t.ppf(1 - level, df)
-    limit = df * (margin / (critical * scale)) ** 2  # s² · df / sd² beyond this cannot pass, whatever the mean
-    top = stats.chi2.cdf(limit, df)
-    if top == 0:
-        return 0.0
-    u = (_NODES + 1) * top / 2  # quantiles of the chi-square up to the limit
-    x = stats.chi2.ppf(u, df)
-    half = np.maximum(margin - critical * scale * np.sqrt(x / df), 0.0)
-    inside = stats.norm.cdf((half - true) / scale) - stats.norm.cdf((-half - true) / scale)
-    return float(min(1.0, top / 2 * np.dot(_WEIGHTS, inside)))
-
-
-def seeds_needed(sd: float, margin: float, level: float, power: float = POWER) -> int | None:
-    """The fewest pairs for which the paired TOST at `level` has `power` at a true difference of 0
-    (None: more than MAX_SEEDS). The power grows with the pairs: a bisection."""
-    if sd == 0:
-        return 2
-    if tost_power(sd, MAX_SEEDS, margin, level) < power:
-        return None
-    low, high = 1, MAX_SEEDS  # power(low) < power <= power(high)
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if tost_power(sd, mid, margin, level) >= power else (mid, high)
-    return high
-
-
-def beyond_mdd(sd: float, n: int, margin: float, level: float, power: float = POWER) -> float:
-    """The smallest |Δ| that the "beyond the margin" test (each one-sided test at level/2) detects with
-    `power`: margin + δ·se, δ the noncentrality at which the noncentral t passes the critical value
-    with that probability."""
-    df, se = n - 1, sd / math.sqrt(n)
-    critical = stats.t.ppf(1 - level / 2, df)
-    gap = lambda nc: stats.nct.sf(critical, df, nc) - power  # noqa: E731
-    high = critical + 20.0
-    while gap(high) < 0:  # few degrees of freedom: a heavy tail, so look further
-        if high > 1e6:
-            return math.inf
-        high *= 4
-    return margin + optimize.brentq(gap, 0.0, high, xtol=1e-10) * se
-
-
-def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: bool = True) -> dict:
-    """The tests of one cell and metric on the per-seed differences `d` (see the module docstring);
-    without `power`, the p-values alone (what a simulation of the procedure needs)."""
-    n = len(d)
-    level = alpha / max(1, family)  # Holm's first step: the power stated is at least the procedure's
-    out = {"n": n, "mean_diff": float(d.mean()) if n else None, "sd": None, "se": None, "df": None}
-    out |= dict.fromkeys(("ci_low", "ci_high", "p_tost", "p_diff", "p_beyond", "bound", "mdd", "tost_power"))
-    out["tost_power_at_alpha"] = None
-    out |= {"seeds_needed": None, "level": level, "note": None}
-    if n < 2:
-        out["note"] = "fewer than 2 seeds run by both twins"
-        return out
-    diff, sd = float(d.mean()), float(d.std(ddof=1))
-    se, df = sd / math.sqrt(n), n - 1
-    out |= {"sd": sd, "se": se, "df": float(df), "seeds_needed": seeds_needed(sd, margin, level) if power else None}
-    if se == 0:  # the twins' difference is the same for every seed: known exactly
-        beyond = abs(diff) > margin
-        out |= {
-            "ci_low": diff,
-            "ci_high": diff,
-            "bound": min(1.0, abs(diff)),
-            "mdd": margin,
-            "tost_power": 1.0,
-            "tost_power_at_alpha": 1.0,
-        }
-        out |= {"p_tost": float(beyond), "p_diff": float(diff == 0), "p_beyond": float(not beyond)}
-        out["note"] = "identical in every run" if diff == 0 else "the same difference in every seed"
-        return out
-    t = stats.t(df)
-    half = float(t.ppf(0.5 + CI_LEVEL / 2)) * se
-    out |= {
-        "ci_low": diff - half,
-        "ci_high": diff + half,
-        "p_tost": float(max(t.sf((diff + margin) / se), t.cdf((diff - margin) / se))),
-        "p_diff": float(2 * t.sf(abs(diff) / se)),
-        "p_beyond": float(min(1.0, 2 * min(t.sf((diff - margin) / se), t.cdf((diff + margin) / se)))),
-        "bound": float(min(1.0, abs(diff) + t.ppf(1 - level) * se)),
-    }
-    if power:
-        out |= {
-            "mdd": as_float(beyond_mdd(sd, n, margin, level)),
-            "tost_power": tost_power(sd, n, margin, level),  # at least this: Holm's first step
-            "tost_power_at_alpha": tost_power(sd, n, margin, alpha),  # at most this: Holm's last step
-        }
-    return out
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson r of the twins' values over their common seeds (None with fewer than 3 or no spread)."""
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    return float(stats.pearsonr(a, b).statistic)
-
-
-def _cell_verdict(tests: dict, alpha: float, margin: float) -> tuple[str, str]:
-    pts = lambda v: f"{100 * v:.1f}"  # noqa: E731 (error fractions as percentage points)
-    if undecided := [m for m, t in tests.items() if t["p_tost"] is None]:
-        return "undecided", f"fewer than 2 seeds run by both twins ({', '.join(undecided)})"
-    if differ := [m for m, t in tests.items() if t["p_beyond_holm"] < alpha]:
-        return "differs", "; ".join(
-            f"{m}: difference {pts(tests[m]['mean_diff'])} points, beyond ±{pts(margin)} "
-            f"(p = {tests[m]['p_beyond_holm']:.2g})"
-            for m in differ
-        )
-    if all(t["p_tost_holm"] < alpha for t in tests.values()):
-        if all(t["note"] == "identical in every run" for t in tests.values()):
-            return "equivalent", "identical in every run"
-        return "equivalent", f"equivalent within ±{pts(margin)} points (paired TOST, Holm)"
-    open_metrics = [m for m, t in tests.items() if t["p_tost_holm"] >= alpha]
-
-    def what(t: dict) -> str:
-        excluded = "nothing excluded" if t["bound"] >= 1 else f"differences beyond ±{pts(t['bound'])} points excluded"
-        seeds = f"about {t['seeds_needed']}" if t["seeds_needed"] else f"more than {MAX_SEEDS}"
-        detects = "no difference detectable" if t["mdd"] is None else f"detectable difference {pts(t['mdd'])} points"
-        return (f"{excluded}, {detects}; {seeds} seeds would settle "
-                f"±{pts(margin)}")  # fmt: skip
-
-    return "undecided", "; ".join(f"{m}: not shown within ±{pts(margin)}; {what(tests[m])}" for m in open_metrics)
-
-
-def _seeds_to_settle(cell: dict) -> str:
+def _seeds_to_settle(cell: dict, margin: float, sequential: bool) -> str:
     """What would settle an undecided cell, and its cost: the seeds for 80 % TOST power (the most any
     metric needs), the runs that adds to both twins, and their training time at the cell's own measured
-    time per run (where results.csv has it)."""
+    time per run (where results.csv has it). Outside a sequential study, also the `--settle` a new study
+    would declare for 80 % power at its second look (level alpha/(2K))."""
     tests = cell["tests"].values()
     if any(t["n"] < 2 for t in tests):
         return "at least 2 seeds run by both twins"
     needed = [t["seeds_needed"] for t in tests]
     if not all(needed):
         return f"more than {MAX_SEEDS} seeds"
-    seeds = max(needed)
-    runs = 2 * max(0, seeds - min(t["n"] for t in tests))
-    cost = f"; {runs} more runs" + (
-        f", ~{runs * cell['wall_s'] / 60:.0f} min of training at its {cell['wall_s']:.0f} s per run"
-        if cell.get("wall_s") else ""
-    )  # fmt: skip
-    return f"about {seeds} seeds{cost}"
+    have = min(t["n"] for t in tests)
+
+    def cost(seeds: int) -> str:
+        runs = 2 * max(0, seeds - have)
+        return f"{runs} more runs" + (
+            f", ~{runs * cell['wall_s'] / 60:.0f} min of training at its {cell['wall_s']:.0f} s per run"
+            if cell.get("wall_s") else ""
+        )  # fmt: skip
+
+    text = f"about {max(needed)} seeds ({cost(max(needed))})"
+    if sequential or any(t["sd"] is None for t in tests):
+        return text
+    looked = [seeds_needed(t["sd"], margin, t["level"] / 2) for t in tests]
+    if all(looked):
+        extra = max(0, max(looked) - have)
+        text += f"; a new study declared with `run --settle {extra}` ({cost(max(looked))})"
+    return text
+
+
+def _seed_range(seeds: list[int]) -> str:
+    seeds = sorted(seeds)
+    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1 else (
+        ", ".join(map(str, seeds)))  # fmt: skip
 
 
 def replay_status(exactness: dict | None, pairs: list[tuple[str, str]]) -> dict:
@@ -276,50 +168,13 @@ def divergence(results: pd.DataFrame, pairs: list[tuple[str, str]], alpha: float
     return out
 
 
-def _cells(results: pd.DataFrame, pairs: list, metrics, margin: float, alpha: float, power: bool) -> list[dict]:
-    """Every (arch, depth) cell both backends of a pair ran, with its paired tests per metric."""
-    metrics = list(metrics)
-    wide = results.pivot_table(index=["arch", "depth", "seed"], columns="backend", values=metrics, aggfunc="first")
-    cells = []
-    for first, second in pairs:
-        for (arch, depth), runs in wide.groupby(level=["arch", "depth"]):
-            counts = [int(runs[(metrics[0], backend)].notna().sum()) if (metrics[0], backend) in runs else 0
-                      for backend in (first, second)]  # fmt: skip
-            if min(counts) == 0:
-                continue
-            cell = {"arch": arch, "depth": int(depth), "backends": [first, second], "tests": {}}
-            if "wall_s" in results:  # what a run of this cell costs, for what settling it would cost
-                timed = results[
-                    (results.arch == arch) & (results.depth == depth) & results.backend.isin([first, second])
-                ]
-                cell["wall_s"] = as_float(pd.to_numeric(timed.wall_s, errors="coerce").mean())
-            for metric in metrics:
-                both = runs[[(metric, first), (metric, second)]].dropna().to_numpy(float)
-                cell["tests"][metric] = {"a": both[:, 0], "b": both[:, 1], "unpaired_runs": sum(counts) - 2 * len(both)}
-            cells.append(cell)
-    family = len(cells) * len(metrics)
-    for cell in cells:
-        for metric, pair in cell["tests"].items():
-            a, b = pair.pop("a"), pair.pop("b")
-            cell["tests"][metric] = paired_test(a - b, margin, alpha, family, power) | {
-                "pair_correlation": _correlation(a, b),
-                **pair,
-            }
-    tests = [test for cell in cells for test in cell["tests"].values()]
-    for kind in ("p_tost", "p_diff", "p_beyond"):
-        for test, adjusted in zip(tests, holm([test[kind] for test in tests]), strict=True):
-            test[f"{kind}_holm"] = adjusted
-    for cell in cells:
-        cell["verdict"], cell["reason"] = _cell_verdict(cell["tests"], alpha, margin)
-    return cells
-
-
 def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, metrics=METRICS,
-              exactness: dict | None = None, power: bool = True) -> dict:  # fmt: skip
+              exactness: dict | None = None, power: bool = True, settle: dict | None = None) -> dict:  # fmt: skip
     """The agreement verdict (see the module docstring). `results` and `exactness` as
     `study.verdicts.inputs.load_results` and `load_exactness` return them (None: no replay). Without
     `power`, no cell states its power, detectable difference and seeds needed (what a simulation of
-    the procedure leaves out: they do not change the verdict)."""
+    the procedure leaves out: they do not change the verdict). With `settle` (settle.json, as
+    `study.verdicts.inputs.load_settle` returns it), the sequential design of a `--settle` study."""
     present = [b for b in BACKENDS if b in set(results.backend)]
     pairs = list(itertools.combinations(present, 2))
     header = {"margin": margin, "alpha": alpha, "metrics": list(metrics), "pairs": [list(p) for p in pairs],
@@ -327,8 +182,20 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
                         "on the per-seed differences, Holm over all cells and metrics"}  # fmt: skip
     replay = replay_status(exactness, pairs)
     exact = _exactness_summary(exactness, replay)
-    cells = _cells(results, pairs, metrics, margin, alpha, power)
-    diverging = divergence(results, pairs, alpha)
+    if settle is None:
+        cells = outcome_cells(results, pairs, metrics, margin, alpha, power)
+        diverging = divergence(results, pairs, alpha)
+    else:  # look 1 on the grid seeds, look 2 on the cells it left undecided, each at alpha/2
+        grid = results[results.seed.isin(settle["grid_seeds"])]
+        cells = outcome_cells(grid, pairs, metrics, margin, alpha / 2, power)
+        second_look(cells, results, settle, metrics, margin, alpha / 2, power)
+        diverging = divergence(grid, pairs, alpha)
+        header["design"] += (
+            f"; sequential (declared --settle {len(settle['extra_seeds'])}): look 1 on seeds "
+            f"{_seed_range(settle['grid_seeds'])} at α/2 (Holm), look 2 on the cells it left undecided with "
+            f"seeds {_seed_range(settle['extra_seeds'])} added, at α/2 (Bonferroni over the same "
+            f"{len(cells) * len(metrics)} tests)"
+        )
 
     def named(verdict):
         return [cell_label(c, pairs) for c in cells if c["verdict"] == verdict]
@@ -368,7 +235,9 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
         verdict = "exact_outcomes_undecided"
         reason = f"the recipe is exact in float64; {shown}; undecided: {', '.join(undecided)} (see not excluded)"
         settle = "seeds for 80 % power of the equivalence test: " + "; ".join(
-            f"{cell_label(c, pairs)} {_seeds_to_settle(c)}" for c in cells if c["verdict"] == "undecided"
+            f"{cell_label(c, pairs)} {_seeds_to_settle(c, margin, settle is not None)}"
+            for c in cells
+            if c["verdict"] == "undecided"
         )
     else:
         verdict, reason = "agree", f"the recipe is exact in float64; {shown}"

@@ -70,18 +70,24 @@ def analyze(
     norms: pd.DataFrame | None = None,
     gradflow_fit: pd.DataFrame | None = None,
     history: pd.DataFrame | None = None,
+    settle: dict | None = None,
 ) -> dict:
     """All verdicts of one results table (`study.verdicts.inputs.load_results`) and, where given, the
-    exactness evidence (`load_exactness`) and the lesion, norms, gradflow_fit and history tables."""
+    exactness evidence (`load_exactness`), the lesion, norms, gradflow_fit and history tables, and a
+    `--settle` study's look 1 (`load_settle`): its added seeds enter the agreement's second look only,
+    every other verdict is on the grid seeds (their number was not chosen from the data)."""
+    every_run, everything = results, main_experiment(results)
+    if settle is not None:
+        results = results[results.seed.isin(settle["grid_seeds"])]
     main = main_experiment(results)
     return {
         "degradation": degradation(main, alpha=alpha, history=of_runs(history, main.run_key)),
-        "agreement": agreement(main, alpha=alpha, margin=margin, exactness=exactness),
+        "agreement": agreement(everything, alpha=alpha, margin=margin, exactness=exactness, settle=settle),
         "lesion": lesion_verdict(main_experiment(of_runs(lesion, main.run_key)), alpha=alpha),
         "norm_preservation": norm_verdict(main_experiment(of_runs(norms, main.run_key)), alpha=alpha),
         "relu_vs_skip": relu_skip_verdict(results, gradflow_fit, alpha=alpha),
         "training_budget": budget_verdict(main_experiment_of_every_budget(results), alpha=alpha),
-        "diverged": diverged_runs(results),
+        "diverged": diverged_runs(every_run),
         "alpha": alpha,
         "margin": margin,
     }

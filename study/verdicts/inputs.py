@@ -29,6 +29,7 @@ from study.files import (
     HISTORY,
     LESION,
     RESULTS,
+    SETTLE,
     STUDY,
 )
 
@@ -138,6 +139,44 @@ def load_exactness(path: Path) -> dict:
     return evidence
 
 
+class SettleError(UserError):
+    """settle.json is unreadable or malformed; the message is one line naming the problem."""
+
+
+def load_settle(path: Path) -> dict:
+    """Read and validate settle.json (a `--settle` study's look 1, `study.experiment.settle`): the grid
+    seeds, the seeds added at look 1 (disjoint from them) and the cells they were added to."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except OSError as error:
+        raise SettleError(f"cannot read settle file {path}: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SettleError(f"settle file {path} is not valid JSON") from None
+
+    def require(condition: bool, what: str) -> None:
+        if not condition:
+            raise SettleError(f"settle file {path}: {what}")
+
+    def seeds(value) -> bool:
+        return isinstance(value, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                               for s in value) and len(set(value)) == len(value)  # fmt: skip
+
+    require(isinstance(record, dict), "expected a JSON object")
+    require(seeds(record.get("grid_seeds")) and len(record["grid_seeds"]) >= 2, "'grid_seeds' must list 2+ seeds")
+    require(seeds(record.get("extra_seeds")) and record["extra_seeds"], "'extra_seeds' must list the added seeds")
+    require(not set(record["grid_seeds"]) & set(record["extra_seeds"]), "'extra_seeds' repeat a grid seed")
+    cells = record.get("cells")
+    require(isinstance(cells, list), "'cells' must be a list")
+    for cell in cells:
+        require(
+            isinstance(cell, dict) and cell.get("arch") in ARCHS and isinstance(cell.get("depth"), int)
+            and not isinstance(cell["depth"], bool) and cell["depth"] > 0,
+            "each cell needs an 'arch' (plain or resnet) and a positive integer 'depth'",
+        )  # fmt: skip
+    return record
+
+
 HISTORY_REQUIRED = ("run_key", "backend", "arch", "depth", "seed", "epoch", "train_error")
 
 
@@ -185,6 +224,7 @@ class StudyTables:
     lesion: pd.DataFrame | None = None
     norms: pd.DataFrame | None = None
     config: dict = field(default_factory=dict)  # study.json's config ({} where the folder has none)
+    settle: dict | None = None  # settle.json: a --settle study's look 1 (None: a study of one look)
 
 
 def read_study_folder(folder: Path) -> StudyTables:
@@ -200,4 +240,5 @@ def read_study_folder(folder: Path) -> StudyTables:
         lesion=read_optional(folder / LESION),
         norms=read_optional(folder / BLOCK_RATIOS),
         config=json.loads((folder / STUDY).read_text())["config"] if (folder / STUDY).exists() else {},
+        settle=load_settle(folder / SETTLE) if (folder / SETTLE).exists() else None,
     )
