@@ -39,6 +39,7 @@ class StudyConfig:
     exactness_depths: tuple[int, ...] = ()  # depths of the float64 recipe replay; () = the shallowest
     probe_backend: str = "lightning"  # the twin that evaluates every trained network (study.experiment.post_run)
     budgets: tuple[int, ...] = ()  # a grid axis of training epochs (the budget config); () = the recipe's
+    settle: int = 0  # seeds added to each cell the agreement leaves undecided at look 1 (`run --settle`)
 
     def __post_init__(self) -> None:
         for field in ("backends", "archs", "depths", "seeds", "activations", "norms", "gradflow_depths",
@@ -56,6 +57,13 @@ class StudyConfig:
             raise UserError(f"budgets must be whole epochs of at least the warm-up; got {list(self.budgets)}")
         for point in self.points():
             point.network_spec()  # validates depths, shortcut, activation, norm
+        if not isinstance(self.settle, int) or isinstance(self.settle, bool) or self.settle < 0:
+            raise UserError(f"--settle must be a whole number of seeds >= 0; got {self.settle!r}")
+        if self.settle and len(self.backends) < 2:
+            raise UserError("--settle adds seeds to the twins' undecided cells: it needs at least two backends")
+        if self.settle and (len(self.activations) > 1 or len(self.norms) > 1 or self.budgets):
+            raise UserError(f"--settle: the {self.name} config varies the activation, norm or budget; the "
+                            "agreement's cells are those of one of each")  # fmt: skip
 
     def with_overrides(self, **overrides) -> StudyConfig:
         """A copy with the given fields replaced (None: keep); recipe fields (`epochs`, ...) go to the recipe."""
@@ -76,6 +84,19 @@ class StudyConfig:
             for backend in self.backends
         ]
 
+    def settle_seeds(self) -> tuple[int, ...]:
+        """The seeds `--settle` adds to an undecided cell: the next `settle` after the grid's."""
+        return tuple(range(max(self.seeds) + 1, max(self.seeds) + 1 + self.settle))
+
+    def settle_points(self, cells: list[dict]) -> list[GridPoint]:
+        """Every run `--settle` adds: each settle seed of each cell ({"arch", "depth"}) for every backend."""
+        return [
+            GridPoint(self, backend, cell["arch"], int(cell["depth"]), seed, self.activations[0], self.norms[0])
+            for seed in self.settle_seeds()
+            for cell in cells
+            for backend in self.backends
+        ]
+
     def to_dict(self) -> dict:
         """The config as study.json holds it (and the study id hashes it): the recipe's fields inline,
         those the study sets (`STUDY_RECIPE`) always, any other only where it is not TrainSpec's default."""
@@ -88,7 +109,7 @@ class StudyConfig:
                 data |= {
                     k: recipe[k] for k in RECIPE_FIELDS if k not in STUDY_RECIPE and recipe[k] != DEFAULT_RECIPE[k]
                 }
-            elif field.name != "budgets" or value:  # a study without budgets keeps its id
+            elif field.name not in ("budgets", "settle") or value:  # a study without them keeps its id
                 data[field.name] = list(value) if isinstance(value, tuple) else value
         return data
 

@@ -63,6 +63,7 @@ def study_config_from_args(args: argparse.Namespace):
         epochs=args.epochs,
         warmup_epochs=args.warmup_epochs,
         shortcut=args.shortcut,
+        settle=getattr(args, "settle", None),  # `run` only
         **{axis: getattr(args, axis) for axis in GRID_AXES},
     )
     if config.budgets and args.epochs is not None:
@@ -86,6 +87,13 @@ def register(commands) -> None:
         type=int,
         default=min(4, os.cpu_count() or 1),
         help="parallel runs, each with cores/N threads (default: cores, at most 4; small nets use cores poorly)",
+    )
+    run.add_argument(
+        "--settle",
+        type=int,
+        metavar="N",
+        help="declared when the study starts: add N seeds to every cell whose agreement is undecided on the grid's "
+        "seeds (two looks, each at alpha/2; docs/design.md)",
     )
     add_verdict_arguments(run)
     add_json(run, "print verdict.json instead of progress")
@@ -120,7 +128,8 @@ def run_study(args: argparse.Namespace) -> int:
     mode = resolve_mode(args.wandb)
     with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
         shown = None if args.json else terminal
-        run_grid(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model)
+        run_grid(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model, args.alpha,
+                 args.margin)  # fmt: skip
         if shown is not None:
             print("gradient flow at initialization, analysis, W&B ...", file=shown, flush=True)
         gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))

@@ -22,6 +22,7 @@ from study.core.twin import load, loadable_here, process_groups
 from study.experiment.console import LOG, progress_bar, redirect_descriptors
 from study.experiment.memory import keep_freed_memory
 from study.experiment.post_run import is_probed, probe_run
+from study.experiment.settle import describe, look_one
 from study.experiment.study_folder import is_finished, locked, open_study, update_tables
 from study.experiment.training_run import run_training
 from study.files import (
@@ -98,9 +99,10 @@ class StudyRun:
     """
 
     def __init__(self, config: StudyConfig, out: Path, workers: int, data_dir, wandb_mode, device, terminal,
-                 log_model: bool):  # fmt: skip
+                 log_model: bool, alpha: float = 0.05, margin: float = 0.05):  # fmt: skip
         self.config, self.out, self.workers, self.data_dir = config, Path(out), workers, data_dir
-        self.terminal = terminal
+        self.terminal, self.alpha, self.margin = terminal, alpha, margin
+        self.probing = True  # the runs --settle adds are not probed: those verdicts use the grid seeds
         self.study_id = open_study(self.out, config)
         self.run_args = (self.out, self.study_id, data_dir, wandb_mode, device, log_model)  # run_point's
         points = config.points()
@@ -200,16 +202,32 @@ class StudyRun:
                             self.replayed(write_exactness(self.out, compare_replays(config, self.replays)))
                     elif kind == "train":
                         if self.trained(point, future.result()):
-                            probe(point)
+                            probe(point) if self.probing else self.advance()
                         train_next()
                     else:
                         future.result()
                         self.advance()
 
+    def settle(self) -> None:
+        """`--settle`: look 1 on the finished grid (`study.experiment.settle`), then the seeds it adds
+        to the undecided cells, trained like the grid's runs (its cost is printed first)."""
+        update_tables(self.out)
+        record = look_one(self.out, self.config, self.alpha, self.margin, self.workers)
+        self.write(describe(record))
+        self.pending = [p for p in self.config.settle_points(record["cells"]) if not is_finished(self.out, p)]
+        self.unprobed, self.replay, self.probing = [], False, False
+        if self.bar is not None:
+            self.bar.total += len(self.pending)
+            self.bar.refresh()
+        for group in self.groups:
+            self.run_group(group)
+
     def run(self) -> list[dict]:
         try:
             for group in self.groups:
                 self.run_group(group)
+            if self.config.settle:
+                self.settle()
         finally:
             if self.bar is not None:
                 self.bar.close()
@@ -225,9 +243,12 @@ def run_study(
     device: str = "auto",
     terminal: TextIO | None = None,
     log_model: bool = True,
+    alpha: float = 0.05,
+    margin: float = 0.05,
 ) -> list[dict]:
-    """Run every unfinished grid point and probe every trained run (`StudyRun`); returns the results rows."""
-    return StudyRun(config, out, workers, data_dir, wandb_mode, device, terminal, log_model).run()
+    """Run every unfinished grid point and probe every trained run (`StudyRun`), then a `--settle`
+    study's added seeds (look 1 at `alpha`/2 with `margin`); returns the results rows."""
+    return StudyRun(config, out, workers, data_dir, wandb_mode, device, terminal, log_model, alpha, margin).run()
 
 
 def replay_group(config: StudyConfig, data_dir, backends: tuple[str, ...]) -> dict:

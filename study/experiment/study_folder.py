@@ -45,6 +45,14 @@ def open_study(out: Path, config: StudyConfig) -> str:
     if path.exists():
         existing = json.loads(path.read_text())
         if existing["config"] != config.to_dict():
+            declared = existing["config"].get("settle", 0)
+            if {k: v for k, v in existing["config"].items() if k != "settle"} == {
+                k: v for k, v in config.to_dict().items() if k != "settle"
+            }:
+                raise UserError(
+                    f"--settle is declared when a study starts (its looks share alpha): {out} was started with "
+                    + (f"--settle {declared}; resume it with the same" if declared else "no --settle; use a new --out")
+                )
             raise UserError(
                 f"{out} holds a study with a different config ({existing['config']['name']}); "
                 "resume it with the same flags or choose another --out"
