@@ -125,6 +125,25 @@ def test_lr_at_follows_warmup_and_milestones_per_step():
     assert TrainSpec(epochs=10).lr_at(50, 10) == pytest.approx(0.01)
 
 
+@pytest.mark.parametrize(
+    "epochs, warmup, expected",
+    [
+        (2, 2, [0.01] * 6),  # the warm-up covers both drops: warm-up LR throughout
+        (2, 1, [0.01] * 3 + [0.01] * 1 + [0.001] * 2),  # ends at the first drop: the dropped LR next
+        (4, 3, [0.01] * 9 + [0.001] * 3),  # ends between the drops: the value the schedule has there
+    ],
+)
+def test_a_warm_up_past_an_lr_drop_overrides_it_and_the_schedule_stays_sorted(epochs, warmup, expected):
+    """The warm-up LR holds until the warm-up ends, then the milestone schedule's own value at that
+    step. (A warm-up reaching past the first drop gave unsorted boundaries, which the Keras twin and
+    `lr_at` read differently: the twins trained with different LRs from the first drop on.)"""
+    recipe = TrainSpec(epochs=epochs, warmup_epochs=warmup)
+    steps = 3
+    boundaries, _ = recipe.lr_schedule(steps)
+    assert boundaries == sorted(boundaries)
+    assert [recipe.lr_at(step, steps) for step in range(epochs * steps)] == pytest.approx(expected)
+
+
 def test_initial_state_is_he_normal_fan_out_and_fits_both_twins_by_name():
     """Convention 10: one NumPy draw per (spec, seed), the distributions the twins' own builds use."""
     spec = parse_spec("resnet56")

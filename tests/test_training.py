@@ -104,6 +104,16 @@ def _torch_with_keras_momentum(self, gradient, variable, learning_rate):
     self.assign_add(variable, velocity)
 
 
+@pytest.mark.parametrize("epochs, warmup", [(4, 1), (2, 2), (2, 1), (4, 3), (6, 0.5), (3, 0)])
+def test_the_keras_schedule_is_lr_at_at_every_step(epochs, warmup):
+    """The Keras twin's per-step schedule is `TrainSpec.lr_at` (the Lightning twin's LambdaLR calls it),
+    also where the warm-up reaches past an LR drop."""
+    recipe, steps = TrainSpec(epochs=epochs, warmup_epochs=warmup), 4
+    schedule = keras_impl.optim.PiecewiseConstant(*recipe.lr_schedule(steps), "float64")  # what make_optimizer uses
+    keras_lrs = [float(schedule(step)) for step in range(epochs * steps)]
+    assert keras_lrs == [recipe.lr_at(step, steps) for step in range(epochs * steps)]
+
+
 def test_trap_keras_momentum_form_fails_after_the_lr_drop(monkeypatch):
     monkeypatch.setattr(keras_impl.optim.TorchSGD, "update_step", _torch_with_keras_momentum)
     report = compare_twins(parse_spec("resnet-8", input_shape=(8, 8, 1)), dtype="float64", batch=8, train_steps=10)

@@ -49,8 +49,9 @@ class TrainSpec:
         boundaries = [round(m * total) for m in self.lr_milestones]
         values = [self.lr * self.lr_drop**i for i in range(len(boundaries) + 1)]
         warmup = round(self.warmup_epochs * steps_per_epoch)
-        if warmup > 0:
-            boundaries, values = [warmup, *boundaries], [self.warmup_lr, *values]
+        if warmup > 0:  # the warm-up LR until it ends, then the schedule's own value from that step on
+            passed = bisect.bisect_right(boundaries, warmup)  # the drops the warm-up covers
+            boundaries, values = [warmup, *boundaries[passed:]], [self.warmup_lr, *values[passed:]]
         return boundaries, values
 
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
