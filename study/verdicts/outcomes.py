@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from study.verdicts.common import CI_LEVEL, as_float, holm
 from study.verdicts.power import MAX_SEEDS, beyond_mdd, seeds_needed, tost_power
@@ -44,15 +44,15 @@ def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: 
         out |= {"p_tost": float(beyond), "p_diff": float(diff == 0), "p_beyond": float(not beyond)}
         out["note"] = "identical in every run" if diff == 0 else "the same difference in every seed"
         return out
-    t = stats.t(df)
-    half = float(t.ppf(0.5 + CI_LEVEL / 2)) * se
+    cdf, sf = (lambda x: float(special.stdtr(df, x))), (lambda x: float(special.stdtr(df, -x)))  # Student t
+    half = float(special.stdtrit(df, 0.5 + CI_LEVEL / 2)) * se
     out |= {
         "ci_low": diff - half,
         "ci_high": diff + half,
-        "p_tost": float(max(t.sf((diff + margin) / se), t.cdf((diff - margin) / se))),
-        "p_diff": float(2 * t.sf(abs(diff) / se)),
-        "p_beyond": float(min(1.0, 2 * min(t.sf((diff - margin) / se), t.cdf((diff + margin) / se)))),
-        "bound": float(min(1.0, abs(diff) + t.ppf(1 - level) * se)),
+        "p_tost": max(sf((diff + margin) / se), cdf((diff - margin) / se)),
+        "p_diff": 2 * sf(abs(diff) / se),
+        "p_beyond": min(1.0, 2 * min(sf((diff - margin) / se), cdf((diff + margin) / se))),
+        "bound": float(min(1.0, abs(diff) + special.stdtrit(df, 1 - level) * se)),
     }
     if power:
         out |= {
@@ -67,7 +67,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     """Pearson r of the twins' values over their common seeds (None with fewer than 3 or no spread)."""
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    return float(stats.pearsonr(a, b).statistic)
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def cell_verdict(tests: dict, alpha: float, margin: float, adjusted: str = "Holm") -> tuple[str, str]:
@@ -101,21 +101,29 @@ def outcome_cells(results: pd.DataFrame, pairs: list, metrics, margin: float, al
     all of them) and its verdict."""
     metrics = list(metrics)
     wide = results.pivot_table(index=["arch", "depth", "seed"], columns="backend", values=metrics, aggfunc="first")
+    values, column = wide.to_numpy(float), {key: j for j, key in enumerate(wide.columns)}
+    rows: dict[tuple, list[int]] = {}  # (arch, depth) -> its rows of `wide` (NumPy: simulations call this a lot)
+    for i, (arch, depth, _) in enumerate(wide.index):
+        rows.setdefault((arch, int(depth)), []).append(i)
+    timed = None
+    if "wall_s" in results:  # what a run of this cell costs, for what settling it would cost
+        wall = results.assign(wall_s=pd.to_numeric(results.wall_s, errors="coerce"))
+        timed = wall.groupby(["arch", "depth", "backend"]).wall_s.agg(["sum", "count"])
     cells = []
     for first, second in pairs:
-        for (arch, depth), runs in wide.groupby(level=["arch", "depth"]):
-            counts = [int(runs[(metrics[0], backend)].notna().sum()) if (metrics[0], backend) in runs else 0
-                      for backend in (first, second)]  # fmt: skip
+        for (arch, depth), index in rows.items():
+            block = values[index]
+            counts = [int(np.count_nonzero(~np.isnan(block[:, column[(metrics[0], backend)]])))
+                      if (metrics[0], backend) in column else 0 for backend in (first, second)]  # fmt: skip
             if min(counts) == 0:
                 continue
-            cell = {"arch": arch, "depth": int(depth), "backends": [first, second], "tests": {}}
-            if "wall_s" in results:  # what a run of this cell costs, for what settling it would cost
-                timed = results[
-                    (results.arch == arch) & (results.depth == depth) & results.backend.isin([first, second])
-                ]
-                cell["wall_s"] = as_float(pd.to_numeric(timed.wall_s, errors="coerce").mean())
+            cell = {"arch": arch, "depth": depth, "backends": [first, second], "tests": {}}
+            if timed is not None:
+                runs = timed.reindex([(arch, depth, first), (arch, depth, second)]).sum()
+                cell["wall_s"] = as_float(runs["sum"] / runs["count"]) if runs["count"] else None
             for metric in metrics:
-                both = runs[[(metric, first), (metric, second)]].dropna().to_numpy(float)
+                both = block[:, [column[(metric, first)], column[(metric, second)]]]
+                both = both[~np.isnan(both).any(axis=1)]
                 cell["tests"][metric] = {"a": both[:, 0], "b": both[:, 1], "unpaired_runs": sum(counts) - 2 * len(both)}
             cells.append(cell)
     family = len(cells) * len(metrics)
