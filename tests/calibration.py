@@ -161,6 +161,26 @@ def agreement_claim(cells: dict, verdict: str, diverge: float | None = None) -> 
     return run
 
 
+SETTLE = 10  # the seeds a simulated `run --settle` study adds to each cell undecided at look 1
+
+
+def sequential_cell_claim(cells: dict, cell: tuple, verdict: str, settle: int = SETTLE) -> Callable:
+    """A `run --settle` study: look 1 (the agreement at alpha/2 on the grid's seeds) chooses the
+    undecided cells, exactly as `study.experiment.settle` does; `settle` more seeds are drawn for
+    every cell (the verdict reads them only where look 1 chose the cell); the final cell verdict."""
+
+    def run(rng):
+        table = results_table(cells, rng, seeds=SEEDS + settle)
+        grid = table[table.seed < SEEDS]
+        look_one = agreement(grid, alpha=ALPHA / 2, margin=MARGIN, exactness=PASSED, power=False)
+        chosen = [{"arch": c["arch"], "depth": c["depth"]} for c in look_one["cells"] if c["verdict"] == "undecided"]
+        record = {"grid_seeds": list(range(SEEDS)), "extra_seeds": list(range(SEEDS, SEEDS + settle)), "cells": chosen}
+        result = agreement(table, alpha=ALPHA, margin=MARGIN, exactness=PASSED, power=False, settle=record)
+        return next(c for c in result["cells"] if (c["arch"], c["depth"]) == cell)["verdict"] == verdict
+
+    return run
+
+
 def lesion_claim(plain_rise, resnet_rise, verdict: str) -> Callable:
     """Lesion tables at depth 20 (plain nets learned) whose per-network rise is drawn per twin and seed."""
 
@@ -234,6 +254,20 @@ def conditions() -> list[Condition]:
                   "plain-20 equivalent",
                   agreement_cell_claim(study_cells(alike, tight), ("plain", 20), "equivalent"),
                   stated=(tost_power(sd_diff, SEEDS, MARGIN, ALPHA / 12), tost_power(sd_diff, SEEDS, MARGIN, ALPHA))),
+        # Agreement with --settle 10: two looks at alpha/2 each; the claims at the margin, and the power
+        # (at least look 2's alone, at alpha/(2K); at most look 1's at alpha/2 plus look 2's).
+        Condition("one twin 5 points off in plain-20, --settle 10", "agreement (sequential)", "null",
+                  "plain-20 equivalent",
+                  sequential_cell_claim(study_cells(off_by_margin, learned), ("plain", 20), "equivalent")),
+        Condition("one twin 5 points off in plain-56 (bimodal), --settle 10", "agreement (sequential)", "null",
+                  "plain-56 differs",
+                  sequential_cell_claim(study_cells(chaotic_off, flat_resnet), ("plain", 56), "differs")),
+        Condition("twins alike in plain-20 (sd of differences 4.2 points), --settle 10", "agreement (sequential)",
+                  "power", "plain-20 equivalent",
+                  sequential_cell_claim(study_cells(alike, tight), ("plain", 20), "equivalent"),
+                  stated=(tost_power(sd_diff, SEEDS + SETTLE, MARGIN, ALPHA / 24),
+                          min(1.0, tost_power(sd_diff, SEEDS, MARGIN, ALPHA / 2)
+                              + tost_power(sd_diff, SEEDS + SETTLE, MARGIN, ALPHA / 24)))),
         # Lesion: twins sharing 90 % of their variance are one network, not two.
         Condition("plain rise = residual rise, twins share 90 %", "lesion", "null", "holds",
                   lesion_claim(normal(0.05, 0.02, 0.9), normal(0.05, 0.02, 0.9), "holds")),

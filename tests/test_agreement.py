@@ -7,6 +7,7 @@ the power the verdict states is the power its procedure has.
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
@@ -14,6 +15,7 @@ from tables import effect, table
 
 from study.files import EXACTNESS_QUANTITIES as QUANTITIES
 from study.verdicts.agreement import agreement
+from study.verdicts.analyze import analyze
 from study.verdicts.inputs import load_results
 from study.verdicts.outcomes import paired_test
 from study.verdicts.power import beyond_mdd, seeds_needed, tost_power
@@ -241,3 +243,63 @@ def test_holm_spans_every_cell_and_metric():
 def test_verdict_is_json_serializable():
     for frame in (paired(), paired(seeds=(0,)), paired(shared=0.0, twin=0.0)):
         json.dumps(agreement(frame, exactness=PASSED), allow_nan=False)
+
+
+# -- a `run --settle` study: two looks, alpha/2 each (the module docstring) -------------------------------
+
+SETTLED = {"grid_seeds": [0, 1, 2, 3, 4], "extra_seeds": list(range(5, 25)), "cells": [{"arch": "plain", "depth": 56}]}
+
+
+def sequential_table():
+    """Plain-56 chaotic on the five grid seeds (undecided at look 1); its twins close on the 20 added seeds."""
+    grid = paired(chaotic, chaotic_sd=0.08)
+    extra = paired(chaotic, seeds=tuple(range(5, 25)), chaotic_sd=0.01, rng_seed=1)
+    return pd.concat([grid, extra], ignore_index=True)
+
+
+def test_look_two_settles_the_cell_look_one_left_undecided():
+    frame = sequential_table()
+    result = agreement(frame, exactness=PASSED, settle=SETTLED)
+    plain56, family = cell(result, "plain", 56), 12  # 6 cells x 2 metrics
+    assert plain56["look"] == 2 and plain56["look_one"]["verdict"] == "undecided"
+    assert plain56["verdict"] == "equivalent" and result["verdict"] == "agree", plain56["reason"]
+    assert plain56["reason"].startswith("look 2, 25 seeds: ") and "Bonferroni" in plain56["reason"]
+    for test in plain56["tests"].values():  # all 25 seeds, at alpha/2 with Bonferroni over look 1's family
+        assert test["n"] == 25 and test["level"] == pytest.approx(ALPHA / 2 / family)
+        assert test["p_tost_holm"] == pytest.approx(min(1.0, family * test["p_tost"]))
+    look_one = agreement(frame[frame.seed < 5], alpha=ALPHA / 2, exactness=PASSED)  # what the runner decided on
+    assert cell(look_one, "plain", 56)["verdict"] == "undecided"
+    for other in (c for c in result["cells"] if c is not plain56):
+        assert other["look"] == 1 and all(t["n"] == 5 for t in other["tests"].values())
+        assert other["verdict"] == cell(look_one, other["arch"], other["depth"])["verdict"]
+    assert "sequential (declared --settle 20): look 1 on seeds 0-4 at α/2" in result["design"]
+
+
+def test_look_two_waits_until_every_added_seed_ran():
+    """Look 2 has a fixed number of seeds: with one added run missing the cell stays undecided."""
+    frame = sequential_table()
+    frame = frame[~((frame.backend == "keras") & (frame.arch == "plain") & (frame.depth == 56) & (frame.seed == 24))]
+    result = agreement(frame, exactness=PASSED, settle=SETTLED)
+    plain56 = cell(result, "plain", 56)
+    assert plain56["look"] == 1 and plain56["verdict"] == "undecided"
+    assert "look 2 waits for its added seeds (19 of 20 run by both twins)" in plain56["reason"]
+    assert result["verdict"] == "exact_outcomes_undecided"
+
+
+def test_a_cell_decided_at_look_one_keeps_its_decision():
+    chosen = SETTLED | {"cells": [{"arch": "resnet", "depth": 8}]}  # equivalent at look 1 already
+    result = agreement(sequential_table(), exactness=PASSED, settle=chosen)
+    resnet8 = cell(result, "resnet", 8)
+    assert resnet8["look"] == 1 and resnet8["verdict"] == "equivalent"
+    assert all(t["n"] == 5 for t in resnet8["tests"].values())
+    assert cell(result, "plain", 56)["verdict"] == "undecided"  # not chosen: its added seeds are not read
+
+
+def test_the_added_seeds_enter_no_verdict_but_the_agreement():
+    """Their number was chosen from the data: degradation and the rest are judged on the grid's seeds."""
+    frame = sequential_table()
+    sequential, grid = analyze(frame, exactness=PASSED, settle=SETTLED), analyze(frame[frame.seed < 5])
+    for name in ("degradation", "lesion", "norm_preservation", "relu_vs_skip", "training_budget"):
+        assert sequential[name] == grid[name], name
+    assert analyze(frame, exactness=PASSED)["degradation"] != grid["degradation"]  # the check can fail
+    assert len(sequential["diverged"]["by_cell"]) == 12 and sequential["agreement"]["verdict"] == "agree"
