@@ -59,6 +59,47 @@ def test_sigkill_then_rerun_repeats_nothing_and_loses_nothing(tmp_path):
     assert {p.name for p in (out / "figures").iterdir()} >= {"error_vs_depth.png", "training_curves.png"}
 
 
+def test_settle_adds_seeds_to_the_undecided_cells_once_and_declared_up_front(tmp_path):
+    """`run --settle 2` on a grid of one seed: look 1 leaves both cells undecided (fewer than two
+    seeds), so seeds 1 and 2 are added to each, for both twins, not probed; look 2 tests them. The
+    same command again adds nothing; the folder refuses another --settle, or none."""
+    out = tmp_path / "study"
+    args = ["--dataset", "synthetic", "--depths", "8", "--seeds", "0", "--epochs", "2", "--wandb", "disabled"]
+    result = cli("run", *args, "--settle", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "settle.json").read_text())
+    assert record["cells"] == [{"arch": "plain", "depth": 8}, {"arch": "resnet", "depth": 8}]
+    assert record["extra_seeds"] == [1, 2] and record["look_one"]["alpha"] == 0.025
+    assert "settle: look 1 (α/2 = 0.025) leaves plain-8, resnet-8 undecided; adding 2 seeds: 8 runs" in result.stdout
+    runs = sorted(run.name.rsplit("-", 1)[0] for run in (out / "runs").iterdir() if run.is_dir())
+    assert runs == sorted(
+        f"{b}-{a}8-s{s}" for b in ("keras", "lightning") for a in ("plain", "resnet") for s in range(3)
+    )
+    for run in (out / "runs").glob("[kl]*-s[12]-*"):
+        assert (run / "summary.json").exists() and not (run / "lesion.csv").exists()
+    assert (next((out / "runs").glob("*-s0-*")) / "lesion.csv").exists()  # the grid's runs are probed
+    verdict = json.loads((out / "verdict.json").read_text())
+    resnet8 = next(c for c in verdict["agreement"]["cells"] if c["arch"] == "resnet")
+    assert resnet8["look"] == 2 and all(t["n"] == 3 for t in resnet8["tests"].values())
+    assert "sequential (declared --settle 2)" in (out / "report.md").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+
+    again = cli("run", *args, "--settle", "2", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "0 to run" in again.stdout and json.loads((out / "settle.json").read_text()) == record
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")} == stamps
+    for other, message in ((["--settle", "3"], "was started with --settle 2"), ([], "was started with --settle 2")):
+        refused = cli("run", *args, *other, "--out", str(out))
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    plain = tmp_path / "plain"  # a folder this study started without --settle
+    plain.mkdir()
+    started = json.loads((out / "study.json").read_text())
+    del started["config"]["settle"]
+    (plain / "study.json").write_text(json.dumps(started))
+    late = cli("run", *args, "--settle", "2", "--out", str(plain))
+    assert late.returncode == 2 and "was started with no --settle; use a new --out" in late.stderr
+
+
 def test_analyze_reproduces_the_verdict_from_results_csv_alone(tmp_path):
     out = tmp_path / "study"
     assert cli("run", *GRID, "--seeds", "0,1", "--out", str(out)).returncode == 0
@@ -232,6 +273,12 @@ def test_gradflow_sigmoid_vanishes_in_plain_nets_without_bn():
     "args, message",
     [
         (["run", "--config", "huge"], "unknown study config 'huge'"),
+        (["run", "--settle", "-1", *GRID], "--settle must be a whole number of seeds >= 0; got -1"),
+        (["run", "--settle", "3", *GRID], "--settle adds seeds to the twins' undecided cells: it needs at least two"),
+        (
+            ["run", "--settle", "3", "--config", "relu-skip", "--backends", "keras,lightning"],
+            "--settle: the relu-skip config varies the activation, norm or budget",
+        ),
         (["run", "--workers", "0", *GRID], "--workers must be >= 1"),
         (["run", "--dataset", "cifar10"], "--dataset cifar10 needs --data-dir"),
         (["run", "--data-dir", "/tmp", "--dataset", "digits"], "--data-dir is only used with --dataset cifar10"),

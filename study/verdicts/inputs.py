@@ -163,7 +163,7 @@ def load_settle(path: Path) -> dict:
                                                for s in value) and len(set(value)) == len(value)  # fmt: skip
 
     require(isinstance(record, dict), "expected a JSON object")
-    require(seeds(record.get("grid_seeds")) and len(record["grid_seeds"]) >= 2, "'grid_seeds' must list 2+ seeds")
+    require(seeds(record.get("grid_seeds")) and record["grid_seeds"], "'grid_seeds' must list the grid's seeds")
     require(seeds(record.get("extra_seeds")) and record["extra_seeds"], "'extra_seeds' must list the added seeds")
     require(not set(record["grid_seeds"]) & set(record["extra_seeds"]), "'extra_seeds' repeat a grid seed")
     cells = record.get("cells")
