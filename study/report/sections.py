@@ -122,17 +122,18 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
                     None if t["bound"] is None else f"±{100 * t['bound']:.1f}",
                     None if t["mdd"] is None else f"{100 * t['mdd']:.1f}",
                     t["pair_correlation"],
-                    cell["verdict"],
+                    cell["verdict"] + (" (look 2)" if cell.get("look") == 2 else ""),
                 ]
             )
+    sequential = any("look" in cell for cell in agr["cells"])  # a --settle study: look 2 is Bonferroni
     doc.table(
         [
             "cell",
             "metric",
             "seeds",
             f"{' − '.join(agr['pairs'][0]) if len(agr['pairs']) == 1 else 'difference'}, points [95% CI]",
-            "p TOST (Holm)",
-            "p diff (Holm)",
+            "p TOST (adjusted)" if sequential else "p TOST (Holm)",
+            "p diff (adjusted)" if sequential else "p diff (Holm)",
             "excluded beyond",
             "detectable (80 %)",
             "seed pairing r",
