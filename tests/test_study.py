@@ -81,7 +81,8 @@ def test_settle_adds_seeds_to_the_undecided_cells_once_and_declared_up_front(tmp
     verdict = json.loads((out / "verdict.json").read_text())
     resnet8 = next(c for c in verdict["agreement"]["cells"] if c["arch"] == "resnet")
     assert resnet8["look"] == 2 and all(t["n"] == 3 for t in resnet8["tests"].values())
-    assert "sequential (declared --settle 2)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "sequential (declared --settle 2)" in report and "Decided at the second look" in report
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
 
     again = cli("run", *args, "--settle", "2", "--out", str(out))

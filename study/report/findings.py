@@ -91,6 +91,9 @@ def agreement_finding(agr: dict, context: dict) -> str:
             )
     if open_cells:
         text += " Not excluded: smaller differences in " + "; ".join(open_cells) + "."
+    if looked := [cell_label(c, agr["pairs"]) for c in agr["cells"] if c.get("look") == 2]:
+        text += (f" Decided at the second look of the declared `--settle` design (two looks at α/2 each): "
+                 f"{', '.join(looked)}.")  # fmt: skip
     if agr.get("settle"):
         text += f" To settle it: {agr['settle']}."
     return (
