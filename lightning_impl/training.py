@@ -244,7 +244,9 @@ def train(
     trainer = make_trainer(run, [recorder], verbose=bool(verbose))
     path = run.out_dir / CHECKPOINT
     resume_from = str(path) if run.resume and path.exists() else None  # Lightning restores everything
-    trainer.fit(module, datamodule=StudyDataModule(dataset, train_spec, dtype), ckpt_path=resume_from)
+    trainer.fit(
+        module, datamodule=StudyDataModule(dataset, train_spec, dtype), ckpt_path=resume_from, weights_only=True
+    )  # never unpickle code from a checkpoint, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says
     records, diverged, restored = recorder.records, module.diverged, recorder.restored
     if run.devices > 1:  # the epochs ran in spawned processes; rank 0 wrote them down
         state = json.loads((run.out_dir / RECORDS).read_text())
