@@ -167,7 +167,7 @@ def save_resume_point(model: keras.Model, records: list[EpochRecord], path: Path
 
 def load_resume_point(model: keras.Model, path: Path) -> list[EpochRecord]:
     """Assign a resume point's variables to the (same) training model; returns its records."""
-    with np.load(path) as archive:
+    with np.load(path, allow_pickle=False) as archive:
         for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
             for i, variable in enumerate(variables):
                 variable.assign(archive[f"{prefix}/{i}"])
@@ -340,6 +340,11 @@ def train(
         verbose=verbose,
     )
     checkpoint = Path(run.out_dir) / CHECKPOINT
-    model.save(checkpoint)  # the whole training state, optimizer included, as Lightning's checkpoint
-    resume_point.unlink(missing_ok=True)  # the checkpoint now holds all of it
-    return TrainOutcome(recorder.records, recorder.diverged, checkpoint, tracer.losses, len(records))
+    partial = checkpoint.with_name(f".partial-{checkpoint.name}")  # Keras wants the .keras suffix
+    model.save(partial)  # the whole training state, optimizer included, as Lightning's checkpoint
+    os.replace(partial, checkpoint)
+    # The resume point stays until the run's summary is written: a run killed before then resumes
+    # from it (with every epoch done, it only saves the checkpoint again) instead of from epoch 0.
+    return TrainOutcome(
+        recorder.records, recorder.diverged, checkpoint, tracer.losses, len(records), transient=(resume_point,)
+    )

@@ -60,6 +60,7 @@ class TrainOutcome:
     checkpoint: Path  # the trained backbone in the framework's native format
     batch_losses: list[float]  # every step's train-mode loss when RunContext.trace_steps, else []
     resumed_epochs: int = 0  # epochs restored from an earlier attempt's checkpoint (RunContext.resume)
+    transient: tuple[Path, ...] = ()  # resume files the caller deletes once the run's summary is written
 
 
 @dataclass
