@@ -7,11 +7,15 @@ torch -> Keras -> torch is bitwise equal: only transposes and exact copies happe
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import keras
 import numpy as np
 
 from keras_impl.layers import BatchNormalization
 from keras_impl.models import torch_name
+from study.core.errors import CheckpointError
 
 # Keras variable -> torch state-dict suffix, per layer type (docs/design.md, convention 3: kernel layouts).
 _BN_VARIABLES = (
@@ -85,7 +89,31 @@ def load_torch_state(model: keras.Model, state: dict[str, np.ndarray]) -> None:
 
 
 def checkpoint_state(path) -> dict[str, np.ndarray]:
-    """The trained network's state dict from a run's Keras checkpoint (`.keras`, saved compiled)."""
+    """The trained network's state dict from a run's Keras checkpoint (`.keras`, saved compiled),
+    loaded in Keras' safe mode (no lambda or other code deserialized); `CheckpointError` naming the
+    file where it is unreadable."""
     import keras_impl.optim  # noqa: F401  (registers the optimizer for loading)
 
-    return to_torch_state(keras.saving.load_model(path, compile=False))
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # a truncated zip, a crafted config, missing weights: Keras raises many types
+        raise CheckpointError(f"{path}: not a readable Keras checkpoint ({type(error).__name__})") from None
+    return to_torch_state(model)
+
+
+def resume_problem(out_dir) -> tuple[Path, str] | None:
+    """The run's resume point (`keras_impl.training.RESUME_POINT`) if it cannot be loaded safely (a NumPy
+    archive read without pickles: its arrays and its records' JSON), and why."""
+    from keras_impl.training import RESUME_POINT
+
+    path = Path(out_dir) / RESUME_POINT
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            json.loads(str(archive["records"]))
+            if not any(name.startswith("model/") for name in archive.files):
+                return path, "not a resume point (no model variables)"
+    except Exception as error:  # a truncated or crafted archive
+        return path, f"not a readable resume point ({type(error).__name__})"
+    return None

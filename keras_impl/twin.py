@@ -11,7 +11,7 @@ import keras
 
 from keras_impl.bench import RawLoop as raw_loop
 from keras_impl.models import build, count_macs, count_trainable_params
-from keras_impl.port import checkpoint_state, load_torch_state, to_torch_state
+from keras_impl.port import checkpoint_state, load_torch_state, resume_problem, to_torch_state
 from keras_impl.probe import block_gradients, forward, forward_backward
 from keras_impl.training import train
 
@@ -117,6 +117,7 @@ __all__ = [
     "gpu_name",
     "load_torch_state",
     "raw_loop",
+    "resume_problem",
     "set_threads",
     "to_torch_state",
     "train",

@@ -6,9 +6,13 @@ treats them alike.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
+
+from study.core.errors import CheckpointError
 
 
 def to_torch_state(model: nn.Module) -> dict[str, np.ndarray]:
@@ -31,9 +35,36 @@ def load_torch_state(model: nn.Module, state: dict[str, np.ndarray]) -> None:
     model.load_state_dict(tensors, strict=False)
 
 
+def load_checkpoint(path) -> dict:
+    """A Lightning checkpoint as plain tensors and containers (`weights_only`: nothing in it can run,
+    whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says); `CheckpointError` naming the file otherwise."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a crafted or truncated file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def resume_problem(out_dir) -> tuple[Path, str] | None:
+    """The run's checkpoint (its resume point) if it cannot be loaded safely, and why."""
+    from lightning_impl.training import CHECKPOINT
+
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as error:
+        return path, str(error).split(": ", 1)[1]
+    missing = [k for k in ("epoch", "global_step", "optimizer_states", "lr_schedulers") if k not in checkpoint]
+    return (path, f"not a Lightning training checkpoint (no {', '.join(missing)})") if missing else None
+
+
 def checkpoint_state(path) -> dict[str, np.ndarray]:
     """The trained backbone's state dict from a run's Lightning checkpoint (loaded with weights_only)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path)
     prefix = "backbone."
     return {
         key.removeprefix(prefix): value.numpy().copy()

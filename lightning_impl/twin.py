@@ -6,7 +6,7 @@ import torch
 
 from lightning_impl.bench import RawLoop as raw_loop
 from lightning_impl.models import build, count_macs, count_trainable_params
-from lightning_impl.port import checkpoint_state, load_torch_state, to_torch_state
+from lightning_impl.port import checkpoint_state, load_torch_state, resume_problem, to_torch_state
 from lightning_impl.probe import block_gradients, forward, forward_backward
 from lightning_impl.training import train
 
@@ -50,6 +50,7 @@ __all__ = [
     "gpu_name",
     "load_torch_state",
     "raw_loop",
+    "resume_problem",
     "set_threads",
     "to_torch_state",
     "train",

@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input or environment the user can fix; the message is one line naming the problem."""
+
+
+class CheckpointError(UserError):
+    """A run's checkpoint is unreadable, truncated or not what the twin saved (never unpickled as code)."""

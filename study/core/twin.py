@@ -79,7 +79,12 @@ class Twin(Protocol):
         """Assign such a state dict to the model; keys must match exactly."""
 
     def checkpoint_state(self, path: Path) -> dict[str, np.ndarray]:
-        """The trained network's state dict (that format) from one of this twin's run checkpoints."""
+        """The trained network's state dict (that format) from one of this twin's run checkpoints,
+        loaded without running code from it; `study.core.errors.CheckpointError` if it is unreadable."""
+
+    def resume_problem(self, out_dir: Path) -> tuple[Path, str] | None:
+        """The resume file of an unfinished run in `out_dir` that cannot be loaded safely, and why
+        (None: there is none, or it loads). Loads nothing that could run code."""
 
     def forward(self, model: Any, x: np.ndarray, training: bool) -> np.ndarray:
         """Logits (batch, classes) of NHWC images; training=True uses and updates BN batch statistics."""

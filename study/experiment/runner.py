@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from study.configs import GridPoint, StudyConfig
+from study.core.errors import CheckpointError
 from study.core.twin import load, loadable_here, process_groups
 from study.experiment.console import LOG, progress_bar, redirect_descriptors
 from study.experiment.memory import keep_freed_memory
@@ -151,6 +152,8 @@ class StudyRun:
             self.write(f"{name}: running elsewhere, skipped")
             self.advance()
             return False
+        if summary.get("restarted"):
+            self.write(f"{name}: {summary['restarted']}")
         if summary["diverged"]:
             self.write(f"{name}: diverged")
         elif self.bar is not None:
@@ -205,7 +208,10 @@ class StudyRun:
                             probe(point) if self.probing else self.advance()
                         train_next()
                     else:
-                        future.result()
+                        try:
+                            future.result()
+                        except CheckpointError as error:  # that run alone; a rerun tries it again
+                            self.write(f"{point.run_key}: not probed: {error}")
                         self.advance()
 
     def settle(self) -> None:

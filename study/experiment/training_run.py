@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -177,9 +179,10 @@ def run_training(request: RunRequest) -> dict:
     twin = load(backend)
     device = resolve_device(twin, request.device)
     state = claim_out_dir(out, request.identity())
+    restarted = set_aside_unreadable_resume(twin, out) if state["attempts"] > 1 else None
     run = RunContext(
         out, train_spec, len(dataset.y_train), request.precision, device, request.devices,
-        compile=request.compile, resume=state["attempts"] > 1,
+        compile=request.compile, resume=state["attempts"] > 1 and restarted is None,
     )  # fmt: skip
     config = request.wandb_config(device, run.steps_per_epoch, library_versions(twin))
     tags = run_tags(spec.arch, spec.depth, backend, train_spec.seed, request.dataset, request.study)
@@ -207,6 +210,7 @@ def run_training(request: RunRequest) -> dict:
         "wall_s": wall_s,
         "attempts": state["attempts"],
         "resumed_from_epoch": outcome.resumed_epochs,
+        "restarted": restarted,  # why an unfinished attempt's checkpoint was set aside (None: it was not)
         "params": spec.trainable_params,
         "device": device,
         "precision": request.precision,
@@ -226,4 +230,21 @@ def run_training(request: RunRequest) -> dict:
         wandb_run.summary.update({k: v for k, v in summary.items() if k != "config" and v is not None})
         wandb_run.finish()
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
+    for path in outcome.transient:  # the run is finished: its resume files are no longer needed
+        path.unlink(missing_ok=True)
     return summary
+
+
+def set_aside_unreadable_resume(twin: Twin, out: Path) -> str | None:
+    """An unfinished attempt's resume file that cannot be loaded safely (`Twin.resume_problem`) is
+    renamed to ``<name>.corrupt`` (kept for inspection, never loaded) and the run retrains from epoch
+    0; returns the one line that says so (also on stderr), or None."""
+    problem = twin.resume_problem(out)
+    if problem is None:
+        return None
+    path, why = problem
+    aside = path.with_name(f"{path.name}.corrupt")
+    os.replace(path, aside)
+    line = f"{path}: {why}; retraining the run from epoch 0 (the file is kept as {aside.name})"
+    print(line, file=sys.stderr, flush=True)
+    return line
