@@ -32,7 +32,11 @@ import csv
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+from study.core.errors import UserError
 
 STUDY = "study.json"
 RUNS = "runs"
@@ -75,19 +79,61 @@ BLOCK_RATIO_COLUMNS = [
 ]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers see all or nothing."""
+_UMASK = os.umask(0o022)  # read once; written files get the ordinary mode (0666 less the umask)
+os.umask(_UMASK)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write via a temporary file in the same folder and rename: readers, a killed process and a second
+    writer see all or nothing, and a failed write (disk full, read-only folder) leaves nothing behind
+    and ends in one line naming the path (`UserError`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`text` (UTF-8) into `path`, atomically (`atomic_write`)."""
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def claim_folder(path: Path, markers: tuple[str, ...], what: str, flag: str = "--out") -> Path:
+    """`path` as a folder this tool may write into: a new or empty one, or one that holds one of
+    `markers` (the files by which this tool knows its own folders: study.json, run.json, ...). Anything
+    else is a user's folder: refused in one line, nothing in it touched."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    if path.is_dir() and not any((path / marker).exists() for marker in markers):
+        try:
+            empty = next(path.iterdir(), None) is None
+        except OSError as error:
+            raise UserError(f"{flag} {path} cannot be read: {error.strerror or error}") from None
+        if not empty:
+            raise UserError(
+                f"{flag} {path} is not empty and holds no {what} of this tool ({' or '.join(markers)}); "
+                "choose a new or empty folder (nothing in it was touched)"
+            )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{flag} {path} cannot be created: {error.strerror or error}") from None
+    return path
 
 
 def csv_text(columns: list[str], rows: list[dict]) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.stats import t as t_dist
 
 from study.core.spec import ARCHS
+from study.files import atomic_write
 from study.verdicts.agreement import cell_label
 
 COLORS = {"plain": "tab:red", "resnet": "tab:blue"}
@@ -25,9 +26,12 @@ def pyplot():
 
 
 def save(fig, path: Path) -> Path:
+    """The figure as a PNG, written atomically (a killed report never truncates a good figure)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    finally:
+        pyplot().close(fig)
     return path
 
 
