@@ -34,16 +34,19 @@ from study.files import (
     STUDY,
     SUMMARY,
     atomic_write_text,
+    claim_folder,
     write_csv,
 )
+from study.verdicts.inputs import load_study
 
 
 def open_study(out: Path, config: StudyConfig) -> str:
-    """Create or resume the study folder; returns the study id (the W&B group)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Create or resume the study folder; returns the study id (the W&B group). A folder that is not
+    new, empty or a study folder (study.json) is refused, untouched."""
+    claim_folder(out, (STUDY,), "study")
     path = out / STUDY
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing = load_study(path)
         if existing["config"] != config.to_dict():
             declared = existing["config"].get("settle", 0)
             if {k: v for k, v in existing["config"].items() if k != "settle"} == {
@@ -111,7 +114,7 @@ def update_tables(out: Path) -> list[dict]:
     """Rebuild results.csv, history.csv, gradnorms.csv, lesion.csv and norms.csv from the finished
     (and probed) runs, atomically. Initialization rows of norms.csv are the same for every backend's
     run of a seed: kept once, without a run."""
-    study_id = json.loads((out / STUDY).read_text())["study_id"] if (out / STUDY).exists() else ""
+    study_id = load_study(out / STUDY)["study_id"] if (out / STUDY).exists() else ""
     results, histories, gradnorms, lesions, norms, init_seen = [], [], [], [], [], set()
     with locked(out / ".tables.lock"):
         for summary_path in sorted((out / RUNS).glob(f"*/{SUMMARY}")):
@@ -156,7 +159,7 @@ def update_tables(out: Path) -> list[dict]:
 
 def collect(out: Path, sources: list[Path]) -> list[dict]:
     """Merge the finished runs of study folders from several machines into `out` (no duplicates)."""
-    out = Path(out)
+    out = claim_folder(Path(out), (STUDY,), "study")
     (out / RUNS).mkdir(parents=True, exist_ok=True)
     for source in map(Path, sources):
         if not (source / RUNS).is_dir():

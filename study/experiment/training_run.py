@@ -24,7 +24,7 @@ from study.core.recipe import TrainSpec
 from study.core.records import EpochRecord, RunContext
 from study.core.spec import NetworkSpec
 from study.core.twin import Twin, check_devices, load, request_cpu_devices
-from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, write_csv
+from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, claim_folder, write_csv
 from study.tracking.dashboard import log_model as log_model_artifact
 from study.tracking.dashboard import model_artifact_name
 from study.tracking.wandb_run import library_versions, resolve_mode, run_tags, start_wandb
@@ -35,11 +35,12 @@ class RunError(UserError):
 
 
 def prepare_out_dir(out: Path) -> Path:
+    """`out` as this run's folder: new, empty or an unfinished run of this tool (run.json), writable."""
     out = Path(out)
     if (out / SUMMARY).exists():
         raise RunError(f"--out {out} already holds a finished run ({SUMMARY}); choose another folder")
+    claim_folder(out, (RUN_STATE,), "training run")
     try:
-        out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as error:

@@ -34,6 +34,7 @@ from study.files import (
     VERDICT,
 )
 from study.tracking.wandb_run import start_wandb
+from study.verdicts.inputs import load_study
 
 STUDY_FILES = (RESULTS, VERDICT, EXACTNESS, REPORT_MD, REPORT_HTML, HISTORY, GRADNORMS, GRADFLOW, GRADFLOW_FIT, STUDY)
 
@@ -93,7 +94,7 @@ def _model_inputs(folder: Path) -> list[str]:
 
 def study_id_of(folder: Path, results: pd.DataFrame) -> str:
     if (folder / STUDY).exists():
-        return json.loads((folder / STUDY).read_text())["study_id"]
+        return load_study(folder / STUDY)["study_id"]
     ids = results["study"].dropna().unique() if "study" in results else []
     return str(ids[0]) if len(ids) == 1 else folder.resolve().name
 

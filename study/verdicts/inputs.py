@@ -16,7 +16,8 @@ import pandas as pd
 
 from study.core.data import CLASSES
 from study.core.errors import UserError
-from study.core.spec import ARCHS
+from study.core.recipe import MAX_SEED
+from study.core.spec import ARCHS, MAX_CIFAR_DEPTH
 from study.core.twin import BACKENDS
 from study.files import (
     BLOCK_RATIOS,
@@ -33,6 +34,7 @@ from study.files import (
     STUDY,
 )
 
+MAX_DEPTH = MAX_CIFAR_DEPTH  # the deepest net the specs accept (ImageNet-style nets are shallower)
 ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
 DEFAULT_CLASSES = 10  # a results table without a known data set: chance level as for 10 classes
@@ -75,10 +77,10 @@ def load_results(path) -> pd.DataFrame:
 
     reject(~frame.backend.isin(BACKENDS), "backend", " or ".join(BACKENDS))
     reject(~frame.arch.isin(ARCHS), "arch", " or ".join(ARCHS))
-    for column in ("depth", "seed"):
+    for column, high in (("depth", MAX_DEPTH), ("seed", MAX_SEED)):
         values = pd.to_numeric(frame[column], errors="coerce")
-        reject(values.isna() | (values % 1 != 0), column, "an integer")
-        frame[column] = values.astype(int)
+        reject(values.isna() | (values % 1 != 0) | ~values.between(0, high), column, f"an integer in 0..{high}")
+        frame[column] = values.astype("int64")
     for column in ERROR_COLUMNS:
         values = pd.to_numeric(frame[column], errors="coerce")
         reject(~values.between(0.0, 1.0), column, "a number in [0, 1]")  # NaN is not between
@@ -177,6 +179,24 @@ def load_settle(path: Path) -> dict:
     return record
 
 
+def load_study(path: Path) -> dict:
+    """study.json, checked: an object with a study id and a config of the grid's axes."""
+    try:
+        study = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON") from None
+    config = study.get("config") if isinstance(study, dict) else None
+    if not isinstance(study, dict) or not isinstance(study.get("study_id"), str) or not isinstance(config, dict):
+        raise UserError(f"{path}: expected an object with 'study_id' and 'config'")
+    if missing := [
+        k for k in ("name", "backends", "archs", "depths", "seeds") if not isinstance(config.get(k), str | list)
+    ]:
+        raise UserError(f"{path}: config lacks {', '.join(missing)}")
+    return study
+
+
 HISTORY_REQUIRED = ("run_key", "backend", "arch", "depth", "seed", "epoch", "train_error")
 
 
@@ -208,7 +228,71 @@ def read_optional(path: Path) -> pd.DataFrame | None:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return None
+    except OSError as error:
+        raise ResultsError(f"cannot read {path}: {error.strerror or error}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError):
+        raise ResultsError(f"{path} is not a readable CSV table") from None
     return frame if not frame.empty else None
+
+
+# What the verdicts and the report read of each optional table: its columns and their values. "int": a
+# whole number >= 0; "number": a number >= 0 (a diverged run's inf included) or empty; "real": a finite
+# number or empty;
+# "fraction": a number in [0, 1] or empty; "text": anything; a tuple: one of those values.
+_IDENTITY = {"backend": (*BACKENDS, ""), "arch": ARCHS, "depth": "int", "seed": "int"}
+TABLE_SCHEMAS = {
+    LESION: {"run_key": "text", **_IDENTITY, "kind": ("intact", "single", "random"), "k": "int",
+             "test_error": "fraction"},
+    BLOCK_RATIOS: {"stage": ("init", "trained"), "run_key": "text", **_IDENTITY, "block_index": "int",
+                   "block": "text", "ratio": "number"},
+    GRADNORMS: {"run_key": "text", **_IDENTITY, "epoch": "int", "layer_index": "int", "layer": "text",
+                "grad_norm": "number"},
+    GRADFLOW: {**_IDENTITY, "activation": "text", "norm": "text", "layer_index": "int", "layer": "text",
+               "grad_norm": "number"},
+    GRADFLOW_FIT: {**_IDENTITY, "activation": "text", "norm": "text", "decay_per_layer": "real",
+                   "first_to_last": "number"},
+}  # fmt: skip
+
+
+def read_table(path: Path) -> pd.DataFrame | None:
+    """An optional table of the study folder (`TABLE_SCHEMAS`, by file name), validated: None where it
+    is missing or empty, else `ResultsError` with one line naming the file, column and run."""
+    frame = read_optional(path)
+    if frame is None:
+        return None
+    schema = TABLE_SCHEMAS[path.name]
+    if missing := [column for column in schema if column not in frame.columns]:
+        raise ResultsError(f"{path} lacks column(s): {', '.join(missing)}")
+    for column, rule in schema.items():
+        text = frame[column].astype(str).where(frame[column].notna(), "")
+        if isinstance(rule, tuple):
+            bad = ~text.isin(rule)
+            expected = " or ".join(v or "empty" for v in rule)
+        elif rule == "text":
+            frame[column] = text
+            continue
+        else:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            empty = frame[column].isna()
+            unparsed = values.isna() & ~empty
+            if rule == "int":
+                bad = empty | unparsed | (values % 1 != 0) | ~values.between(0, MAX_SEED)
+                expected = f"a whole number in 0..{MAX_SEED}"
+            else:
+                finite = values.abs() < float("inf")
+                inside = {"number": values >= 0, "real": finite, "fraction": values.between(0.0, 1.0)}[rule]
+                bad = unparsed | (~empty & ~(finite & inside))
+                expected = {
+                    "number": "a finite number >= 0",
+                    "real": "a finite number",
+                    "fraction": "a number in [0, 1]",
+                }[rule]
+            if not bad.any():
+                frame[column] = values.astype("int64") if rule == "int" else values.astype(float)
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise ResultsError(f"{path}: {column} in row {row + 1} is {text.iloc[row]!r}, expected {expected}")
+    return frame
 
 
 @dataclass
@@ -234,11 +318,11 @@ def read_study_folder(folder: Path) -> StudyTables:
         results=load_results(folder / RESULTS),
         exactness=load_exactness(folder / EXACTNESS) if (folder / EXACTNESS).exists() else None,
         history=load_history(folder / HISTORY),
-        gradnorms=read_optional(folder / GRADNORMS),
-        gradflow=read_optional(folder / GRADFLOW),
-        gradflow_fit=read_optional(folder / GRADFLOW_FIT),
-        lesion=read_optional(folder / LESION),
-        norms=read_optional(folder / BLOCK_RATIOS),
-        config=json.loads((folder / STUDY).read_text())["config"] if (folder / STUDY).exists() else {},
+        gradnorms=read_table(folder / GRADNORMS),
+        gradflow=read_table(folder / GRADFLOW),
+        gradflow_fit=read_table(folder / GRADFLOW_FIT),
+        lesion=read_table(folder / LESION),
+        norms=read_table(folder / BLOCK_RATIOS),
+        config=load_study(folder / STUDY)["config"] if (folder / STUDY).exists() else {},
         settle=load_settle(folder / SETTLE) if (folder / SETTLE).exists() else None,
     )
