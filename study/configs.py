@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study.core.errors import UserError
-from study.core.recipe import TrainSpec
+from study.core.recipe import MAX_SEED, TrainSpec
 from study.core.spec import ARCHS, NetworkSpec
 from study.core.twin import BACKENDS, process_groups
 from study.experiment.training_run import RunRequest
@@ -47,6 +47,12 @@ class StudyConfig:
             object.__setattr__(self, field, tuple(getattr(self, field)))
         if not (self.backends and self.archs and self.depths and self.seeds and self.activations and self.norms):
             raise UserError("a study needs at least one backend, arch, depth, seed, activation and norm")
+        if any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED for s in self.seeds) or len(
+            set(self.seeds)
+        ) != len(self.seeds):
+            raise UserError(f"seeds must be different integers in 0..{MAX_SEED}; got {list(self.seeds)}")
+        if self.settle and max(self.seeds) + self.settle > MAX_SEED:
+            raise UserError(f"--settle {self.settle}: the added seeds would pass {MAX_SEED}")
         unknown = sorted(set(self.backends) - set(BACKENDS))
         if unknown or self.probe_backend not in BACKENDS:
             raise UserError(

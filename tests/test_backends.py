@@ -94,7 +94,20 @@ def test_a_study_of_all_four_backends_checks_every_pair(tmp_path):
     from study.core.twin import BACKENDS
 
     out = tmp_path / "study"
-    grid = ["--dataset", "synthetic", "--archs", "resnet", "--depths", "8", "--seeds", "0,1", "--epochs", "1"]
+    grid = [
+        "--dataset",
+        "synthetic",
+        "--archs",
+        "resnet",
+        "--depths",
+        "8",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "1",
+    ]
     result = cli(
         "run", "--backends", ",".join(BACKENDS), *grid, "--wandb", "offline", "--no-log-model", "--out", str(out)
     )

@@ -223,7 +223,20 @@ def assert_on_the_dashboard(out, agreement):
 
 def test_one_worker_keeps_the_terminal_quiet_too(tmp_path):
     out = tmp_path / "study"
-    args = ["--backends", "keras", "--archs", "resnet", "--depths", "8", "--seeds", "0", "--epochs", "1"]
+    args = [
+        "--backends",
+        "keras",
+        "--archs",
+        "resnet",
+        "--depths",
+        "8",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "1",
+    ]
     result = cli("run", "--dataset", "synthetic", *args, "--workers", "1", "--wandb", "disabled", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert_quiet(result, out)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 
 from study.core.data import DATASETS
 from study.core.errors import UserError
 from study.core.presets import parse_spec
-from study.core.recipe import TrainSpec
+from study.core.recipe import MAX_SEED, TrainSpec
 from study.core.records import DEVICE_REQUESTS
 from study.core.spec import ACTIVATIONS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec
 from study.tracking.wandb_run import WANDB_MODES
@@ -40,6 +41,54 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
     return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer in 0..{MAX_SEED}; got {text!r}")
+    return value
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    seeds = tuple(seed(v) for v in text.split(","))
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must differ; got {text!r}")
+    return seeds
+
+
+def finite(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    """A parser of a finite number in the interval from `low` to `high` (open where said)."""
+    left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+    interval = f"{left}{low:g}, {'inf' if high == math.inf else f'{high:g}'}{right}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {interval}; got {text!r}")
+        return value
+
+    return parse
+
+
+probability = finite(0.0, 1.0, low_open=True, high_open=True)  # --alpha, --margin
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -90,8 +139,10 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alpha", type=float, default=ALPHA)
-    parser.add_argument("--margin", type=float, default=MARGIN, help="equivalence margin for the twins' errors")
+    parser.add_argument("--alpha", type=probability, default=ALPHA, help="the verdicts' test level, in (0, 1)")
+    parser.add_argument(
+        "--margin", type=probability, default=MARGIN, help="equivalence margin for the twins' errors, in (0, 1)"
+    )
 
 
 def check_dataset(name: str) -> None:
@@ -135,9 +186,9 @@ def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
 RECIPE_FLAGS = {  # TrainSpec field -> the flag's type and help
     "epochs": (positive_int, "training epochs"),
     "batch_size": (positive_int, "examples per SGD step"),
-    "lr": (float, "learning rate after the warm-up"),
-    "warmup_epochs": (float, f"epochs at LR {TrainSpec.warmup_lr} first (the paper's ResNet-110 trick)"),
-    "seed": (int, "initial weights, data order and augmentation"),
+    "lr": (finite(0.0, low_open=True), "learning rate after the warm-up"),
+    "warmup_epochs": (finite(0.0), f"epochs at LR {TrainSpec.warmup_lr} first (the paper's ResNet-110 trick)"),
+    "seed": (seed, "initial weights, data order and augmentation"),
 }
 
 

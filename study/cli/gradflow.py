@@ -6,15 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
-from study.cli.flags import add_data_dir, add_json, int_list
+from study.cli.flags import add_data_dir, add_json, int_list, seed_list
 from study.core.data import DATASETS
 from study.core.twin import BACKENDS
+from study.files import STUDY, claim_folder
 
 
 def register(commands) -> None:
     parser = commands.add_parser("gradflow", help="per-layer gradient norms at initialization and their decay")
     parser.add_argument("--depths", type=int_list, default=(8, 20, 56, 110))
-    parser.add_argument("--seeds", type=int_list, default=(0,))
+    parser.add_argument("--seeds", type=seed_list, default=(0,))
     parser.add_argument("--dataset", choices=DATASETS, default="digits")
     add_data_dir(parser)
     parser.add_argument("--backend", choices=BACKENDS, default="lightning")
@@ -29,7 +30,7 @@ def gradflow(args: argparse.Namespace) -> int:
 
     dataset = data.load_dataset(args.dataset, args.data_dir)
     rows, fits = measure.measure(args.depths, dataset, backend=args.backend, seeds=args.seeds)
-    args.out.mkdir(parents=True, exist_ok=True)
+    claim_folder(args.out, ("gradflow.csv", STUDY), "gradient-flow measurement")
     measure.write_gradflow(args.out, rows, fits)
     if args.json:
         print(json.dumps(fits))

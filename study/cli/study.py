@@ -20,6 +20,10 @@ from study.cli.flags import (
     check_dataset,
     int_list,
     name_list,
+    nonnegative_int,
+    positive_int,
+    seed,
+    seed_list,
 )
 from study.core.spec import ACTIVATIONS, ARCHS, NORMS, SHORTCUTS
 from study.core.twin import BACKENDS
@@ -40,7 +44,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", type=name_list(BACKENDS), help="e.g. keras,lightning")
     parser.add_argument("--archs", type=name_list(ARCHS), help="e.g. plain,resnet")
     parser.add_argument("--depths", type=int_list, help="CIFAR-style 6n+2 depths, e.g. 8,20,56")
-    parser.add_argument("--seeds", type=int_list, help="e.g. 0,1,2")
+    parser.add_argument("--seeds", type=seed_list, help="e.g. 0,1,2")
     add_recipe_arguments(parser, ("epochs", "warmup_epochs"), defaults=False)
     parser.add_argument("--shortcut", choices=SHORTCUTS)
     parser.add_argument("--activations", type=name_list(ACTIVATIONS), help="e.g. relu,tanh,sigmoid")
@@ -90,7 +94,7 @@ def register(commands) -> None:
     )
     run.add_argument(
         "--settle",
-        type=int,
+        type=nonnegative_int,
         metavar="N",
         help="declared when the study starts: add N seeds to every cell whose agreement is undecided on the grid's "
         "seeds (two looks, each at alpha/2; docs/design.md)",
@@ -104,8 +108,8 @@ def register(commands) -> None:
     point.add_argument("--out", type=Path, required=True)
     point.add_argument("--backend", choices=BACKENDS, required=True)
     point.add_argument("--arch", choices=ARCHS, required=True)
-    point.add_argument("--depth", type=int, required=True)
-    point.add_argument("--seed", type=int, required=True)
+    point.add_argument("--depth", type=positive_int, required=True)
+    point.add_argument("--seed", type=seed, required=True)
     point.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     point.add_argument("--norm", choices=NORMS, default="batch")
     add_json(point)
@@ -116,6 +120,7 @@ def run_study(args: argparse.Namespace) -> int:
     from study.core import data
     from study.experiment.console import LOG, frameworks_to
     from study.experiment.runner import run_study as run_grid
+    from study.experiment.study_folder import open_study
     from study.measure import gradflow
     from study.report.analysis import analyze_folder
     from study.tracking.dashboard import publish_study
@@ -126,6 +131,7 @@ def run_study(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / config.name
     dataset = data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
     mode = resolve_mode(args.wandb)
+    open_study(out, config)  # the folder is ours (new, empty or this study's) before anything is written
     with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
         shown = None if args.json else terminal
         run_grid(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model, args.alpha,
@@ -150,6 +156,11 @@ def run_point(args: argparse.Namespace) -> int:
         raise UsageError(f"run-point: the {config.name} config's training budgets are not a sweep axis yet; use run")
     point = GridPoint(config, args.backend, args.arch, args.depth, args.seed, args.activation, args.norm)
     point.network_spec()
+    if point not in config.points():
+        raise UsageError(
+            f"run-point: {args.backend} {args.arch}-{args.depth} seed {args.seed} ({args.activation}, {args.norm}) "
+            f"is not a point of the {config.name} study's grid; pass the grid flags the sweep was written with"
+        )
     study_id = open_study(args.out, config)
     summary = run_one(point, args.out, study_id, args.data_dir, args.wandb, args.device, args.log_model)
     if args.json:

@@ -22,8 +22,8 @@ def preset_names() -> list[str]:
     return names
 
 
-_PRESET = re.compile(r"(resnet|plain)(\d+)")
-_GENERIC = re.compile(r"(resnet|plain)-(\d+)")
+_PRESET = re.compile(r"(resnet|plain)([0-9]{1,6})")  # ASCII digits only (no other script's digits)
+_GENERIC = re.compile(r"(resnet|plain)-([0-9]{1,6})")
 
 
 def parse_spec(name: str, **overrides) -> NetworkSpec:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from study.core.spec import SpecError
+
+MAX_SEED = 2**32 - 1  # a seed seeds NumPy's generator: 0 .. 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,17 @@ class TrainSpec:
             raise SpecError(f"epochs must be an integer >= 1; got {self.epochs}")
         if self.batch_size < 1:
             raise SpecError(f"batch size must be >= 1; got {self.batch_size}")
+        numbers = (self.lr, self.warmup_lr, self.weight_decay, self.momentum, self.lr_drop, self.warmup_epochs)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+            raise SpecError("lr, warmup_lr, weight_decay, momentum, lr_drop and warmup_epochs must be finite numbers")
         if self.lr <= 0 or self.warmup_lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise SpecError("lr and warmup_lr must be > 0, weight_decay >= 0 and 0 <= momentum < 1")
+        if not 0 < self.lr_drop <= 1:
+            raise SpecError(f"lr_drop must be in (0, 1]; got {self.lr_drop}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise SpecError(f"warm-up epochs must be in 0..epochs ({self.epochs}); got {self.warmup_epochs}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise SpecError(f"seed must be an integer in 0..{MAX_SEED}; got {self.seed}")
         if any(not 0 < m < 1 for m in self.lr_milestones) or list(self.lr_milestones) != sorted(self.lr_milestones):
             raise SpecError(f"lr milestones must be increasing fractions in (0, 1); got {self.lr_milestones}")
 

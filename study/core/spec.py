@@ -32,6 +32,10 @@ from dataclasses import dataclass
 
 from study.core.errors import UserError
 
+MAX_CIFAR_DEPTH = 1202  # the deepest CIFAR-style net of He et al. (section 4.2): the largest depth accepted
+MAX_INPUT = (4096, 4096, 64)  # the largest input H, W, C accepted
+MAX_CLASSES = 100_000
+
 FAMILIES = ("cifar", "imagenet")
 ARCHS = ("plain", "resnet")  # `NetworkSpec.arch`: the plain twin, or the residual net
 SHORTCUTS = ("A", "B")
@@ -158,6 +162,8 @@ class NetworkSpec:
                 raise SpecError(
                     f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...) for CIFAR-style nets; got {self.depth}"
                 )
+            if self.depth > MAX_CIFAR_DEPTH:
+                raise SpecError(f"depth must be at most {MAX_CIFAR_DEPTH} (He et al.'s deepest net); got {self.depth}")
         elif self.depth not in IMAGENET_LAYOUTS:
             raise SpecError(
                 f"ImageNet-style depth must be one of {', '.join(map(str, IMAGENET_LAYOUTS))}; got {self.depth}"
@@ -171,10 +177,13 @@ class NetworkSpec:
             if value not in choices:
                 raise SpecError(f"{field} must be one of {', '.join(choices)}; got {value!r}")
         shape = self.input_shape
-        if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
-            raise SpecError(f"input shape must be three positive integers H,W,C; got {shape}")
-        if not isinstance(self.classes, int) or self.classes < 2:
-            raise SpecError(f"classes must be an integer >= 2; got {self.classes}")
+        fits = len(shape) == 3 and all(
+            isinstance(v, int) and 1 <= v <= limit for v, limit in zip(shape, MAX_INPUT, strict=True)
+        )
+        if not fits:
+            raise SpecError(f"input shape must be three positive integers H,W,C up to {MAX_INPUT}; got {shape}")
+        if not isinstance(self.classes, int) or not 2 <= self.classes <= MAX_CLASSES:
+            raise SpecError(f"classes must be an integer in 2..{MAX_CLASSES}; got {self.classes}")
         names = [f"layer{s}.{i}" for s, count in enumerate(self.stage_blocks, start=1) for i in range(count)]
         if unknown := [name for name in self.lesion if name not in names]:
             raise SpecError(f"cannot delete {', '.join(unknown)}: {self.name}'s blocks are {names[0]}..{names[-1]}")
