@@ -167,11 +167,11 @@ def run_training(request: RunRequest) -> dict:
     """
     backend, train_spec = request.backend, request.train_spec
     check_devices(backend, request.devices)
-    out = prepare_out_dir(request.out)
-    try:
+    try:  # before --out is created: bad data writes nothing
         dataset = datasets.load_dataset(request.dataset, request.data_dir, seed=train_spec.seed)
     except datasets.DataError as error:
         raise RunError(str(error)) from None
+    out = prepare_out_dir(request.out)
     request = dataclasses.replace(request, spec=fit_spec_to_data(request.spec, dataset, request.input_given))
     spec = request.spec
     wandb_mode = resolve_mode(request.wandb_mode)
