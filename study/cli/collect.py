@@ -1,8 +1,9 @@
-"""`collect OUT SRC...`: merge study folders from several machines (`study.experiment.study_folder.collect`)."""
+"""`collect OUT SRC...`: merge study folders from several machines (`study.experiment.collect`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -14,8 +15,10 @@ def register(commands) -> None:
 
 
 def collect(args: argparse.Namespace) -> int:
-    from study.experiment.study_folder import collect as merge
+    from study.experiment.collect import collect as merge
 
-    rows = merge(args.out, args.sources)
+    rows, notes = merge(args.out, args.sources)
+    for note in notes:  # what was not collected, one line each; the rest is merged
+        print(note, file=sys.stderr)
     print(f"{args.out}: {len(rows)} finished runs in results.csv")
     return 0

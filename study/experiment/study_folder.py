@@ -1,5 +1,5 @@
-"""The study folder on disk: opening it (study.json), its tables rebuilt from the finished runs, and
-`collect`, which merges the runs of several machines' folders.
+"""The study folder on disk: opening it (study.json) and its tables rebuilt from the finished runs
+(`study.experiment.collect` merges the runs of several machines' folders).
 
 A run is finished when its `summary.json` exists (written last, atomically). The tables are rebuilt
 from the finished runs under a lock and renamed into place, so a reader never sees half a table and
@@ -12,7 +12,6 @@ import contextlib
 import csv
 import fcntl
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from study.files import (
     claim_folder,
     write_csv,
 )
-from study.verdicts.inputs import load_study
+from study.verdicts.inputs import load_study, load_summary
 
 
 def open_study(out: Path, config: StudyConfig) -> str:
@@ -119,7 +118,7 @@ def update_tables(out: Path) -> list[dict]:
     with locked(out / ".tables.lock"):
         for summary_path in sorted((out / RUNS).glob(f"*/{SUMMARY}")):
             run_key = summary_path.parent.name
-            summary = json.loads(summary_path.read_text())
+            summary = load_summary(summary_path)  # one line naming a malformed one
             row = _result_row(summary, run_key, study_id)
             results.append(row)
             ident = {k: row[k] for k in RUN_IDENTITY}
@@ -155,20 +154,3 @@ def update_tables(out: Path) -> list[dict]:
         write_csv(out / HISTORY, histories, HISTORY_COLUMNS)
         write_csv(out / GRADNORMS, gradnorms, GRADNORM_COLUMNS)
     return results
-
-
-def collect(out: Path, sources: list[Path]) -> list[dict]:
-    """Merge the finished runs of study folders from several machines into `out` (no duplicates)."""
-    out = claim_folder(Path(out), (STUDY,), "study")
-    (out / RUNS).mkdir(parents=True, exist_ok=True)
-    for source in map(Path, sources):
-        if not (source / RUNS).is_dir():
-            raise UserError(f"{source} is not a study folder (no {RUNS}/ inside)")
-        if not (out / STUDY).exists() and (source / STUDY).exists():
-            shutil.copy2(source / STUDY, out / STUDY)
-        for summary in sorted((source / RUNS).glob(f"*/{SUMMARY}")):
-            target = out / RUNS / summary.parent.name
-            if not (target / SUMMARY).exists():
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(summary.parent, target)
-    return update_tables(out)

@@ -9,6 +9,7 @@ on the first one found.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +196,52 @@ def load_study(path: Path) -> dict:
     ]:
         raise UserError(f"{path}: config lacks {', '.join(missing)}")
     return study
+
+
+def load_summary(path: Path) -> dict:
+    """A run's summary.json, checked where the study folder's tables read it (`ResultsError` with one
+    line naming the file and the field)."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text())
+    except OSError as error:
+        raise ResultsError(f"cannot read {path}: {error.strerror or error}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ResultsError(f"{path} is not valid JSON") from None
+
+    def whole(value, low: int = 0, high: int = MAX_SEED) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    def number(value, fraction: bool = False) -> bool:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        return value is None or (ok and (not fraction or value <= 1))
+
+    if not isinstance(summary, dict):
+        raise ResultsError(f"{path}: expected a JSON object")
+    config = summary.get("config")
+    spec = config.get("spec") if isinstance(config, dict) else None
+    checks = [
+        (isinstance(spec, dict), "config.spec", "the run's network spec"),
+        (summary.get("backend") in BACKENDS, "backend", " or ".join(BACKENDS)),
+        (summary.get("arch") in ARCHS, "arch", " or ".join(ARCHS)),
+        (whole(summary.get("depth"), 1, MAX_DEPTH), "depth", f"an integer in 1..{MAX_DEPTH}"),
+        (whole(summary.get("seed")), "seed", f"an integer in 0..{MAX_SEED}"),
+        (isinstance(summary.get("dataset"), str), "dataset", "a data set's name"),
+        (whole(summary.get("epochs"), 1) and whole(summary.get("epochs_completed")), "epochs", "whole epochs"),
+        (isinstance(summary.get("diverged"), bool), "diverged", "true or false"),
+        (all(number(summary.get(k), True) for k in ERROR_COLUMNS), "the final errors", "numbers in [0, 1] or null"),
+        (all(number(summary.get(k)) for k in ("final_train_loss", "wall_s", "train_img_per_s")), "the timings and loss",
+         "numbers >= 0 or null"),
+        (whole(summary.get("params"), 0, 10**12), "params", "a parameter count"),
+        (isinstance(summary.get("checkpoint"), str), "checkpoint", "the checkpoint's file name"),
+    ]  # fmt: skip
+    for ok, name, expected in checks:
+        if not ok:
+            raise ResultsError(f"{path}: {name} must be {expected}")
+    if not (whole(spec.get("classes"), 2, 10**5) and all(isinstance(spec.get(k), str) for k in
+                                                           ("shortcut", "activation", "norm"))):  # fmt: skip
+        raise ResultsError(f"{path}: config.spec needs classes, shortcut, activation and norm")
+    return summary
 
 
 HISTORY_REQUIRED = ("run_key", "backend", "arch", "depth", "seed", "epoch", "train_error")
