@@ -7,6 +7,7 @@ payload in a crafted file ever runs, and a bad file costs one line, never a trac
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -139,3 +140,82 @@ def test_a_run_killed_just_before_its_summary_resumes_instead_of_retraining(tmp_
     summary = json.loads(result.stdout)
     assert summary["resumed_from_epoch"] == 2 and summary["attempts"] == 2
     assert history(out) == finished[backend] and not (out / "resume.npz").exists()
+
+
+# -- collect: a safe merge of several machines' folders ----------------------------------------------
+
+POINT = ["--dataset", "synthetic", "--backends", "lightning", "--archs", "plain", "--depths", "8", "--seeds", "0,1",
+         "--epochs", "1", "--warmup-epochs", "0", "--wandb", "disabled"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory):
+    """Two "machines" of one study, each with one finished run (seed 0 on A, seed 1 on B), and A with
+    its gradient-flow tables."""
+    root = tmp_path_factory.mktemp("machines")
+    for folder, seed in (("A", 0), ("B", 1)):
+        result = cli("run-point", *POINT, "--out", str(root / folder), "--backend", "lightning", "--arch", "plain",
+                     "--depth", "8", "--seed", str(seed))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    result = cli("gradflow", "--depths", "8", "--dataset", "synthetic", "--out", str(root / "A"))
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def merged_rows(folder):
+    import csv
+
+    with open(folder / "results.csv") as handle:
+        return sorted((row["run_key"], row["final_train_error"]) for row in csv.DictReader(handle))
+
+
+def test_collect_merges_one_study_once_and_refuses_what_is_not_its_own(tmp_path, machines):
+    a, b = tmp_path / "A", tmp_path / "B"
+    shutil.copytree(machines / "A", a, symlinks=True)
+    shutil.copytree(machines / "B", b, symlinks=True)
+    run_b = next(p for p in (b / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
+    shutil.copytree(run_b, b / "runs" / "renamed-copy")  # the same run under another name
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not the study's")
+    (b / "runs" / "a-link").symlink_to(outside, target_is_directory=True)  # a link out of the source
+    bad = b / "runs" / "crafted-run"
+    bad.mkdir()
+    (bad / "summary.json").write_text('{"backend": "lightning"}')
+
+    merged = tmp_path / "merged"
+    result = cli("collect", str(merged), str(a), str(b))
+    assert result.returncode == 0, result.stderr
+    notes = result.stderr.strip().splitlines()
+    assert len(notes) == 2 and "Traceback" not in result.stderr
+    assert any("a-link: a link or a file, not a run folder; not collected" in n for n in notes)
+    assert any("crafted-run/summary.json: config.spec must be" in n for n in notes)
+    rows = merged_rows(merged)
+    assert len(rows) == 2 and not (merged / "runs" / "renamed-copy").exists()  # counted once
+    assert not list(merged.rglob("secret.txt")) and not any(p.is_symlink() for p in merged.rglob("*"))
+    assert (merged / "gradflow.csv").read_bytes() == (a / "gradflow.csv").read_bytes()  # carried along
+    assert cli("collect", str(merged), str(a), str(b)).returncode == 0 and merged_rows(merged) == rows
+
+    other = tmp_path / "other"
+    shutil.copytree(a, other)
+    study = json.loads((other / "study.json").read_text())
+    (other / "study.json").write_text(json.dumps(study | {"study_id": "another-study"}))
+    before = (merged / "results.csv").read_text()
+    refused = cli("collect", str(merged), str(other))
+    assert refused.returncode == 2 and "different studies" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and (merged / "results.csv").read_text() == before
+
+
+def test_a_collect_killed_mid_copy_is_completed_by_rerunning_it(tmp_path, machines):
+    """What a kill during a run's copy leaves (a half-copied hidden folder) never counts as a run; the
+    rerun removes it and ends as an uninterrupted collect."""
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+    assert cli("collect", str(clean), str(machines / "A"), str(machines / "B")).returncode == 0
+    assert cli("collect", str(broken), str(machines / "A")).returncode == 0
+    run_b = next(p for p in (machines / "B" / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
+    half = broken / "runs" / f".incoming-{run_b.name}"
+    half.mkdir()
+    (half / "summary.json").write_text("")  # a kill mid-copy: a 0-byte summary, no checkpoint
+    result = cli("collect", str(broken), str(machines / "A"), str(machines / "B"))
+    assert result.returncode == 0, result.stderr
+    assert merged_rows(broken) == merged_rows(clean) and not half.exists()
