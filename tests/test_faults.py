@@ -219,3 +219,105 @@ def test_a_collect_killed_mid_copy_is_completed_by_rerunning_it(tmp_path, machin
     result = cli("collect", str(broken), str(machines / "A"), str(machines / "B"))
     assert result.returncode == 0, result.stderr
     assert merged_rows(broken) == merged_rows(clean) and not half.exists()
+
+
+# -- a full disk, a read-only folder, a kill during analyze ----------------------------------------------
+
+
+def test_a_write_that_fails_on_a_full_disk_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch):
+    import errno
+
+    import study.files
+    from study.core.errors import UserError
+
+    path = tmp_path / "verdict.json"
+    path.write_text("the previous verdict")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(study.files.os, "fsync", full)
+    with pytest.raises(UserError, match="cannot write .*verdict.json: No space left on device"):
+        study.files.atomic_write_text(path, "a new verdict")
+    assert path.read_text() == "the previous verdict" and [p.name for p in tmp_path.iterdir()] == ["verdict.json"]
+
+
+def analyzed(folder):
+    return {name: (folder / name).read_text() for name in ("verdict.json", "report.md")}
+
+
+@pytest.fixture(scope="module")
+def study_folder(machines, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("analyzed") / "study"
+    assert cli("collect", str(folder), str(machines / "A"), str(machines / "B")).returncode == 0
+    assert cli("analyze", str(folder)).returncode == 0
+    return folder
+
+
+def test_analyze_on_a_full_disk_is_one_line_and_keeps_the_last_report(tmp_path, study_folder, capsys, monkeypatch):
+    import errno
+
+    import study.files
+    from study.cli import main
+
+    folder = tmp_path / "study"
+    shutil.copytree(study_folder, folder)
+    before = analyzed(folder)
+    monkeypatch.setattr(study.files.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
+    assert main(["analyze", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space" in err[0]
+    assert analyzed(folder) == before and not list(folder.rglob(".*.json.*")) and not list(folder.rglob(".*.png.*"))
+
+
+def test_a_real_full_disk(tmp_path):
+    """A 1 MiB tmpfs (where this machine lets a test mount one): run's first write fails in one line."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (disk / "filler").write_bytes(b"\0" * (1024 * 1024 - 4096))
+        result = cli("gradflow", "--depths", "8", "--dataset", "synthetic", "--out", str(disk / "g"))
+        assert result.returncode == 2 and "No space left on device" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not list(disk.rglob(".gradflow*"))
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_study_folder_is_one_line(tmp_path, study_folder):
+    folder = tmp_path / "study"
+    shutil.copytree(study_folder, folder)
+    before = analyzed(folder)
+    folder.chmod(0o555)
+    try:
+        result = cli("analyze", str(folder))
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    finally:
+        folder.chmod(0o755)
+    assert analyzed(folder) == before
+
+
+@pytest.mark.parametrize("after", [0.5, 1.5, 3.0])
+def test_analyze_killed_at_any_moment_then_rerun_ends_as_if_never_killed(tmp_path, study_folder, after):
+    import signal
+    import time
+
+    folder = tmp_path / "study"
+    shutil.copytree(study_folder, folder)
+    for name in ("verdict.json", "report.md", "report.html"):
+        (folder / name).unlink()
+    shutil.rmtree(folder / "figures")
+    process = subprocess.Popen([sys.executable, "-m", "study", "analyze", str(folder)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    time.sleep(after)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    if (folder / "verdict.json").exists():  # whatever exists is whole
+        json.loads((folder / "verdict.json").read_text())
+    assert cli("analyze", str(folder)).returncode == 0
+    assert analyzed(folder) == analyzed(study_folder)
+    debris = [p for p in folder.rglob(".*") if p.name.startswith((".verdict", ".report", ".error_vs"))]
+    assert not debris, debris  # a kill's temporary files are cleared by the rerun

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from study.files import REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
+from study.files import FIGURES, REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
 from study.report.sections import report
 from study.verdicts.analyze import analyze
 from study.verdicts.inputs import read_study_folder
@@ -19,6 +19,8 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     """Read the tables in `folder`, decide, draw, and write verdict.json, report.md and report.html."""
     folder = Path(folder)
     tables = read_study_folder(folder)
+    for debris in [*folder.glob(".report.*"), *folder.glob(f".{VERDICT}.*"), *folder.glob(f"{FIGURES}/.*.png.*")]:
+        debris.unlink(missing_ok=True)  # the temporary files of an analysis killed mid-write
     verdict = analyze(
         tables.results, alpha, margin, tables.exactness, tables.lesion, tables.norms, tables.gradflow_fit,
         tables.history, tables.settle,
