@@ -302,3 +302,28 @@ def test_a_crafted_study_file_is_one_line_and_nothing_is_written(capsys, tmp_pat
 
 def test_there_are_at_least_a_hundred_malformed_invocations():
     assert len(INVOCATIONS) + len(CRAFTED) + 8 >= 100 and len(INVOCATIONS) >= 100
+
+
+def test_analyze_never_overwrites_a_users_report(capsys, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "results.csv").write_text(results_with())
+    (folder / "report.md").write_text("my own report\n")
+    before = snapshot(folder)
+    one_line(capsys, ["analyze", str(folder)], "holds report.md that this tool did not write")
+    assert snapshot(folder) == before
+    (folder / "report.md").unlink()
+    (folder / "verdict.json").write_text('{"mine": true}')
+    one_line(capsys, ["analyze", str(folder)], "holds verdict.json that this tool did not write")
+    (folder / "verdict.json").unlink()
+    assert main(["analyze", str(folder)]) == 0  # a results table alone: the outputs are new, then ours
+    assert main(["analyze", str(folder)]) == 0
+
+
+def test_sweep_never_overwrites_a_users_file(capsys, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("the user's own yaml\n")
+    one_line(capsys, ["sweep", "--file", str(path)], "is not a sweep this tool wrote")
+    assert path.read_text() == "the user's own yaml\n"
+    path.unlink()
+    assert main(["sweep", "--file", str(path)]) == 0 and main(["sweep", "--file", str(path)]) == 0  # its own

@@ -50,12 +50,18 @@ def sweep_definition(args: argparse.Namespace) -> dict:
     }
 
 
+HEADER = "# resnet-study sweep (W&B grid): written by `resnet-study sweep`\n"
+
+
 def sweep(args: argparse.Namespace) -> int:
     import yaml
 
-    text = yaml.safe_dump(sweep_definition(args), sort_keys=False)
+    text = HEADER + yaml.safe_dump(sweep_definition(args), sort_keys=False)
     if args.file:
-        atomic_write_text(Path(args.file), text)
+        path = Path(args.file)
+        if path.exists() and (not path.is_file() or not path.read_bytes().startswith(HEADER.encode())):
+            raise UsageError(f"--file {path} exists and is not a sweep this tool wrote; choose a new file name")
+        atomic_write_text(path, text)
         print(f"wrote {args.file}: wandb sweep {args.file} && wandb agent <sweep id> (on each machine)")
     else:
         print(text, end="")

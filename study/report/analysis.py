@@ -9,16 +9,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from study.files import FIGURES, REPORT_HTML, REPORT_MD, VERDICT, atomic_write_text
+from study.core.errors import UserError
+from study.files import FIGURES, REPORT_HTML, REPORT_MD, STUDY, VERDICT, atomic_write_text
 from study.report.sections import report
 from study.verdicts.analyze import analyze
 from study.verdicts.inputs import read_study_folder
+
+
+def check_outputs_are_ours(folder: Path) -> None:
+    """analyze rewrites verdict.json, the report and figures/: only where they are this tool's (a study
+    folder, or a folder it analyzed before: its verdict.json). A user's files of those names are refused."""
+    if (folder / STUDY).exists():
+        return
+    if (folder / VERDICT).exists():
+        try:
+            ours = isinstance(verdict := json.loads((folder / VERDICT).read_text()), dict) and "degradation" in verdict
+        except (OSError, ValueError, UnicodeDecodeError):
+            ours = False
+        if ours:
+            return
+        clashes = [VERDICT]
+    else:
+        clashes = [name for name in (REPORT_MD, REPORT_HTML, FIGURES) if (folder / name).exists()]
+    if clashes:
+        raise UserError(
+            f"{folder} holds {', '.join(clashes)} that this tool did not write; analyze a copy of results.csv in a "
+            "new folder (nothing was touched)"
+        )
 
 
 def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> dict:
     """Read the tables in `folder`, decide, draw, and write verdict.json, report.md and report.html."""
     folder = Path(folder)
     tables = read_study_folder(folder)
+    check_outputs_are_ours(folder)
     for debris in [*folder.glob(".report.*"), *folder.glob(f".{VERDICT}.*"), *folder.glob(f"{FIGURES}/.*.png.*")]:
         debris.unlink(missing_ok=True)  # the temporary files of an analysis killed mid-write
     verdict = analyze(
