@@ -160,9 +160,13 @@ def save_resume_point(model: keras.Model, records: list[EpochRecord], path: Path
     arrays |= {f"optimizer/{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)}
     arrays["records"] = np.array(json.dumps([dataclasses.asdict(record) for record in records]))
     temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temporary, path)
+    except BaseException:  # a full disk: nothing half-written stays behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def load_resume_point(model: keras.Model, path: Path) -> list[EpochRecord]:
@@ -341,8 +345,12 @@ def train(
     )
     checkpoint = Path(run.out_dir) / CHECKPOINT
     partial = checkpoint.with_name(f".partial-{checkpoint.name}")  # Keras wants the .keras suffix
-    model.save(partial)  # the whole training state, optimizer included, as Lightning's checkpoint
-    os.replace(partial, checkpoint)
+    try:
+        model.save(partial)  # the whole training state, optimizer included, as Lightning's checkpoint
+        os.replace(partial, checkpoint)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     # The resume point stays until the run's summary is written: a run killed before then resumes
     # from it (with every epoch done, it only saves the checkpoint again) instead of from epoch 0.
     return TrainOutcome(

@@ -123,8 +123,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
         temporary = path.with_name(f".{path.name}.partial")
-        super().save_checkpoint(checkpoint, temporary, storage_options)
-        os.replace(temporary, path)
+        try:
+            super().save_checkpoint(checkpoint, temporary, storage_options)
+            os.replace(temporary, path)
+        except BaseException:  # a full disk or a kill: nothing half-written stays behind
+            temporary.unlink(missing_ok=True)
+            raise
 
 
 class EpochRecorder(pl.Callback):

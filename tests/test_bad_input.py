@@ -327,3 +327,21 @@ def test_sweep_never_overwrites_a_users_file(capsys, tmp_path):
     assert path.read_text() == "the user's own yaml\n"
     path.unlink()
     assert main(["sweep", "--file", str(path)]) == 0 and main(["sweep", "--file", str(path)]) == 0  # its own
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{",
+        "[]",
+        '{"identity": {}, "attempts": "x", "wandb_id": "a"}',
+        '{"identity": {}, "attempts": 1, "wandb_id": "../x"}',
+    ],
+    ids=["truncated", "a list", "attempts", "wandb id"],
+)
+def test_a_crafted_run_json_is_one_line_and_untouched(capsys, tmp_path, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(content)
+    one_line(capsys, [*TRAIN, "--out", str(out)], "run.json is unreadable or malformed")
+    assert (out / "run.json").read_text() == content and [p.name for p in out.iterdir()] == ["run.json"]

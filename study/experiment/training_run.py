@@ -97,8 +97,11 @@ def claim_out_dir(out: Path, identity: dict) -> dict:
         try:
             state = json.loads(path.read_text())
             same = state["identity"] == identity
+            valid = isinstance(state["attempts"], int) and state["attempts"] >= 1 and isinstance(state["wandb_id"], str)
         except (OSError, ValueError, KeyError, TypeError):
-            raise RunError(f"--out {out}: {RUN_STATE} is unreadable; choose another folder") from None
+            valid = False
+        if not valid or not state["wandb_id"].isalnum() or len(state["wandb_id"]) > 64:
+            raise RunError(f"--out {out}: {RUN_STATE} is unreadable or malformed; choose another folder")
         if not same:
             raise RunError(
                 f"--out {out} holds an unfinished run of another configuration; resume it with the same "
@@ -107,7 +110,7 @@ def claim_out_dir(out: Path, identity: dict) -> dict:
         state["attempts"] += 1
     else:
         state = {"identity": identity, "wandb_id": uuid.uuid4().hex[:12], "attempts": 1}
-    atomic_write_text(path, json.dumps(state, indent=2))
+    atomic_write_text(path, json.dumps(state, indent=2, allow_nan=False))
     return state
 
 
