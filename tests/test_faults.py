@@ -321,3 +321,16 @@ def test_analyze_killed_at_any_moment_then_rerun_ends_as_if_never_killed(tmp_pat
     assert analyzed(folder) == analyzed(study_folder)
     debris = [p for p in folder.rglob(".*") if p.name.startswith((".verdict", ".report", ".error_vs"))]
     assert not debris, debris  # a kill's temporary files are cleared by the rerun
+
+
+def test_a_truncated_or_crafted_keras_checkpoint_is_a_checkpoint_error(tmp_path):
+    """The probe's Keras load (safe mode) names the file in one line instead of a traceback."""
+    from keras_impl.port import checkpoint_state
+    from study.core.errors import CheckpointError
+
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.raises(CheckpointError, match="model.keras: not a readable Keras checkpoint"):
+        checkpoint_state(tmp_path / "model.keras")
+    (tmp_path / "empty.keras").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.keras"):
+        checkpoint_state(tmp_path / "empty.keras")
