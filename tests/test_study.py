@@ -65,7 +65,7 @@ def test_settle_adds_seeds_to_the_undecided_cells_once_and_declared_up_front(tmp
     same command again adds nothing; the folder refuses another --settle, or none."""
     out = tmp_path / "study"
     args = ["--dataset", "synthetic", "--depths", "8", "--seeds", "0", "--epochs", "2", "--wandb", "disabled"]
-    result = cli("run", *args, "--settle", "2", "--out", str(out))
+    result = cli("run", *args, "--settle", "2", "--out", str(out), "--workers", "2")
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "settle.json").read_text())
     assert record["cells"] == [{"arch": "plain", "depth": 8}, {"arch": "resnet", "depth": 8}]
