@@ -179,6 +179,7 @@ def test_collect_merges_one_study_once_and_refuses_what_is_not_its_own(tmp_path,
     outside.mkdir()
     (outside / "secret.txt").write_text("not the study's")
     (b / "runs" / "a-link").symlink_to(outside, target_is_directory=True)  # a link out of the source
+    (run_b / "leak.txt").symlink_to(outside / "secret.txt")  # a link out of a run folder: left behind
     bad = b / "runs" / "crafted-run"
     bad.mkdir()
     (bad / "summary.json").write_text('{"backend": "lightning"}')
@@ -192,7 +193,8 @@ def test_collect_merges_one_study_once_and_refuses_what_is_not_its_own(tmp_path,
     assert any("crafted-run/summary.json: config.spec must be" in n for n in notes)
     rows = merged_rows(merged)
     assert len(rows) == 2 and not (merged / "runs" / "renamed-copy").exists()  # counted once
-    assert not list(merged.rglob("secret.txt")) and not any(p.is_symlink() for p in merged.rglob("*"))
+    assert not list(merged.rglob("secret.txt")) and not list(merged.rglob("leak.txt"))
+    assert all(p.resolve().is_relative_to(merged.resolve()) for p in merged.rglob("*") if p.is_symlink())
     assert (merged / "gradflow.csv").read_bytes() == (a / "gradflow.csv").read_bytes()  # carried along
     assert cli("collect", str(merged), str(a), str(b)).returncode == 0 and merged_rows(merged) == rows
 

@@ -3,10 +3,11 @@
 A safe merge: every source must be a folder of the same study (its study.json's id), and `out` new,
 empty or that study's folder. A run is copied only when finished (its summary.json checks), only
 once whatever its folder is called (its identity: backend, data set, spec and recipe), never through
-a link (a run folder holding one is refused), and atomically (copied under a hidden name in `out`,
-then renamed): a collect killed or out of disk leaves nothing a rerun trips on, and the rerun
-completes it. The replay (exactness.json) and the gradient-flow tables come along where `out` has
-none. A run that cannot be collected costs one line; the others are merged.
+a link (a linked run folder is refused; a link out of a run folder is left behind), and atomically
+(copied under a hidden name in `out`, then renamed): a collect killed or out of disk leaves nothing
+a rerun trips on, and the rerun completes it. The replay (exactness.json) and the gradient-flow
+tables come along where `out` has none. A run that cannot be collected costs one line; the others
+are merged.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ def identity(summary: dict) -> str:
     return json.dumps({k: config.get(k) for k in ("backend", "dataset", "spec", "train_spec")}, sort_keys=True)
 
 
-def _linked(folder: Path) -> Path | None:
-    """The first symbolic link inside `folder`, if any (never followed)."""
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            if (Path(root) / name).is_symlink():
-                return Path(root) / name
-    return None
+def _outward_links(run: Path):
+    """copytree's `ignore`: the links in a run folder that lead out of it (W&B's `debug-core.log` points
+    into the user's cache) are left behind, never followed; links within the run are copied as links."""
+    inside = run.resolve()
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if (p := Path(folder) / n).is_symlink() and not p.resolve().is_relative_to(inside)}
+
+    return ignore
 
 
 def _sources(out: Path, sources: list[Path]) -> dict:
@@ -59,7 +62,7 @@ def _sources(out: Path, sources: list[Path]) -> dict:
 def _copy_run(run: Path, target: Path) -> None:
     incoming = target.with_name(INCOMING + target.name)
     try:
-        shutil.copytree(run, incoming, symlinks=True)  # no link inside (checked): nothing is followed
+        shutil.copytree(run, incoming, symlinks=True, ignore=_outward_links(run))  # nothing is followed
         os.rename(incoming, target)
     except OSError as error:
         shutil.rmtree(incoming, ignore_errors=True)
@@ -112,8 +115,6 @@ def collect(out: Path, sources: list[Path]) -> tuple[list[dict], list[str]]:
                 continue
             try:
                 summary = load_summary(run / SUMMARY)
-                if link := _linked(run):
-                    raise UserError(f"{link}: a symbolic link inside a run folder")
             except UserError as error:
                 notes.append(f"{error}; not collected")
                 continue
