@@ -316,8 +316,9 @@ def test_analyze_never_overwrites_a_users_report(capsys, tmp_path):
     (folder / "verdict.json").write_text('{"mine": true}')
     one_line(capsys, ["analyze", str(folder)], "holds verdict.json that this tool did not write")
     (folder / "verdict.json").unlink()
-    assert main(["analyze", str(folder)]) == 0  # a results table alone: the outputs are new, then ours
-    assert main(["analyze", str(folder)]) == 0
+    quiet = ["--wandb", "disabled"]  # no W&B service in the test process
+    assert main(["analyze", str(folder), *quiet]) == 0  # a results table alone: the outputs are new, then ours
+    assert main(["analyze", str(folder), *quiet]) == 0
 
 
 def test_sweep_never_overwrites_a_users_file(capsys, tmp_path):

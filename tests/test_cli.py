@@ -58,7 +58,7 @@ def test_agree_json_passes_for_resnet50_float64():
         (["describe", "resnet20", "--input", "3,3,3"], "too small"),
         (["describe", "resnet50", "--input", "16,16,3"], "at least 32"),
         (["describe", "resnet20", "--input", "32x32"], "--input must be three integers"),
-        (["describe", "resnet20", "--classes", "1"], "classes must be an integer >= 2"),
+        (["describe", "resnet20", "--classes", "1"], "classes must be an integer in 2..100000"),
         (["describe", "resnet20", "--backend", "jax"], "invalid choice: 'jax'"),
         (["agree", "resnet20", "--dtype", "float16"], "invalid choice: 'float16'"),
         (["agree", "resnet-21"], "depth must be 6n+2"),

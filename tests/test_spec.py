@@ -104,7 +104,7 @@ def test_odd_inputs_follow_torch_output_sizes():
         ("resnet20", {"activation": "gelu"}, "activation must be one of relu, tanh, sigmoid"),
         ("resnet20", {"shortcut": "C"}, "shortcut must be one of A, B"),
         ("resnet20", {"norm": "layer"}, "norm must be one of batch, none"),
-        ("resnet20", {"classes": 1}, "classes must be an integer >= 2"),
+        ("resnet20", {"classes": 1}, "classes must be an integer in 2..100000"),
         ("resnet20", {"input_shape": (3, 32, 3)}, "too small"),
         ("resnet50", {"input_shape": (31, 64, 3)}, "at least 32"),
         ("resnet20", {"input_shape": (32, 32, 0)}, "three positive integers"),

@@ -287,7 +287,7 @@ def test_gradflow_sigmoid_vanishes_in_plain_nets_without_bn():
     "args, message",
     [
         (["run", "--config", "huge"], "unknown study config 'huge'"),
-        (["run", "--settle", "-1", *GRID], "--settle must be a whole number of seeds >= 0; got -1"),
+        (["run", "--settle", "-1", *GRID], "argument --settle: must be an integer >= 0"),
         (["run", "--settle", "3", *GRID], "--settle adds seeds to the twins' undecided cells: it needs at least two"),
         (
             ["run", "--settle", "3", "--config", "relu-skip", "--backends", "keras,lightning"],

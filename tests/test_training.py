@@ -237,7 +237,7 @@ def test_divergence_is_recorded_and_exits_0(tmp_path):
         (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "missing CIFAR-10 file"),
         (["--epochs", "0"], "--epochs: must be an integer >= 1"),
         (["--input", "16,16,3"], "conflicts with the digits data set"),
-        (["--out", "/proc/forbidden"], "is not writable"),
+        (["--out", "/proc/forbidden"], "/proc/forbidden cannot be created"),
     ],
 )
 def test_bad_train_input_is_one_line_exit_2_and_writes_no_run(tmp_path, args, message):
