@@ -130,7 +130,7 @@ def test_a_truncated_keras_resume_point_retrains_the_run(tmp_path, finished, cut
     assert json.loads(result.stdout)["resumed_from_epoch"] == 0 and history(out) == finished["keras"]
 
 
-@pytest.mark.parametrize("backend", ["keras", "lightning"])
+@pytest.mark.parametrize("backend", ["keras"])  # the Lightning twin's kill mid-training: tests/test_resume.py
 def test_a_run_killed_just_before_its_summary_resumes_instead_of_retraining(tmp_path, finished, backend):
     """Killed between saving its checkpoint and writing summary.json, a run restores every epoch on the
     rerun (the Keras twin kept its resume point for this) and ends as the uninterrupted run."""
@@ -302,7 +302,7 @@ def test_a_read_only_study_folder_is_one_line(tmp_path, study_folder):
     assert analyzed(folder) == before
 
 
-@pytest.mark.parametrize("after", [0.5, 1.5, 3.0])
+@pytest.mark.parametrize("after", [0.8, 2.5])
 def test_analyze_killed_at_any_moment_then_rerun_ends_as_if_never_killed(tmp_path, study_folder, after):
     import signal
     import time

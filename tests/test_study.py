@@ -60,21 +60,20 @@ def test_sigkill_then_rerun_repeats_nothing_and_loses_nothing(tmp_path):
 
 
 def test_settle_adds_seeds_to_the_undecided_cells_once_and_declared_up_front(tmp_path):
-    """`run --settle 2` on a grid of one seed: look 1 leaves both cells undecided (fewer than two
-    seeds), so seeds 1 and 2 are added to each, for both twins, not probed; look 2 tests them. The
-    same command again adds nothing; the folder refuses another --settle, or none."""
+    """`run --settle 2` on a grid of one seed: look 1 leaves the cell undecided (fewer than two seeds),
+    so seeds 1 and 2 are added to it, for both twins, not probed; look 2 tests them. The same command
+    again adds nothing; the folder refuses another --settle, or none."""
     out = tmp_path / "study"
-    args = ["--dataset", "synthetic", "--depths", "8", "--seeds", "0", "--epochs", "2", "--wandb", "disabled"]
+    args = ["--dataset", "synthetic", "--archs", "resnet", "--depths", "8", "--seeds", "0", "--epochs", "2",
+            "--wandb", "disabled"]  # fmt: skip
     result = cli("run", *args, "--settle", "2", "--out", str(out), "--workers", "2")
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "settle.json").read_text())
-    assert record["cells"] == [{"arch": "plain", "depth": 8}, {"arch": "resnet", "depth": 8}]
+    assert record["cells"] == [{"arch": "resnet", "depth": 8}]
     assert record["extra_seeds"] == [1, 2] and record["look_one"]["alpha"] == 0.025
-    assert "settle: look 1 (α/2 = 0.025) leaves plain-8, resnet-8 undecided; adding 2 seeds: 8 runs" in result.stdout
+    assert "settle: look 1 (α/2 = 0.025) leaves resnet-8 undecided; adding 2 seeds: 4 runs" in result.stdout
     runs = sorted(run.name.rsplit("-", 1)[0] for run in (out / "runs").iterdir() if run.is_dir())
-    assert runs == sorted(
-        f"{b}-{a}8-s{s}" for b in ("keras", "lightning") for a in ("plain", "resnet") for s in range(3)
-    )
+    assert runs == sorted(f"{b}-resnet8-s{s}" for b in ("keras", "lightning") for s in range(3))
     for run in (out / "runs").glob("[kl]*-s[12]-*"):
         assert (run / "summary.json").exists() and not (run / "lesion.csv").exists()
     assert (next((out / "runs").glob("*-s0-*")) / "lesion.csv").exists()  # the grid's runs are probed
@@ -317,8 +316,13 @@ def test_malformed_results_is_one_line_exit_2(tmp_path):
 
 
 def test_existing_study_with_another_config_is_never_overwritten(tmp_path):
-    out = tmp_path / "study"
-    assert cli("run", *GRID, "--seeds", "0", "--depths", "8", "--out", str(out)).returncode == 0
+    from study.configs import get_config
+    from study.experiment.study_folder import open_study, update_tables
+
+    out = tmp_path / "study"  # a study folder of the grid below, as its first run left it
+    open_study(out, get_config("default").with_overrides(dataset="synthetic", backends=("lightning",), depths=(8,),
+                                                         seeds=(0,), epochs=2))  # fmt: skip
+    update_tables(out)
     before = (out / "study.json").read_text(), (out / "results.csv").read_text()
     result = cli("run", *GRID, "--seeds", "0", "--depths", "8", "--epochs", "3", "--out", str(out))
     assert result.returncode == 2 and "different config" in result.stderr
