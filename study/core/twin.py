@@ -37,6 +37,12 @@ _PACKAGES = {
     "keras-torch": ("keras_impl", "torch"),
     "lightning": ("lightning_impl", None),
 }
+INSTALL = {  # what each backend needs beyond the project's own dependencies, where it is missing
+    "keras": "pip install 'keras>=3.3' 'tensorflow>=2.16'",
+    "keras-jax": "pip install 'keras>=3.3' 'jax>=0.4.34'",
+    "keras-torch": "pip install 'keras>=3.3' 'torch>=2.3'",
+    "lightning": "pip install 'torch>=2.3' 'pytorch-lightning>=2.2' 'torchmetrics>=1.3'",
+}
 KERAS_BACKENDS = {keras: backend for backend, (_, keras) in _PACKAGES.items() if keras}  # "jax" -> "keras-jax"
 
 
@@ -194,7 +200,13 @@ def load(backend: str) -> Twin:
             current = sys.modules["keras"].backend.backend()
             raise UserError(f"{backend} needs a process of its own: Keras already runs on {current} in this one")
         os.environ["KERAS_BACKEND"] = keras
-    module = importlib.import_module(f"{package}.twin")
+    try:
+        module = importlib.import_module(f"{package}.twin")
+    except ImportError as error:  # its framework is not installed here (the others still work)
+        raise UserError(
+            f"the {backend} backend cannot load here ({error}); install it with: "
+            f"{INSTALL[backend]}"
+        ) from None
     if not isinstance(module, Twin):
         missing = [name for name in (*Twin.__annotations__, *vars(Twin)) if not name.startswith("_")]
         missing = [name for name in missing if not hasattr(module, name)]

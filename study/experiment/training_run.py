@@ -174,13 +174,13 @@ def run_training(request: RunRequest) -> dict:
         dataset = datasets.load_dataset(request.dataset, request.data_dir, seed=train_spec.seed)
     except datasets.DataError as error:
         raise RunError(str(error)) from None
-    out = prepare_out_dir(request.out)
     request = dataclasses.replace(request, spec=fit_spec_to_data(request.spec, dataset, request.input_given))
     spec = request.spec
     wandb_mode = resolve_mode(request.wandb_mode)
     if request.device != "gpu":
         request_cpu_devices(backend, request.devices)
-    twin = load(backend)
+    twin = load(backend)  # a backend whose framework is missing is one line, before --out exists
+    out = prepare_out_dir(request.out)
     device = resolve_device(twin, request.device)
     state = claim_out_dir(out, request.identity())
     restarted = set_aside_unreadable_resume(twin, out) if state["attempts"] > 1 else None
