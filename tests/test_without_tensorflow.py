@@ -1,0 +1,83 @@
+"""No TensorFlow where none is needed, no W&B unless a run logs to it.
+
+TensorFlow is hidden by a package of that name, first on the path, whose import fails (as on a
+machine without it, such as the GPU image): every path of the other three backends must then work,
+and the TensorFlow backend must say in one line what to install.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+QUICK = ["--dataset", "synthetic", "--epochs", "1", "--warmup-epochs", "0", "--wandb", "disabled"]
+
+
+@pytest.fixture
+def without_tensorflow(tmp_path):
+    """An environment whose `import tensorflow` fails."""
+    fake = tmp_path / "hidden" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("No module named tensorflow (hidden by the test)")\n')
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")]))}
+
+
+def cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_the_hiding_works(without_tensorflow):
+    probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True,
+                           env=without_tensorflow)  # fmt: skip
+    assert probe.returncode == 1 and "hidden by the test" in probe.stderr
+
+
+def test_a_study_of_keras_on_jax_and_lightning_runs_without_tensorflow(tmp_path, without_tensorflow):
+    """The whole study path (replay, runs, probes, gradient flow, analysis) of the two twins."""
+    out = tmp_path / "study"
+    grid = ["--backends", "keras-jax,lightning", "--archs", "resnet", "--depths", "8", "--seeds", "0,1"]
+    result = cli("run", *grid, *QUICK, "--out", str(out), "--json", env=without_tensorflow)
+    assert result.returncode == 0, result.stderr[-2000:]
+    verdict = json.loads(result.stdout)
+    assert verdict["agreement"]["exactness"]["status"] == "passed"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "resnet-8", "--backend", "keras-torch", *QUICK],
+        ["agree", "resnet-8", "--keras-backend", "jax", "--json"],
+        ["bench", "resnet-8", "--backend", "keras-torch", "--steps", "2", "--repeats", "1", "--json"],
+    ],
+    ids=["train keras-torch", "agree keras-jax", "bench keras-torch"],
+)
+def test_each_command_of_the_other_backends_runs_without_tensorflow(tmp_path, without_tensorflow, args):
+    extra = ["--out", str(tmp_path / "run")] if args[0] == "train" else []
+    result = cli(*args, *extra, env=without_tensorflow)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_tensorflow_backend_without_tensorflow_is_one_line_with_its_install(tmp_path, without_tensorflow):
+    out = tmp_path / "run"
+    result = cli("train", "resnet-8", "--backend", "keras", *QUICK, "--out", str(out), env=without_tensorflow)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "the keras backend cannot load here" in result.stderr and "pip install" in result.stderr
+    assert not out.exists()
+
+
+IMPORTED = """
+import sys
+from study.cli import main
+code = main(sys.argv[1:])
+print(code, "wandb" in sys.modules, "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("mode, imported", [("disabled", "False"), ("offline", "True")])
+def test_wandb_is_imported_only_when_a_run_logs_to_it(tmp_path, mode, imported):
+    args = ["train", "resnet-8", "--backend", "lightning", *QUICK[:-1], mode, "--out", str(tmp_path / "run")]
+    result = subprocess.run([sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == f"0 {imported} False"  # and Lightning never loads TensorFlow
