@@ -51,8 +51,6 @@ class StudyConfig:
             set(self.seeds)
         ) != len(self.seeds):
             raise UserError(f"seeds must be different integers in 0..{MAX_SEED}; got {list(self.seeds)}")
-        if self.settle and max(self.seeds) + self.settle > MAX_SEED:
-            raise UserError(f"--settle {self.settle}: the added seeds would pass {MAX_SEED}")
         unknown = sorted(set(self.backends) - set(BACKENDS))
         if unknown or self.probe_backend not in BACKENDS:
             raise UserError(
@@ -65,6 +63,8 @@ class StudyConfig:
             point.network_spec()  # validates depths, shortcut, activation, norm
         if not isinstance(self.settle, int) or isinstance(self.settle, bool) or self.settle < 0:
             raise UserError(f"--settle must be a whole number of seeds >= 0; got {self.settle!r}")
+        if self.settle and max(self.seeds) + self.settle > MAX_SEED:
+            raise UserError(f"--settle {self.settle}: the added seeds would pass {MAX_SEED}")
         if self.settle and len(self.backends) < 2:
             raise UserError("--settle adds seeds to the twins' undecided cells: it needs at least two backends")
         if self.settle and (len(self.activations) > 1 or len(self.norms) > 1 or self.budgets):
