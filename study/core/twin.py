@@ -204,8 +204,7 @@ def load(backend: str) -> Twin:
         module = importlib.import_module(f"{package}.twin")
     except ImportError as error:  # its framework is not installed here (the others still work)
         raise UserError(
-            f"the {backend} backend cannot load here ({error}); install it with: "
-            f"{INSTALL[backend]}"
+            f"the {backend} backend cannot load here ({error}); install it with: {INSTALL[backend]}"
         ) from None
     if not isinstance(module, Twin):
         missing = [name for name in (*Twin.__annotations__, *vars(Twin)) if not name.startswith("_")]
