@@ -97,6 +97,18 @@ def load_results(path) -> pd.DataFrame:
     return frame
 
 
+def read_json(path: Path, error: type[UserError] = UserError, kind: str = ""):
+    """A JSON file's content, or `error` with one line: unreadable, or not JSON (`kind`, e.g.
+    "exactness", names the file's role in the message)."""
+    named = f"{kind} file {path}" if kind else str(path)
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as problem:
+        raise error(f"cannot read {named}: {problem.strerror or problem}") from None
+    except ValueError:  # json's decode errors and undecodable bytes
+        raise error(f"{named} is not valid JSON") from None
+
+
 class ExactnessError(UserError):
     """exactness.json is unreadable or malformed; the message is one line naming the problem."""
 
@@ -104,12 +116,7 @@ class ExactnessError(UserError):
 def load_exactness(path: Path) -> dict:
     """Read and validate exactness.json; raise `ExactnessError` with one line on the first problem."""
     path = Path(path)
-    try:
-        evidence = json.loads(path.read_text())
-    except OSError as error:
-        raise ExactnessError(f"cannot read exactness file {path}: {error.strerror or error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ExactnessError(f"exactness file {path} is not valid JSON") from None
+    evidence = read_json(path, ExactnessError, "exactness")
 
     def require(condition: bool, what: str) -> None:
         if not condition:
@@ -150,12 +157,7 @@ def load_settle(path: Path) -> dict:
     """Read and validate settle.json (a `--settle` study's look 1, `study.experiment.settle`): the grid
     seeds, the seeds added at look 1 (disjoint from them) and the cells they were added to."""
     path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except OSError as error:
-        raise SettleError(f"cannot read settle file {path}: {error.strerror or error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SettleError(f"settle file {path} is not valid JSON") from None
+    record = read_json(path, SettleError, "settle")
 
     def require(condition: bool, what: str) -> None:
         if not condition:
@@ -182,12 +184,7 @@ def load_settle(path: Path) -> dict:
 
 def load_study(path: Path) -> dict:
     """study.json, checked: an object with a study id and a config of the grid's axes."""
-    try:
-        study = json.loads(Path(path).read_text())
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
-    except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON") from None
+    study = read_json(path)
     config = study.get("config") if isinstance(study, dict) else None
     if not isinstance(study, dict) or not isinstance(study.get("study_id"), str) or not isinstance(config, dict):
         raise UserError(f"{path}: expected an object with 'study_id' and 'config'")
@@ -202,12 +199,7 @@ def load_summary(path: Path) -> dict:
     """A run's summary.json, checked where the study folder's tables read it (`ResultsError` with one
     line naming the file and the field)."""
     path = Path(path)
-    try:
-        summary = json.loads(path.read_text())
-    except OSError as error:
-        raise ResultsError(f"cannot read {path}: {error.strerror or error}") from None
-    except (ValueError, UnicodeDecodeError):
-        raise ResultsError(f"{path} is not valid JSON") from None
+    summary = read_json(path, ResultsError)
 
     def whole(value, low: int = 0, high: int = MAX_SEED) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
