@@ -33,34 +33,25 @@ class ArgumentParser(argparse.ArgumentParser):
 # -- value parsers ---------------------------------------------------------------------------------
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
-    return value
+def whole(low: int, high: int | None = None, what: str = "must be an integer"):
+    """A parser of a whole number from `low` (up to `high`), refused in one line with `what` it must be."""
+    expected = f"{what} >= {low}" if high is None else f"{what} in {low}..{high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{expected}; got {text!r}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
-    return value
-
-
-def seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"a seed must be an integer in 0..{MAX_SEED}; got {text!r}")
-    return value
+positive_int = whole(1)
+nonnegative_int = whole(0)
+seed = whole(0, MAX_SEED, "a seed must be an integer")
 
 
 def seed_list(text: str) -> tuple[int, ...]:
