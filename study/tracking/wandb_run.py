@@ -45,10 +45,17 @@ def project() -> str:
 def library_versions(twin: Twin) -> dict[str, str]:
     """Python, NumPy, W&B and the twin's own packages. The same keys for every twin (the dashboard
     compares configs key by key): the framework's packages are one string."""
-    version = importlib.metadata.version
-    framework = ", ".join(f"{package} {version(package)}" for package in twin.PACKAGES)
-    return {"python": platform.python_version(), "numpy": version("numpy"), "wandb": version("wandb"),
-            "framework": framework}  # fmt: skip
+    framework = ", ".join(f"{package} {package_version(package)}" for package in twin.PACKAGES)
+    return {"python": platform.python_version(), "numpy": package_version("numpy"),
+            "wandb": package_version("wandb"), "framework": framework}  # fmt: skip
+
+
+def package_version(package: str) -> str:
+    """The installed distribution's version, or "not installed" (W&B is optional where nothing logs)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def run_tags(arch: str, depth: int, backend: str, seed: int, dataset: str, study: str | None) -> list[str]:
