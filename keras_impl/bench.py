@@ -29,6 +29,21 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
+def reset_peak_memory() -> None:
+    """Start the GPU allocator's peak afresh where the backend can (TensorFlow, torch; not JAX)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            tf.config.experimental.reset_memory_stats("GPU:0")
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+
 class RawLoop:
     """One model and its data; each call times one pass over the data (seconds)."""
 
@@ -43,6 +58,7 @@ class RawLoop:
         compile: bool = False,
     ):
         """Keras' defaults throughout (its `jit_compile="auto"` included); `compile` is the torch twin's option."""
+        reset_peak_memory()
         self.model = build(spec, "mixed_bfloat16" if precision == "bf16" else "float32")
         self.model.compile(
             optimizer=keras.optimizers.SGD(train_spec.lr, momentum=train_spec.momentum),
@@ -74,7 +90,8 @@ class RawLoop:
         return time.perf_counter() - start
 
     def peak_memory_mb(self) -> float | None:
-        """Peak GPU memory (None on CPU, where the process RSS counts)."""
+        """Peak GPU memory since this loop was made (None on CPU, where the process RSS counts; on JAX,
+        which cannot reset its peak, since the process started)."""
         backend = keras.backend.backend()
         if backend == "tensorflow":
             import tensorflow as tf

@@ -32,6 +32,8 @@ class RawLoop:
         compile: bool = False,
     ):
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        if self.device.type == "cuda":  # the peak of this measurement (the twin's run included), not of the process
+            torch.cuda.reset_peak_memory_stats()
         self.model = build(spec).to(self.device)
         self.channels_last = self.device.type == "cuda"  # as the twin does on a GPU
         if self.channels_last:

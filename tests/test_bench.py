@@ -31,6 +31,9 @@ def test_bench_reports_consistent_fields(backend):
     assert bench["train_flops_per_image"] == 6 * macs
     assert bench["mfu"] == pytest.approx(bench["train_img_per_s"] * 6 * macs / (bench["peak_tflops"] * 1e12))
     assert bench["peak_mem_kind"] == "process RSS"
+    assert bench["peak_host_kind"] == "this row" and bench["peak_device_mb"] is None
+    assert len(bench["infer_epochs"]) == 2 and bench["infer_img_per_s"] == statistics.median(bench["infer_epochs"])
+    assert 0 <= bench["first_step_s"] < 120
 
 
 def test_cpu_peak_is_stated_with_its_derivation():

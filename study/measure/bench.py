@@ -16,6 +16,7 @@ import re
 import resource
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,26 @@ def peak_flops(twin: Twin, device: str, precision: str) -> tuple[float, str]:
     return cpu_peak_flops()
 
 
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident memory (VmHWM) afresh, so that a row's peak is its own
+    (Linux: writing 5 to /proc/self/clear_refs); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MiB: VmHWM (since the last `reset_peak_rss`), else ru_maxrss."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    found = re.search(r"^VmHWM:\s*(\d+)\s*kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_bench(
     spec: NetworkSpec,
     backend: str,
@@ -74,8 +95,14 @@ def run_bench(
     data = Dataset("bench", x[:n], y[:n], x[n:], y[n:], spec.classes, augment=False)
     train_spec = TrainSpec(epochs=repeats + 1, batch_size=batch, augment=False)
     twin = load(backend)
+    host_reset = reset_peak_rss()
     raw = twin.raw_loop(spec, train_spec, data.x_train, data.y_train, device, precision, compile)
-    raw_seconds = []
+    raw_seconds, epoch_ends = [], []
+
+    def after_twin_epoch(record) -> None:  # the raw loop's epoch runs right after each of the twin's
+        epoch_ends.append(time.perf_counter())
+        raw_seconds.append(raw.train_epoch())
+
     with tempfile.TemporaryDirectory() as out:
         run = RunContext(
             Path(out),
@@ -83,9 +110,10 @@ def run_bench(
             n,
             precision,
             device,
-            epoch_hook=lambda record: raw_seconds.append(raw.train_epoch()),  # interleaved with the twin
+            epoch_hook=after_twin_epoch,
             compile=compile,
         )
+        start = time.perf_counter()
         outcome = twin.train(spec, data, run, verbose=0)
     # Each timed twin epoch is paired with the raw epoch run right after it, so slow drifts of the
     # machine (other load, clocks) hit both sides of a ratio alike; the median ratio is the claim.
@@ -96,10 +124,18 @@ def run_bench(
     train_ips = statistics.median(e["train_img_per_s"] for e in epochs)
     raw_ips = statistics.median(e["raw_train_img_per_s"] for e in epochs)
     ratios = [e["train_img_per_s"] / e["raw_train_img_per_s"] for e in epochs]
-    infer = statistics.median(n / raw.infer_epoch() for _ in range(repeats + 1))
+    infer_epochs = [n / raw.infer_epoch() for _ in range(repeats + 1)][1:]  # the first pass traces: warm-up
+    infer = statistics.median(infer_epochs)
     flops_per_image = 3 * 2 * spec.macs  # forward + backward ~ 3x forward; 2 FLOPs per MAC
     peak, peak_source = peak_flops(twin, device, precision)
     device_peak = raw.peak_memory_mb()
+    host_peak = peak_rss_mb()
+    # Time to the first step: from the call of the twin's `train` to the end of its first step
+    # (building, tracing and compiling, data set-up): the first epoch's end, less its evaluation and
+    # its other steps at the median step time.
+    first = outcome.records[0]
+    first_train_s = n / first.train_img_per_s
+    first_step_s = (epoch_ends[0] - start) - (first.wall_s - first_train_s) - (steps - 1) * batch / train_ips
     return {
         "spec": spec.name,
         "backend": backend,
@@ -116,10 +152,13 @@ def run_bench(
         "step_ms": 1e3 * batch / train_ips,
         "raw_step_ms": 1e3 * batch / raw_ips,
         "infer_img_per_s": infer,
-        "peak_mem_mb": device_peak
-        if device_peak is not None
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "infer_epochs": infer_epochs,
+        "peak_mem_mb": device_peak if device_peak is not None else host_peak,
         "peak_mem_kind": "device allocator" if device_peak is not None else "process RSS",
+        "peak_host_mb": host_peak,
+        "peak_host_kind": "this row" if host_reset else "process lifetime",
+        "peak_device_mb": device_peak,
+        "first_step_s": max(first_step_s, 0.0),
         "train_flops_per_image": flops_per_image,
         "mfu": train_ips * flops_per_image / peak,
         "peak_tflops": peak / 1e12,
