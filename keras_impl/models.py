@@ -88,11 +88,12 @@ def apply_block(x, spec: NetworkSpec, block: BlockSpec, dtype):
     return make_activation(spec, f"{block.name}.act", dtype)(out)
 
 
-def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None) -> keras.Model:
+def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu") -> keras.Model:
     """The network of `spec`, freshly initialized by Keras' RNG (`keras.utils.set_random_seed(seed)` first if given).
 
     `dtype` is a Keras dtype policy name: "float32", "float64" or "mixed_bfloat16".
-    Input is NHWC `spec.input_shape`; output is logits (no softmax).
+    Input is NHWC `spec.input_shape`; output is logits (no softmax). `device` is where the process's
+    Keras backend places it already (the GPU where one is visible, unless `twin.use_cpu_only` ran).
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)

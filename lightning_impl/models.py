@@ -117,13 +117,14 @@ def init_weights(model: nn.Module) -> None:
             nn.init.uniform_(module.bias, -bound, bound)
 
 
-def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None) -> ResNet:
-    """The network of `spec`, freshly initialized by torch's RNG (`torch.manual_seed(seed)` first if given)."""
+def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu") -> ResNet:
+    """The network of `spec`, freshly initialized by torch's RNG (`torch.manual_seed(seed)` first if
+    given), on `device` ("cpu" or "gpu")."""
     if seed is not None:
         torch.manual_seed(seed)
     model = ResNet(spec)
     init_weights(model)
-    return model.to(DTYPES[dtype])
+    return model.to(DTYPES[dtype]).to("cuda" if device == "gpu" else "cpu")
 
 
 def count_trainable_params(model: nn.Module) -> int:

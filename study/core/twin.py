@@ -68,9 +68,10 @@ class Twin(Protocol):
     NAME: str  # the backend name, one of BACKENDS
     PACKAGES: tuple[str, ...]  # distributions whose versions a run records
 
-    def build(self, spec: NetworkSpec, dtype: str = "float32", seed: int | None = None) -> Any:
-        """The network of `spec`, freshly initialized by the framework's own RNG (seeded if `seed`).
-        `dtype`: "float32" or "float64". Input NHWC (Keras) / NCHW (torch); output logits."""
+    def build(self, spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu") -> Any:
+        """The network of `spec`, freshly initialized by the framework's own RNG (seeded if `seed`), on
+        `device` (one of DEVICES). `dtype`: "float32" or "float64". Input NHWC (Keras) / NCHW (torch);
+        output logits."""
 
     def count_trainable_params(self, model: Any) -> int:
         """Trainable parameters counted from the built model."""

@@ -16,7 +16,7 @@ from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64
 from study.core.spec import NetworkSpec
 from study.core.twin import load
-from study.measure.replay import Trajectory, flat, relative_error, train_from
+from study.measure.replay import Trajectory, flat, relative_error, train_from, train_own
 
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # one forward/backward pass
 TRAJECTORY_TOLERANCES = {"float64": 1e-8, "float32": 1e-3}  # K SGD steps (--train-steps)
@@ -65,14 +65,14 @@ class AgreeReport:
         return {**asdict(self), "tolerance": tolerances, "passed": self.passed}
 
 
-def build_twins(spec: NetworkSpec, dtype: str, seed: int, keras: str = "keras"):
-    """(keras twin, torch twin, keras model, torch model) sharing the torch twin's initial weights;
-    `keras` names the Keras twin ("keras", "keras-jax" or "keras-torch")."""
+def build_twins(spec: NetworkSpec, dtype: str, seed: int, keras: str = "keras", device: str = "cpu"):
+    """(keras twin, torch twin, keras model, torch model) sharing the torch twin's initial weights, on
+    `device`; `keras` names the Keras twin ("keras", "keras-jax" or "keras-torch")."""
     keras_twin, torch_twin = load(keras), load("lightning")
     for twin in (keras_twin, torch_twin):
         twin.full_precision_matmuls()
-    torch_model = torch_twin.build(spec, dtype, seed=seed)
-    keras_model = keras_twin.build(spec, dtype)
+    torch_model = torch_twin.build(spec, dtype, seed=seed, device=device)
+    keras_model = keras_twin.build(spec, dtype, device=device)
     counts = {
         keras_twin.NAME: keras_twin.count_trainable_params(keras_model),
         "lightning": torch_twin.count_trainable_params(torch_model),
@@ -87,11 +87,17 @@ def build_twins(spec: NetworkSpec, dtype: str, seed: int, keras: str = "keras"):
 
 
 def compare_twins(
-    spec: NetworkSpec, dtype: str = "float32", batch: int = 8, seed: int = 0, train_steps: int = 0, keras: str = "keras"
+    spec: NetworkSpec,
+    dtype: str = "float32",
+    batch: int = 8,
+    seed: int = 0,
+    train_steps: int = 0,
+    keras: str = "keras",
+    device: str = "cpu",
 ) -> AgreeReport:
     """Compare logits (eval and train mode), loss, input and parameter gradients, BN statistics;
     with `train_steps` K > 0 also the per-step loss of K SGD steps and the weights after them."""
-    keras_twin, torch_twin, keras_model, torch_model = build_twins(spec, dtype, seed, keras)
+    keras_twin, torch_twin, keras_model, torch_model = build_twins(spec, dtype, seed, keras, device)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, *spec.input_shape)).astype(dtype)
     labels = rng.integers(0, spec.classes, size=batch)
@@ -121,43 +127,73 @@ def compare_twins(
     if dtype == "float32" and not all(report.quantity_passed(q) for q in GRADIENTS):
         report.noise_floor = _torch_float32_noise(torch_twin, torch_model, x, labels, t)
     if train_steps:
-        compare_training(spec, dtype, batch, seed, train_steps, report, keras)
+        compare_training(spec, dtype, batch, seed, train_steps, report, keras, device)
     return report
 
 
-def compare_training(
-    spec: NetworkSpec, dtype: str, batch: int, seed: int, steps: int, report: AgreeReport, keras: str = "keras"
-) -> None:
-    """Train both twins' real training code for `steps` SGD steps from the same weights on the same
-    batches, augmentation off, with the recipe's LR drops at 50 % and 75 % of the steps (so the
-    momentum form matters); add the trajectory errors to `report`."""
-    # A learnable problem (class prototypes + noise), so the steps descend as in real training rather
-    # than thrash on random labels, where any rounding difference grows exponentially.
+def learnable_problem(spec: NetworkSpec, batch: int, seed: int, steps: int) -> tuple[Dataset, TrainSpec]:
+    """`steps` batches of a learnable problem (class prototypes + noise), so that the steps descend as
+    in real training rather than thrash on random labels, where any rounding difference grows
+    exponentially; one epoch, augmentation off, the recipe's LR drops at 50 % and 75 % of the steps."""
     rng = np.random.default_rng([seed, 1])
     y = rng.integers(0, spec.classes, size=steps * batch + batch)
     prototypes = rng.standard_normal((spec.classes, *spec.input_shape))
     x = (prototypes[y] + 0.5 * rng.standard_normal((len(y), *spec.input_shape))).astype("float32")
     data = Dataset("agree", x[:-batch], y[:-batch], x[-batch:], y[-batch:], spec.classes, augment=False)
-    train_spec = TrainSpec(epochs=1, batch_size=batch, seed=seed, augment=False)
-    keras_twin, torch_twin, _, torch_model = build_twins(spec, dtype, seed, keras)
+    return data, TrainSpec(epochs=1, batch_size=batch, seed=seed, augment=False)
+
+
+def trajectory_errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
+    """How far trajectory `a` is from `b`: per-step losses and final weights, relative to `b`."""
+    keys = sorted(b.state)
+    loss = relative_error(a.step_losses, b.step_losses) if len(a.step_losses) == len(b.step_losses) else np.inf
+    return {
+        "train_loss_trajectory": float(loss),
+        "train_final_weights": relative_error(flat(a.state, keys), flat(b.state, keys)),
+    }
+
+
+def compare_training(
+    spec: NetworkSpec,
+    dtype: str,
+    batch: int,
+    seed: int,
+    steps: int,
+    report: AgreeReport,
+    keras: str = "keras",
+    device: str = "cpu",
+) -> None:
+    """Train both twins' real training code for `steps` SGD steps from the same weights on the same
+    batches (`learnable_problem`), so the momentum form and the LR drops matter; add the trajectory
+    errors to `report`."""
+    data, train_spec = learnable_problem(spec, batch, seed, steps)
+    keras_twin, torch_twin, _, torch_model = build_twins(spec, dtype, seed, keras, device)
     initial = torch_twin.to_torch_state(torch_model)
-
-    def errors(a: Trajectory, b: Trajectory) -> dict[str, float]:
-        keys = sorted(b.state)
-        loss = relative_error(a.step_losses, b.step_losses) if len(a.step_losses) == len(b.step_losses) else np.inf
-        return {
-            "train_loss_trajectory": float(loss),
-            "train_final_weights": relative_error(flat(a.state, keys), flat(b.state, keys)),
-        }
-
     precision = {"float64": FLOAT64, "float32": "32"}[dtype]
-    k, t = (train_from(twin, spec, train_spec, data, initial, precision) for twin in (keras_twin, torch_twin))
+    k, t = (train_from(twin, spec, train_spec, data, initial, precision, device) for twin in (keras_twin, torch_twin))
     report.train_losses = {keras_twin.NAME: k.step_losses.tolist(), "lightning": t.step_losses.tolist()}
-    report.max_rel_error.update(errors(k, t))
+    report.max_rel_error.update(trajectory_errors(k, t))
     if dtype == "float32" and not all(report.quantity_passed(q) for q in TRAJECTORY):
         # ReLU kinks again (see KINK_FACTOR), now compounded over the steps: the floor is the torch
         # twin's own float32 trajectory against its float64 one from the same weights.
-        report.noise_floor.update(errors(t, train_from(torch_twin, spec, train_spec, data, initial, FLOAT64)))
+        reference = train_from(torch_twin, spec, train_spec, data, initial, FLOAT64, device)
+        report.noise_floor.update(trajectory_errors(t, reference))
+
+
+def precision_drift(
+    backend: str, spec: NetworkSpec, batch: int = 8, seed: int = 0, steps: int = 3, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
+    """How far one twin's bf16 mixed-precision training moves from its float32 training over `steps`
+    steps of `learnable_problem` ("bf16_drift"), beside the float32 floor: its float32 training
+    against its float64 training ("float32_floor"), all from the recipe's own initial weights."""
+    twin = load(backend)
+    twin.full_precision_matmuls()  # float32 means float32 (TF32 off), as in the agreement checks
+    data, train_spec = learnable_problem(spec, batch, seed, steps)
+    runs = {p: train_own(twin, spec, train_spec, data, p, device) for p in (FLOAT64, "32", "bf16")}
+    return {
+        "bf16_drift": trajectory_errors(runs["bf16"], runs["32"]),
+        "float32_floor": trajectory_errors(runs["32"], runs[FLOAT64]),
+    }
 
 
 def _torch_float32_noise(torch_twin, torch_model, x, labels, probe) -> dict[str, float]:

@@ -44,12 +44,31 @@ class Trajectory:
 
 
 def train_from(
-    twin: Twin, spec: NetworkSpec, train_spec: TrainSpec, dataset: Dataset, initial: dict, precision: str
+    twin: Twin,
+    spec: NetworkSpec,
+    train_spec: TrainSpec,
+    dataset: Dataset,
+    initial: dict,
+    precision: str,
+    device: str = "cpu",
 ) -> Trajectory:
     """Train `twin` (its `train`: Keras `fit`, Lightning `Trainer`) from the `initial` state dict."""
-    model = twin.build(spec, "float64" if precision == FLOAT64 else "float32")
+    model = twin.build(spec, "float64" if precision == FLOAT64 else "float32", device=device)
     twin.load_torch_state(model, initial)
     with tempfile.TemporaryDirectory() as out:
-        run = RunContext(Path(out), train_spec, len(dataset.y_train), precision, trace_steps=True)
+        run = RunContext(Path(out), train_spec, len(dataset.y_train), precision, device, trace_steps=True)
         outcome = twin.train(spec, dataset, run, backbone=model, verbose=0)
     return Trajectory(np.array(outcome.batch_losses), outcome.records, twin.to_torch_state(model))
+
+
+def train_own(
+    twin: Twin, spec: NetworkSpec, train_spec: TrainSpec, dataset: Dataset, precision: str, device: str = "cpu"
+) -> Trajectory:
+    """Train `twin` from the recipe's own start (`study.core.init.initial_state` of the recipe's seed),
+    the network built by the twin in `precision` (bf16 mixed precision included: the Keras twin's dtype
+    policy applies only to a network it builds itself)."""
+    with tempfile.TemporaryDirectory() as out:
+        run = RunContext(Path(out), train_spec, len(dataset.y_train), precision, device, trace_steps=True)
+        outcome = twin.train(spec, dataset, run, verbose=0)
+        state = twin.checkpoint_state(outcome.checkpoint)
+    return Trajectory(np.array(outcome.batch_losses), outcome.records, state)
