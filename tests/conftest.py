@@ -14,3 +14,12 @@ def no_shared_wandb_service():
     os.environ.pop("WANDB_SERVICE", None)
     yield
     os.environ.pop("WANDB_SERVICE", None)
+
+
+@pytest.fixture
+def without_tensorflow(tmp_path):
+    """An environment whose `import tensorflow` fails (as on a machine without it, e.g. the GPU image)."""
+    fake = tmp_path / "hidden" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("No module named tensorflow (hidden by the test)")\n')
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")]))}

@@ -5,23 +5,12 @@ machine without it, such as the GPU image): every path of the other three backen
 and the TensorFlow backend must say in one line what to install.
 """
 
-import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 QUICK = ["--dataset", "synthetic", "--epochs", "1", "--warmup-epochs", "0", "--wandb", "disabled"]
-
-
-@pytest.fixture
-def without_tensorflow(tmp_path):
-    """An environment whose `import tensorflow` fails."""
-    fake = tmp_path / "hidden" / "tensorflow"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text('raise ImportError("No module named tensorflow (hidden by the test)")\n')
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")]))}
 
 
 def cli(*args, env):
@@ -34,25 +23,6 @@ def test_the_hiding_works(without_tensorflow):
     assert probe.returncode == 1 and "hidden by the test" in probe.stderr
 
 
-def test_a_study_of_keras_on_jax_and_lightning_runs_without_tensorflow(tmp_path, without_tensorflow):
-    """The whole study path (replay, runs, probes, gradient flow, analysis) of the two twins."""
-    out = tmp_path / "study"
-    grid = ["--backends", "keras-jax,lightning", "--archs", "resnet", "--depths", "8", "--seeds", "0,1"]
-    result = cli("run", *grid, *QUICK, "--out", str(out), "--json", env=without_tensorflow)
-    assert result.returncode == 0, result.stderr[-2000:]
-    verdict = json.loads(result.stdout)
-    assert verdict["agreement"]["exactness"]["status"] == "passed"
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["train", "resnet-8", "--backend", "keras-torch", *QUICK],
-        ["agree", "resnet-8", "--keras-backend", "jax", "--json"],
-        ["bench", "resnet-8", "--backend", "keras-torch", "--steps", "2", "--repeats", "1", "--json"],
-    ],
-    ids=["train keras-torch", "agree keras-jax", "bench keras-torch"],
-)
 def test_each_command_of_the_other_backends_runs_without_tensorflow(tmp_path, without_tensorflow, args):
     extra = ["--out", str(tmp_path / "run")] if args[0] == "train" else []
     result = cli(*args, *extra, env=without_tensorflow)
