@@ -201,6 +201,10 @@ def load(backend: str) -> Twin:
             current = sys.modules["keras"].backend.backend()
             raise UserError(f"{backend} needs a process of its own: Keras already runs on {current} in this one")
         os.environ["KERAS_BACKEND"] = keras
+        # A study's workers share one GPU: JAX would take 75 % of its memory per process and TensorFlow
+        # all of it when it starts; both allocate as they go instead (a user's own setting is kept).
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     try:
         module = importlib.import_module(f"{package}.twin")
     except ImportError as error:  # its framework is not installed here (the others still work)
