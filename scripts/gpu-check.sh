@@ -39,7 +39,7 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MO
 # of compare's, and a worker stopped at its limit keeps the rows it finished (eager before compiled).
 if [ "$QUICK" = 1 ]; then  # the rehearsal: every command and flag of the real check, at tiny sizes
   SPECS=resnet8; PRECISIONS=bf16; SIZES="--batch 8 --steps 2 --repeats 1 --train-steps 1"; DEPTHS=8; EPOCHS=1
-  LIMIT=300; STUDY_LIMIT=200; DEVICES_LIMIT=90
+  LIMIT=540; STUDY_LIMIT=240; DEVICES_LIMIT=90  # generous: the test suite runs it beside other tests
 else
   SPECS=resnet20,resnet56; PRECISIONS=32,bf16; SIZES=""; DEPTHS=8,20; EPOCHS=2
   LIMIT=300; STUDY_LIMIT=120; DEVICES_LIMIT=45

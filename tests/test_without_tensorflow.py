@@ -23,9 +23,11 @@ def test_the_hiding_works(without_tensorflow):
     assert probe.returncode == 1 and "hidden by the test" in probe.stderr
 
 
-def test_each_command_of_the_other_backends_runs_without_tensorflow(tmp_path, without_tensorflow, args):
-    extra = ["--out", str(tmp_path / "run")] if args[0] == "train" else []
-    result = cli(*args, *extra, env=without_tensorflow)
+def test_training_on_keras_torch_runs_without_tensorflow(tmp_path, without_tensorflow):
+    """The study, `agree` and `bench` of keras-jax, keras-torch and lightning without TensorFlow:
+    tests/test_gpu_check.py (its rehearsal runs `compare` and a study on them with TensorFlow hidden)."""
+    result = cli("train", "resnet-8", "--backend", "keras-torch", *QUICK, "--out", str(tmp_path / "run"),
+                 env=without_tensorflow)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
 
 
