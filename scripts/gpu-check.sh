@@ -46,7 +46,7 @@ else
 fi
 BACKENDS=lightning,keras-jax,keras-torch
 STUDY_BACKENDS=lightning
-if "$PY" -c "import keras, jax" > /dev/null 2>&1; then STUDY_BACKENDS=lightning,keras-jax; fi
+if KERAS_BACKEND=jax "$PY" -c "import keras, jax" > /dev/null 2>&1; then STUDY_BACKENDS=lightning,keras-jax; fi
 
 printf 'step\texit\tseconds\n' > "$WORK/steps.tsv"
 FAILED=0
