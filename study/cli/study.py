@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 from study.cli.analyze import print_verdict
@@ -121,10 +122,12 @@ def run_study(args: argparse.Namespace) -> int:
     from study.experiment.console import LOG, frameworks_to
     from study.experiment.runner import run_study as run_grid
     from study.experiment.study_folder import open_study
+    from study.experiment.timings import Timings
     from study.measure import gradflow
     from study.report.analysis import analyze_folder
     from study.tracking.dashboard import publish_study
 
+    start, timings = time.perf_counter(), Timings()
     config = study_config_from_args(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
@@ -135,12 +138,16 @@ def run_study(args: argparse.Namespace) -> int:
     with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
         shown = None if args.json else terminal
         run_grid(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model, args.alpha,
-                 args.margin)  # fmt: skip
+                 args.margin, timings)  # fmt: skip
         if shown is not None:
             print("gradient flow at initialization, analysis, W&B ...", file=shown, flush=True)
-        gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))
-        verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
-        publish_study(out, verdict, mode)
+        with timings.phase("gradient flow"):
+            gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))
+        with timings.phase("analysis and report"):
+            verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
+        with timings.phase("W&B analysis run"):
+            publish_study(out, verdict, mode)
+        timings.write(out, time.perf_counter() - start)
     print_verdict(verdict, out, args.json)
     return 0
 

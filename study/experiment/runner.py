@@ -25,6 +25,7 @@ from study.experiment.memory import keep_freed_memory
 from study.experiment.post_run import is_probed, probe_run
 from study.experiment.settle import describe, look_one
 from study.experiment.study_folder import is_finished, locked, open_study, update_tables
+from study.experiment.timings import Timings, timed
 from study.experiment.training_run import run_training
 from study.files import (
     EXACTNESS,
@@ -100,8 +101,10 @@ class StudyRun:
     """
 
     def __init__(self, config: StudyConfig, out: Path, workers: int, data_dir, wandb_mode, device, terminal,
-                 log_model: bool, alpha: float = 0.05, margin: float = 0.05):  # fmt: skip
+                 log_model: bool, alpha: float = 0.05, margin: float = 0.05,
+                 timings: Timings | None = None):  # fmt: skip
         self.config, self.out, self.workers, self.data_dir = config, Path(out), workers, data_dir
+        self.timings = timings if timings is not None else Timings()
         self.terminal, self.alpha, self.margin = terminal, alpha, margin
         self.probing = True  # the runs --settle adds are not probed: those verdicts use the grid seeds
         self.study_id = open_study(self.out, config)
@@ -179,16 +182,16 @@ class StudyRun:
             tasks: dict[Future, tuple[str, GridPoint | None]] = {}
 
             def probe(point: GridPoint) -> None:
-                future = executor.submit(probe_run, self.run_dir(point), self.data_dir, config.probe_backend)
+                future = executor.submit(timed, probe_run, self.run_dir(point), self.data_dir, config.probe_backend)
                 tasks[future] = ("probe", point)
 
             def train_next() -> None:
                 if queue:
                     point = queue.pop()
-                    tasks[executor.submit(run_point, point, *self.run_args)] = ("train", point)
+                    tasks[executor.submit(timed, run_point, point, *self.run_args)] = ("train", point)
 
             if self.replay:
-                tasks[executor.submit(replay_group, config, self.data_dir, group)] = ("replay", None)
+                tasks[executor.submit(timed, replay_group, config, self.data_dir, group)] = ("replay", None)
             for point in self.unprobed:
                 if point.backend in group:
                     probe(point)
@@ -200,19 +203,25 @@ class StudyRun:
                 for future in done:
                     kind, point = tasks.pop(future)
                     if kind == "replay":
-                        self.replays.append(future.result())
+                        self.replays.append(self.result(future, f"replay {', '.join(group)}"))
                         if len(self.replays) == len(self.groups):  # every backend replayed: compare every pair
                             self.replayed(write_exactness(self.out, compare_replays(config, self.replays)))
                     elif kind == "train":
-                        if self.trained(point, future.result()):
+                        if self.trained(point, self.result(future, f"train {point.backend}")):
                             probe(point) if self.probing else self.advance()
                         train_next()
                     else:
                         try:
-                            future.result()
+                            self.result(future, f"probe {point.backend} runs")
                         except CheckpointError as error:  # that run alone; a rerun tries it again
                             self.write(f"{point.run_key}: not probed: {error}")
                         self.advance()
+
+    def result(self, future: Future, phase: str):
+        """A `timed` task's result; its seconds go to the phase."""
+        result, wall_s, cpu_s = future.result()
+        self.timings.add(phase, wall_s, cpu_s)
+        return result
 
     def settle(self) -> None:
         """`--settle`: look 1 on the finished grid (`study.experiment.settle`), then the seeds it adds
@@ -251,10 +260,13 @@ def run_study(
     log_model: bool = True,
     alpha: float = 0.05,
     margin: float = 0.05,
+    timings: Timings | None = None,
 ) -> list[dict]:
     """Run every unfinished grid point and probe every trained run (`StudyRun`), then a `--settle`
-    study's added seeds (look 1 at `alpha`/2 with `margin`); returns the results rows."""
-    return StudyRun(config, out, workers, data_dir, wandb_mode, device, terminal, log_model, alpha, margin).run()
+    study's added seeds (look 1 at `alpha`/2 with `margin`); returns the results rows. The tasks'
+    seconds are added to `timings`."""
+    study = StudyRun(config, out, workers, data_dir, wandb_mode, device, terminal, log_model, alpha, margin, timings)
+    return study.run()
 
 
 def replay_group(config: StudyConfig, data_dir, backends: tuple[str, ...]) -> dict:
