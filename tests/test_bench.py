@@ -39,3 +39,31 @@ def test_bench_reports_consistent_fields(backend):
 def test_cpu_peak_is_stated_with_its_derivation():
     flops, source = cpu_peak_flops()
     assert flops > 1e9 and "cores" in source and "FLOP/cycle" in source
+
+
+def test_bench_study_times_the_phases_of_a_fresh_study(tmp_path):
+    """`bench --study`'s measurement on a small study: every phase named with its tasks and seconds."""
+    from study.experiment.timings import bench_study
+
+    grid = ("--backends", "lightning", "--archs", "resnet", "--depths", "8", "--seeds", "0,1", "--epochs", "1",
+            "--warmup-epochs", "0", "--wandb", "disabled")  # fmt: skip
+    result = bench_study(tmp_path / "study", "default", grid)
+    phases = {row["phase"]: row for row in result["phases"]}
+    assert list(phases) == ["train lightning", "probe lightning runs", "gradient flow", "analysis and report",
+                            "W&B analysis run"]  # fmt: skip
+    assert phases["train lightning"]["tasks"] == 2 and phases["probe lightning runs"]["tasks"] == 2
+    assert all(row["wall_s"] >= 0 and row["cpu_s"] >= 0 for row in phases.values())
+    assert result["cpu_s"] > phases["train lightning"]["cpu_s"] > 0
+    assert result["wall_s"] > phases["gradient flow"]["wall_s"] + phases["analysis and report"]["wall_s"]
+    assert set(result["verdicts"]) == {"degradation", "agreement"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["bench"], ["bench", "resnet8"], ["bench", "--study", "resnet8"], ["bench", "--study", "--backend", "keras"]],
+)
+def test_bench_needs_a_spec_and_backend_or_the_study_alone(args, capsys):
+    from study.cli import main
+
+    assert main(args) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -150,8 +150,12 @@ def check_compile(args: argparse.Namespace) -> None:
 # -- the network: a spec and its overrides ---------------------------------------------------------
 
 
-def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="preset (resnet56, plain20, resnet50, ...) or resnet-<6n+2> / plain-<6n+2>")
+def add_spec_arguments(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    parser.add_argument(
+        "spec",
+        nargs="?" if optional else None,
+        help="preset (resnet56, plain20, resnet50, ...) or resnet-<6n+2> / plain-<6n+2>",
+    )
     parser.add_argument("--shortcut", choices=SHORTCUTS, help="A: zero-pad identity, B: projection")
     parser.add_argument("--activation", choices=ACTIVATIONS)
     parser.add_argument("--norm", choices=NORMS)
