@@ -58,7 +58,7 @@ USE_CASES = (
         "img/s",
         "train_epochs",
         keep=lambda row: row["precision"] == "bf16" and not row["compile"],
-    ),  # fmt: skip
+    ),
     UseCase("inference", "Evaluate or serve fastest (inference)", "infer_img_per_s", "img/s", "infer_epochs"),
     UseCase(
         "first-step",
@@ -67,7 +67,7 @@ USE_CASES = (
         "s",
         higher_is_better=False,
         margin=FIRST_STEP_MARGIN,
-    ),  # fmt: skip
+    ),
     UseCase(
         "memory",
         "Largest network or batch that fits (peak memory)",
@@ -75,7 +75,7 @@ USE_CASES = (
         "MB",
         higher_is_better=False,
         margin=MEMORY_MARGIN,
-    ),  # fmt: skip
+    ),
     UseCase(
         "keras",
         "You write Keras: the fastest Keras backend to train on",
@@ -83,7 +83,7 @@ USE_CASES = (
         "img/s",
         "train_epochs",
         keep=lambda row: row["precision"] == "32" and not row["compile"] and row["backend"] != "lightning",
-    ),  # fmt: skip
+    ),
 )
 
 

@@ -100,7 +100,8 @@ def markdown(result: dict) -> str:
         "Ratio to raw: the twin's training throughput over the framework's plainest loop on the same network, "
         "median of per-epoch pairs (range: their spread). First step: from the call of the twin's training "
         "to the end of its first step (building, tracing, compiling). Peak host: resident memory of the "
-        "backend's process during the row; peak device: the GPU allocator's peak. MFU: training FLOPs "
+        "backend's process during the row; peak device: the GPU allocator's peak during the row (JAX's since "
+        "its process started: JAX cannot reset it). MFU: training FLOPs "
         "(3 × 2 × forward MACs per image) per second over the device's peak.",
         "",
         "### Agreement with the Lightning twin",
