@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from study.cli import main
 from study.compare.recommend import recommend
 from study.compare.render import markdown, page
@@ -161,3 +163,22 @@ def test_the_docs_hold_the_cpu_comparison_as_compare_renders_it():
     changed = copy.deepcopy(data)
     changed["speed"][0]["train_img_per_s"] += 1000
     assert markdown(changed) not in (ROOT / "docs" / "benchmarks.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--specs", "resnet-9"],
+        ["--specs", ""],
+        ["--backends", "keras,caffe"],
+        ["--precisions", "16"],
+        ["--batch", "0"],
+        ["--timeout", "-1"],
+        ["--compile", "--backends", "keras"],
+    ],
+)
+def test_bad_compare_flags_are_one_line_and_exit_2(args, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compare", *args, "--out", str(out), "--wandb", "disabled"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not out.exists()
