@@ -36,7 +36,7 @@ fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 WANDB_MODE=disabled TF_CPP_MIN_LOG_LEVEL=2
 
 # Time limits (s): the whole check stays within 8 minutes on the GPU; each compare worker gets a third
-# of compare's, and a worker stopped at its limit keeps the rows it finished (eager before compiled).
+# of compare's, and a worker stopped at its limit keeps the rows it finished (compiled rows run last).
 if [ "$QUICK" = 1 ]; then  # the rehearsal: every command and flag of the real check, at tiny sizes
   SPECS=resnet8; PRECISIONS=bf16; SIZES="--batch 8 --steps 2 --repeats 1 --train-steps 1"; DEPTHS=8; EPOCHS=1
   LIMIT=540; STUDY_LIMIT=240; DEVICES_LIMIT=90  # generous: the test suite runs it beside other tests

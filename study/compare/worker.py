@@ -86,6 +86,31 @@ def one_line(error: BaseException) -> str:
     return text if isinstance(error, UserError) else f"{type(error).__name__}: {text}"[:500]
 
 
+def plan(job: dict) -> list[tuple[str, str, Callable[[], dict]]]:
+    """(table, step name, step) in the order they run: the eager speed rows of every network and
+    precision, the agreement with Lightning, bf16's drift, then the compiled rows (slow to compile),
+    so that a worker stopped at its time limit loses those first."""
+    backend, steps = job["backend"], []
+
+    def speed(compile: bool) -> None:
+        for spec in job["specs"]:
+            for precision in job["precisions"]:
+                name = f"speed {spec} {precision}{' compiled' if compile else ''}"
+                steps.append(("speed", name, lambda s=spec, p=precision, c=compile: speed_row(job, s, p, c)))
+
+    speed(False)
+    if backend != "lightning":  # the reference agrees with itself
+        for spec in job["agree_specs"]:
+            for dtype in job["dtypes"]:
+                steps.append(("agreement", f"agree {spec} {dtype}", lambda s=spec, d=dtype: agreement_row(job, s, d)))
+    if "bf16" in job["precisions"]:
+        for spec in job["agree_specs"]:
+            steps.append(("drift", f"bf16 drift {spec}", lambda s=spec: drift_row(job, s)))
+    if job["compile"] and backend == "lightning":
+        speed(True)
+    return steps
+
+
 def measure(job: dict, save: Callable[[dict], None]) -> dict:
     """Every step of the job in order; `save(result)` after each."""
     from study.core.twin import load
@@ -103,22 +128,7 @@ def measure(job: dict, save: Callable[[dict], None]) -> dict:
         return result
     result["gpu_name"] = twin.gpu_name() if job["device"] == "gpu" else ""
     result["versions"] = library_versions(twin)
-    steps: list[tuple[str, str, Callable[[], dict]]] = []
-    # Eager rows of every network and precision first, compiled ones (slow to compile) after: a worker
-    # stopped at its time limit loses the latter first.
-    for compile in (False, True) if job["compile"] and backend == "lightning" else (False,):
-        for spec in job["specs"]:
-            for precision in job["precisions"]:
-                name = f"speed {spec} {precision}{' compiled' if compile else ''}"
-                steps.append(("speed", name, lambda s=spec, p=precision, c=compile: speed_row(job, s, p, c)))
-    if backend != "lightning":  # the reference agrees with itself
-        for spec in job["agree_specs"]:
-            for dtype in job["dtypes"]:
-                steps.append(("agreement", f"agree {spec} {dtype}", lambda s=spec, d=dtype: agreement_row(job, s, d)))
-    if "bf16" in job["precisions"]:
-        for spec in job["agree_specs"]:
-            steps.append(("drift", f"bf16 drift {spec}", lambda s=spec: drift_row(job, s)))
-    for table, name, step in steps:
+    for table, name, step in plan(job):
         start = time.perf_counter()
         try:
             row = step()
