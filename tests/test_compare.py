@@ -138,6 +138,13 @@ def test_throughputs_of_too_few_epochs_do_not_rank():
     assert picks([fast, slow], [agreement_row("keras")])[0]["train"] == "lightning or keras"
 
 
+def test_rows_of_different_devices_are_never_ranked_together():
+    gpu = speed_row("lightning", epochs=(900, 910, 920)) | {"device": "gpu"}
+    cpu = speed_row("keras", epochs=(100, 110, 120)) | {"device": "cpu"}
+    train = picks([gpu, cpu], [agreement_row("keras")])[0]["train"]
+    assert "resnet-20 on gpu lightning" in train and "resnet-20 on cpu keras" in train
+
+
 def test_single_numbers_tie_within_their_margin():
     rows = [speed_row("lightning", memory=1000.0, first=10.0), speed_row("keras", memory=1040.0, first=12.0)]
     chosen = picks(rows, [agreement_row("keras")])[0]

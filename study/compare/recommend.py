@@ -135,9 +135,14 @@ def decide(case: UseCase, rows: list[dict]) -> dict | None:
     if not rows:
         return None
     per_spec, evidence = {}, []
-    for spec in dict.fromkeys(row["spec"] for row in rows):
+    devices = {row.get("device") for row in rows}  # rows of different devices are never ranked together
+
+    def where(row: dict) -> str:
+        return row["spec"] if len(devices) == 1 else f"{row['spec']} on {row.get('device')}"
+
+    for spec in dict.fromkeys(where(row) for row in rows):
         ranked = sorted(
-            (row for row in rows if row["spec"] == spec),
+            (row for row in rows if where(row) == spec),
             key=lambda row: _value(case, row),
             reverse=case.higher_is_better,
         )
