@@ -35,7 +35,8 @@ def log_comparison(result: dict, mode: str, out: Path) -> str | None:
     speed_table = _table(speed, (*SPEED_COLUMNS, "label"))
     agreement = [
         {"backend": r["backend"], "spec": r["spec"], "dtype": r["dtype"], "passed": r["passed"],
-         "largest_relative_error": max(r.get("max_rel_error", {}).values(), default=None)}
+         "largest_relative_error": max((e for e in r.get("max_rel_error", {}).values() if e is not None),
+                                       default=None)}
         for r in result["agreement"]
     ]  # fmt: skip
     drift = [
