@@ -3,7 +3,6 @@ compare.json, compare.md, compare.html and a W&B run, all in a folder of its own
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,17 +17,11 @@ from pathlib import Path
 from study.compare.machine import describe_machine
 from study.compare.recommend import recommend
 from study.compare.render import markdown, page
-from study.core.twin import INSTALL
+from study.core.twin import INSTALL, installed
 from study.files import atomic_write_text, claim_folder
 
 SCHEMA = 1
 MARKER = "compare.json"
-MODULES = {  # what each backend imports; find_spec only looks (no import)
-    "keras": ("keras", "tensorflow"),
-    "keras-jax": ("keras", "jax"),
-    "keras-torch": ("keras", "torch"),
-    "lightning": ("torch", "pytorch_lightning", "torchmetrics"),
-}
 
 
 @dataclass
@@ -47,10 +40,6 @@ class Settings:
     train_steps: int = 3
     dtypes: tuple[str, ...] = ("float64", "float32")
     timeout_s: float = 900.0  # per backend
-
-
-def installed(backend: str) -> bool:
-    return all(importlib.util.find_spec(module) is not None for module in MODULES[backend])
 
 
 def run_worker(job: dict, result_path: Path, timeout_s: float, echo: Callable[[str], None]) -> tuple[dict | None, str]:

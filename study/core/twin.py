@@ -14,6 +14,7 @@ Conventions every implementation follows (docs/design.md, "Numerical conventions
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -42,6 +43,12 @@ INSTALL = {  # what each backend needs beyond the project's own dependencies, wh
     "keras-jax": "pip install 'keras>=3.3' 'jax>=0.4.34'",
     "keras-torch": "pip install 'keras>=3.3' 'torch>=2.3'",
     "lightning": "pip install 'torch>=2.3' 'pytorch-lightning>=2.2' 'torchmetrics>=1.3'",
+}
+REQUIRES = {  # the modules each backend imports beyond the project's own (INSTALL installs them)
+    "keras": ("keras", "tensorflow"),
+    "keras-jax": ("keras", "jax"),
+    "keras-torch": ("keras", "torch"),
+    "lightning": ("torch", "pytorch_lightning", "torchmetrics"),
 }
 KERAS_BACKENDS = {keras: backend for backend, (_, keras) in _PACKAGES.items() if keras}  # "jax" -> "keras-jax"
 
@@ -178,6 +185,11 @@ def request_cpu_devices(backend: str, count: int) -> None:
     flag = "--xla_force_host_platform_device_count"
     kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag)]
     os.environ["XLA_FLAGS"] = " ".join([*kept, f"{flag}={count}"])
+
+
+def installed(backend: str) -> bool:
+    """Whether `backend`'s frameworks are installed (looked up, not imported: `load` may still fail)."""
+    return all(importlib.util.find_spec(module) is not None for module in REQUIRES[backend])
 
 
 def loadable_here(backend: str) -> bool:
