@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from study.files import atomic_write_text
+from study.verdicts.inputs import read_json
 
 TIMINGS = "timings.json"
 
@@ -70,7 +71,7 @@ def bench_study(out: Path, config: str = "default", extra: tuple[str, ...] = ())
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the study exited with {done.returncode}: {last}")
     verdict = json.loads(done.stdout)
-    timings = json.loads((Path(out) / TIMINGS).read_text())
+    timings = read_json(Path(out) / TIMINGS)
     return {
         "config": config,
         "out": str(out),
