@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from lightning_impl.data import to_nchw
 from lightning_impl.models import build
+from lightning_impl.training import use_channels_last
 from study.core.recipe import TrainSpec
 from study.core.spec import NetworkSpec
 
@@ -35,7 +36,7 @@ class RawLoop:
         if self.device.type == "cuda":  # the peak of this measurement (the twin's run included), not of the process
             torch.cuda.reset_peak_memory_stats()
         self.model = build(spec).to(self.device)
-        self.channels_last = self.device.type == "cuda"  # as the twin does on a GPU
+        self.channels_last = use_channels_last(precision)  # as the twin does
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if compile else self.model

@@ -68,7 +68,7 @@ class ClassifierModule(pl.LightningModule):
         self.batch_losses: list[float] = []  # every step's loss if trace_steps (study.measure.numerics)
         self.trace_steps = False
         self.diverged = False
-        self.channels_last = False  # NHWC memory layout: faster convolutions on GPUs (tensor cores)
+        self.channels_last = False  # NHWC memory layout (`use_channels_last`): oneDNN's and cuDNN's fast path
         self._compiled = None  # torch.compile'd backbone, kept off the module tree so state-dict keys stay
 
     def on_fit_start(self) -> None:
@@ -191,6 +191,17 @@ class EpochRecorder(pl.Callback):
             (self.run.out_dir / RECORDS).write_text(json.dumps(state))
 
 
+def use_channels_last(precision: str) -> bool:
+    """Whether the backbone trains in NHWC memory layout (the same math, in another layout).
+
+    On GPUs, tensor cores want it; on CPUs, oneDNN's convolutions skip their reorders with it
+    (measured, one thread, batch 128: ResNet-20 on CIFAR steps 28 % faster, plain-56 on 8x8 digits
+    23 %, ResNet-56 on digits 7 %). Float64 stays NCHW: oneDNN has no float64 kernels, and the
+    float64 checks keep the layout they were proven in.
+    """
+    return precision != FLOAT64
+
+
 def make_trainer(run: RunContext, callbacks: list, max_steps: int = -1, verbose: bool = True) -> pl.Trainer:
     multi = run.devices > 1
     return pl.Trainer(
@@ -239,7 +250,7 @@ def train(
         load_torch_state(backbone, initial_state(spec, train_spec.seed))  # the same start as the Keras twin
     module = ClassifierModule(backbone, train_spec, run.steps_per_epoch, weighted_layer_names(spec))
     module.trace_steps = run.trace_steps
-    if run.device == "gpu":
+    if use_channels_last(run.precision):
         module.channels_last = True
         backbone.to(memory_format=torch.channels_last)
     if run.compile:
