@@ -91,8 +91,11 @@ def apply_block(x, spec: NetworkSpec, block: BlockSpec, dtype):
     return make_activation(spec, f"{block.name}.act", dtype)(out)
 
 
-def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu") -> keras.Model:
-    """The network of `spec`, freshly initialized by Keras' RNG (`keras.utils.set_random_seed(seed)` first if given).
+def build(
+    spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu", initialize: bool = True
+) -> keras.Model:
+    """The network of `spec`, freshly initialized by Keras' RNG (`keras.utils.set_random_seed(seed)` first if given;
+    `initialize=False` is the Twin protocol's hint that a state is loaded next: Keras draws the weights anyway).
 
     `dtype` is a Keras dtype policy name: "float32", "float64" or "mixed_bfloat16".
     Input is NHWC `spec.input_shape`; output is logits (no softmax). `device` is where the process's

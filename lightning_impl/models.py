@@ -117,13 +117,18 @@ def init_weights(model: nn.Module) -> None:
             nn.init.uniform_(module.bias, -bound, bound)
 
 
-def build(spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu") -> ResNet:
+def build(
+    spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu", initialize: bool = True
+) -> ResNet:
     """The network of `spec`, freshly initialized by torch's RNG (`torch.manual_seed(seed)` first if
-    given), on `device` ("cpu" or "gpu")."""
+    given), on `device` ("cpu" or "gpu"). `initialize=False`: the recipe's initialization is skipped
+    (the weights are torch's defaults), for a caller that loads a whole state next (the lesion study
+    builds 40 networks per trained one)."""
     if seed is not None:
         torch.manual_seed(seed)
     model = ResNet(spec)
-    init_weights(model)
+    if initialize:
+        init_weights(model)
     return model.to(DTYPES[dtype]).to("cuda" if device == "gpu" else "cpu")
 
 

@@ -104,6 +104,25 @@ def test_port_round_trips_bitwise_both_ways():
     assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), keras_weights, strict=True))
 
 
+@pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_network_built_uninitialized_computes_as_an_initialized_one_once_loaded(twin, dtype):
+    """`build(initialize=False)` (the lesion study's) then a whole state: the same logits, eval and
+    train mode, as a normally built network with that state; and the state is really all loaded (a
+    key left out of the port fails loudly, not silently on uninitialized memory)."""
+    spec = parse_spec("resnet-8", shortcut="B", input_shape=(8, 8, 3))
+    state = {k: v * 0.5 + 0.01 for k, v in twin.to_torch_state(twin.build(spec, dtype, seed=1)).items()}
+    images = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype(dtype)
+    fresh, built = twin.build(spec, dtype, seed=2), twin.build(spec, dtype, initialize=False)
+    for model in (fresh, built):
+        twin.load_torch_state(model, state)
+    for training in (False, True):
+        assert np.array_equal(twin.forward(built, images, training), twin.forward(fresh, images, training))
+    assert twin.to_torch_state(built).keys() == state.keys()
+    with pytest.raises(ValueError, match="does not match"):
+        twin.load_torch_state(twin.build(spec, dtype, initialize=False), dict(list(state.items())[1:]))
+
+
 def test_port_rejects_a_state_dict_of_another_network():
     state = TORCH.to_torch_state(TORCH.build(parse_spec("resnet20")))
     with pytest.raises(ValueError, match="does not match"):

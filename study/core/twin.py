@@ -75,10 +75,14 @@ class Twin(Protocol):
     NAME: str  # the backend name, one of BACKENDS
     PACKAGES: tuple[str, ...]  # distributions whose versions a run records
 
-    def build(self, spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu") -> Any:
+    def build(
+        self, spec: NetworkSpec, dtype: str = "float32", seed: int | None = None, device: str = "cpu",
+        initialize: bool = True,
+    ) -> Any:  # fmt: skip
         """The network of `spec`, freshly initialized by the framework's own RNG (seeded if `seed`), on
         `device` (one of DEVICES). `dtype`: "float32" or "float64". Input NHWC (Keras) / NCHW (torch);
-        output logits."""
+        output logits. `initialize=False`: the caller loads a whole state next (`load_torch_state`),
+        so a twin may skip drawing the weights."""
 
     def count_trainable_params(self, model: Any) -> int:
         """Trainable parameters counted from the built model."""

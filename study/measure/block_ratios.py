@@ -18,7 +18,7 @@ BATCH = 128  # training images per probe
 
 def block_ratio_rows(twin: Twin, spec: NetworkSpec, state: dict, dataset: Dataset) -> list[dict]:
     """One row per block: gradient norms at its input and output and their ratio."""
-    model = twin.build(spec)
+    model = twin.build(spec, initialize=False)
     twin.load_torch_state(model, state)
     norms = twin.block_gradients(model, dataset.x_train[:BATCH], dataset.y_train[:BATCH])
     names = list(norms)

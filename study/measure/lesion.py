@@ -27,7 +27,7 @@ RANDOM_MIN_BLOCKS = 9  # networks of depth 20 and deeper (6n+2 nets have 3n bloc
 
 
 def test_error(twin: Twin, spec: NetworkSpec, state: dict, dataset: Dataset) -> float:
-    model = twin.build(spec)
+    model = twin.build(spec, initialize=False)
     twin.load_torch_state(model, restrict_state(state, spec))
     logits = twin.forward(model, dataset.x_test, training=False)
     return float(np.mean(np.argmax(logits, axis=1) != dataset.y_test))
