@@ -123,7 +123,6 @@ def run_study(args: argparse.Namespace) -> int:
     from study.experiment.runner import run_study as run_grid
     from study.experiment.study_folder import open_study
     from study.experiment.timings import Timings
-    from study.measure import gradflow
     from study.report.analysis import analyze_folder
     from study.tracking.dashboard import publish_study
 
@@ -132,7 +131,7 @@ def run_study(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
     out = args.out or Path("runs") / config.name
-    dataset = data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
+    data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
     mode = resolve_mode(args.wandb)
     open_study(out, config)  # the folder is ours (new, empty or this study's) before anything is written
     with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
@@ -140,9 +139,7 @@ def run_study(args: argparse.Namespace) -> int:
         run_grid(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model, args.alpha,
                  args.margin, timings)  # fmt: skip
         if shown is not None:
-            print("gradient flow at initialization, analysis, W&B ...", file=shown, flush=True)
-        with timings.phase("gradient flow"):
-            gradflow.write_gradflow(out, *gradflow.measure(config.gradflow_depths or config.depths, dataset))
+            print("analysis, W&B ...", file=shown, flush=True)
         with timings.phase("analysis and report"):
             verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
         with timings.phase("W&B analysis run"):

@@ -32,6 +32,7 @@ from study.files import (
     RUNS,
     SUMMARY,
 )
+from study.measure import gradflow
 from study.measure.exactness import compare_replays, replay_networks, write_exactness
 from study.tracking.dashboard import model_artifact_name
 from study.verdicts.inputs import load_exactness
@@ -94,7 +95,8 @@ class _InProcess(Executor):
 
 class StudyRun:
     """One invocation of the study: every unfinished grid point trained (in `workers` processes), every
-    trained run probed (`study.experiment.post_run`), the float64 replay of the recipe first.
+    trained run probed (`study.experiment.post_run`), the float64 replay of the recipe and the gradient
+    flow at initialization (`study.measure.gradflow`, for the report) first, beside the first runs.
 
     `terminal` gets the study's own lines and a progress bar (None: nothing); the frameworks' output
     goes to `study.experiment.console.LOG` in the study folder.
@@ -122,6 +124,7 @@ class StudyRun:
         self.replays: list[dict] = []
         # The twins' exactness needs two of them; it goes first, it takes seconds.
         self.replay = len(config.backends) > 1 and not (self.out / EXACTNESS).exists()
+        self.gradflow = True  # measured again by every invocation: seconds, and the report reads it
         if len(config.backends) > 1 and not self.replay:
             self.replayed(load_exactness(self.out / EXACTNESS))
 
@@ -192,6 +195,9 @@ class StudyRun:
 
             if self.replay:
                 tasks[executor.submit(timed, replay_group, config, self.data_dir, group)] = ("replay", None)
+            if self.gradflow:
+                self.gradflow = False
+                tasks[executor.submit(timed, measure_gradflow, config, self.data_dir)] = ("gradflow", None)
             for point in self.unprobed:
                 if point.backend in group:
                     probe(point)
@@ -202,7 +208,9 @@ class StudyRun:
                 done, _ = wait(tasks, return_when=FIRST_COMPLETED)
                 for future in done:
                     kind, point = tasks.pop(future)
-                    if kind == "replay":
+                    if kind == "gradflow":
+                        gradflow.write_gradflow(self.out, *self.result(future, "gradient flow"))
+                    elif kind == "replay":
                         self.replays.append(self.result(future, f"replay {', '.join(group)}"))
                         if len(self.replays) == len(self.groups):  # every backend replayed: compare every pair
                             self.replayed(write_exactness(self.out, compare_replays(config, self.replays)))
@@ -267,6 +275,13 @@ def run_study(
     seconds are added to `timings`."""
     study = StudyRun(config, out, workers, data_dir, wandb_mode, device, terminal, log_model, alpha, margin, timings)
     return study.run()
+
+
+def measure_gradflow(config: StudyConfig, data_dir) -> tuple[list[dict], list[dict]]:
+    """The gradient-flow rows and fits of the study's depths (`study.measure.gradflow.measure`)."""
+    from study.core.data import load_dataset
+
+    return gradflow.measure(config.gradflow_depths or config.depths, load_dataset(config.dataset, data_dir))
 
 
 def replay_group(config: StudyConfig, data_dir, backends: tuple[str, ...]) -> dict:

@@ -1,8 +1,9 @@
 """Where a study's time goes: wall and CPU seconds per phase, in the study folder's timings.json.
 
 The runner's tasks run in worker processes side by side, so a phase's seconds are the sum over its
-tasks of each task's own time in its worker (`timed`); the phases of the study process itself
-(gradient flow, analysis, W&B) are timed where they run (`Timings.phase`). `resnet-study bench
+tasks of each task's own time in its worker (`timed`: the runs, probes, the float64 replay, the
+gradient flow); the phases of the study process itself (analysis, W&B) are timed where they run
+(`Timings.phase`). `resnet-study bench
 --study` runs the main job and prints this table beside the job's total wall and CPU time.
 """
 
