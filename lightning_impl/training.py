@@ -195,9 +195,9 @@ def use_channels_last(precision: str) -> bool:
     """Whether the backbone trains in NHWC memory layout (the same math, in another layout).
 
     On GPUs, tensor cores want it; on CPUs, oneDNN's convolutions skip their reorders with it
-    (measured, one thread, batch 128: ResNet-20 on CIFAR steps 28 % faster, plain-56 on 8x8 digits
-    23 %, ResNet-56 on digits 7 %). Float64 stays NCHW: oneDNN has no float64 kernels, and the
-    float64 checks keep the layout they were proven in.
+    (measured, one thread, batch 128: a ResNet-20 step on CIFAR-shaped input 28 % faster; on the
+    8x8 digits nets no gain above the noise, docs/benchmarks.md). Float64 stays NCHW: oneDNN has no
+    float64 kernels, and the float64 checks keep the layout they were proven in.
     """
     return precision != FLOAT64
 
