@@ -52,4 +52,10 @@ def train_dataset(dataset: datasets.Dataset, train_spec: TrainSpec, dtype: str, 
     batches = epochs.flat_map(
         lambda e: tf.data.Dataset.from_generator(batches_of, output_signature=signature, args=(e,))
     )
-    return batches.prefetch(tf.data.AUTOTUNE)
+    # A fixed prefetch, and tf.data's autotuning off: deleting an autotuned iterator waits for its
+    # model thread, which sleeps between optimizations for up to a minute; in the study's workers
+    # `fit` sat idle 1-40 s after its last epoch for it (native stacks of a worker during the wait:
+    # ~RootDataset::Iterator -> UnboundedThreadPool thread wrapper). Two batches keep a step fed.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return batches.prefetch(2).with_options(options)
