@@ -82,6 +82,14 @@ def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
         assert np.array_equal(kx, x) and np.array_equal(ky, y)
 
 
+def test_keras_train_pipeline_is_not_autotuned():
+    """Deleting an autotuned tf.data iterator waits for its model thread (up to a minute between its
+    wake-ups): `fit` then idled seconds after its last epoch. The study's pipeline turns it off."""
+    dataset, train_spec = augmenting_dataset(), TrainSpec(epochs=1, batch_size=4, seed=7)
+    options = keras_impl.data.train_dataset(dataset, train_spec, "float32").options()
+    assert options.autotune.enabled is False
+
+
 def test_lightning_process_shares_make_up_the_global_batch():
     dataset, train_spec = augmenting_dataset(11), TrainSpec(epochs=1, batch_size=4, seed=7)
     images = to_nchw(dataset.x_train)
