@@ -36,7 +36,7 @@ class StudyConfig:
     activations: tuple[str, ...] = ("relu",)  # a grid axis, like depths (the relu-skip config varies it)
     norms: tuple[str, ...] = ("batch",)  # a grid axis: "batch" and/or "none"
     gradflow_depths: tuple[int, ...] = ()  # depths probed by `gradflow` for the report; () = `depths`
-    exactness_depths: tuple[int, ...] = ()  # depths of the float64 recipe replay; () = the shallowest
+    exactness_depths: tuple[int, ...] = ()  # float64 replay depths; () = the shallowest, <= 20
     probe_backend: str = "lightning"  # the twin that evaluates every trained network (study.experiment.post_run)
     budgets: tuple[int, ...] = ()  # a grid axis of training epochs (the budget config); () = the recipe's
     settle: int = 0  # seeds added to each cell the agreement leaves undecided at look 1 (`run --settle`)
@@ -51,6 +51,8 @@ class StudyConfig:
             set(self.seeds)
         ) != len(self.seeds):
             raise UserError(f"seeds must be different integers in 0..{MAX_SEED}; got {list(self.seeds)}")
+        if unknown_arch := sorted(set(self.archs) - set(ARCHS)):
+            raise UserError(f"unknown arch {unknown_arch[0]!r}; choose from {', '.join(ARCHS)}")
         unknown = sorted(set(self.backends) - set(BACKENDS))
         if unknown or self.probe_backend not in BACKENDS:
             raise UserError(

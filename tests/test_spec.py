@@ -1,11 +1,14 @@
 """The specification alone: presets, validation, analytic complexity (regression-tested), the LR
 schedule and the initial weights."""
 
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 
+from study.configs import CONFIGS
+from study.core.errors import UserError
 from study.core.init import initial_state
 from study.core.presets import parse_spec, preset_names
 from study.core.recipe import TrainSpec
@@ -158,3 +161,9 @@ def test_initial_state_is_he_normal_fan_out_and_fits_both_twins_by_name():
     assert not np.array_equal(state["conv1.weight"], other["conv1.weight"])
     names = {layer.name for layer in spec.layers()}
     assert {key.rsplit(".", 1)[0] for key in state if key.endswith("weight") and "bn" not in key} == names | {"fc"}
+
+
+def test_a_study_config_refuses_an_unknown_arch():
+    """An arch other than plain or resnet was silently built as the plain net."""
+    with pytest.raises(UserError, match="unknown arch 'residual'; choose from plain, resnet"):
+        dataclasses.replace(CONFIGS["default"], archs=("plain", "residual"))
