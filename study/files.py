@@ -153,7 +153,13 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 
 
 # exactness.json (`study.measure.exactness` writes it, `study.verdicts.inputs.load_exactness` reads it)
-EXACTNESS_SCHEMA = 1
+EXACTNESS_SCHEMA = 2  # 2 added each network's "rounding" (its sensitivity to rounding); 1 is still read
+EXACTNESS_SCHEMAS = (1, 2)
 EXACTNESS_TOLERANCE = 1e-8  # float64: the twins agree to ~1e-14, a recipe difference moves a quantity >= 1e-4
+# A network is judged only where rounding alone stays far inside the tolerance: one twin's replay from
+# initial weights perturbed by 1e-13 (relative; about the twins' own rounding differences after one
+# forward pass of a deep net) must move no quantity by more than a tenth of the tolerance.
+EXACTNESS_PERTURBATION = 1e-13
+EXACTNESS_ROUNDING_LIMIT = EXACTNESS_TOLERANCE / 10
 EXACTNESS_EPOCH_QUANTITIES = ("train_loss", "train_error", "test_loss", "test_error", "lr")
 EXACTNESS_QUANTITIES = ("step_losses", *EXACTNESS_EPOCH_QUANTITIES, "grad_norms", "final_weights", "final_bn_stats")

@@ -23,17 +23,44 @@ from study.verdicts.power import beyond_mdd, seeds_needed, tost_power
 MARGIN, ALPHA = 0.05, 0.05
 
 
-def evidence(passed=True, error=3e-15, tolerance=1e-8, backends=("keras", "lightning")):
-    """exactness.json's content as `study.verdicts.inputs.load_exactness` returns it."""
+def network(
+    spec="resnet-8",
+    passed=True,
+    error=3e-15,
+    tolerance=1e-8,
+    backends=("keras", "lightning"),
+    sensitivity=1e-13,
+    rounding_limit=1e-9,
+):
+    """One network of exactness.json: its pair's errors and its rounding sensitivity (None: schema 1)."""
     errors = dict.fromkeys(QUANTITIES, error if passed else 0.0)
     if not passed:
         errors["final_bn_stats"] = 2.4e-2
-    pair = {"backends": list(backends), "errors": errors, "worst": max(errors, key=errors.get), "passed": passed}
+    pair = {"backends": list(backends), "errors": errors, "worst": max(errors, key=errors.get),
+            "passed": max(errors.values()) <= tolerance}  # fmt: skip
+    arch, depth = spec.split("-")
+    entry = {"spec": spec, "arch": arch, "depth": int(depth), "pairs": [pair]}
+    if sensitivity is not None:
+        rounding = dict.fromkeys(QUANTITIES, sensitivity)
+        entry["rounding"] = {"backend": backends[0], "perturbation": 1e-13, "errors": rounding,
+                             "worst": "step_losses", "replayable": sensitivity <= rounding_limit}  # fmt: skip
+    return entry
+
+
+def evidence(
+    passed=True, error=3e-15, tolerance=1e-8, backends=("keras", "lightning"), networks=None, rounding_limit=1e-9
+):
+    """exactness.json's content as `study.verdicts.inputs.load_exactness` returns it (schema 2)."""
+    networks = networks or [network("resnet-8", passed, error, tolerance, backends)]
+    judged = [n for n in networks if n.get("rounding", {}).get("replayable", True)]
+    pairs = [(pair["errors"][pair["worst"]], pair["worst"], n["spec"], pair["backends"]) for n in judged
+             for pair in n["pairs"]]  # fmt: skip
+    worst = max(pairs, default=None)
     return {
-        "schema": 1, "dtype": "float64", "tolerance": tolerance, "passed": passed,
-        "worst": {"error": errors[pair["worst"]], "quantity": pair["worst"], "spec": "resnet-8",
-                  "backends": list(backends)},
-        "recipe": {"epochs": 4}, "networks": [{"spec": "resnet-8", "arch": "resnet", "depth": 8, "pairs": [pair]}],
+        "schema": 2, "dtype": "float64", "tolerance": tolerance, "rounding_limit": rounding_limit,
+        "passed": bool(pairs) and all(p["passed"] for n in judged for p in n["pairs"]),
+        "worst": worst and dict(zip(("error", "quantity", "spec", "backends"), worst, strict=True)),
+        "recipe": {"epochs": 4}, "networks": networks,
     }  # fmt: skip
 
 
@@ -99,6 +126,55 @@ def test_a_replay_of_another_pair_is_no_evidence_for_this_one():
     result = agreement(frame, exactness=PASSED)  # the replay compared keras with lightning
     assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "missing"
     assert "does not cover keras-jax vs lightning" in result["reason"]
+
+
+# Measured on digits (study.measure.exactness): correct twins differ by 9.9e-2 on plain-56 (rounding
+# alone: 0.3) and by 2.7e-11 on resnet-56 (rounding alone: 6.3e-10).
+PLAIN_56 = network("plain-56", error=9.9e-2, sensitivity=0.3)
+RESNET_56 = network("resnet-56", error=2.7e-11, sensitivity=6.3e-10)
+
+
+def test_a_network_that_amplifies_rounding_is_reported_not_judged():
+    """A study replaying plain-56 said "disagree": the chaotic net's rounding looked like a recipe fault."""
+    result = agreement(paired(), exactness=evidence(networks=[PLAIN_56, RESNET_56]))
+    assert result["verdict"] == "agree" and result["exactness"]["status"] == "passed"
+    assert result["exactness"]["networks"] == ["resnet-56"] and result["exactness"]["not_judged"] == ["plain-56"]
+    assert (
+        "difference 2.7e-11" in result["proved"]
+        and "not judged" in result["proved"]
+        and "plain-56: 0.3" in result["proved"]
+    )
+
+
+def test_a_replay_of_only_chaotic_networks_is_inconclusive_not_disagreement():
+    result = agreement(paired(), exactness=evidence(networks=[PLAIN_56]))
+    assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "ill_conditioned"
+    assert "cannot judge the twins" in result["reason"] and "exactness_depths" in result["settle"]
+
+
+def test_a_recipe_fault_is_still_found_beside_a_chaotic_network():
+    faulty = network("resnet-56", passed=False, sensitivity=6.3e-10)
+    result = agreement(paired(), exactness=evidence(networks=[PLAIN_56, faulty]))
+    assert result["verdict"] == "disagree" and "final_bn_stats of resnet-56" in result["reason"]
+
+
+def test_the_rounding_limit_is_the_products_not_the_files():
+    """A file cannot hide a recipe fault by calling its networks chaotic (a strict limit of its own), nor
+    pass a chaotic one off as judged (a lax limit)."""
+    faulty = network("resnet-8", passed=False, sensitivity=1e-13, rounding_limit=1e-20)
+    result = agreement(paired(), exactness=evidence(networks=[faulty], rounding_limit=1e-20))
+    assert result["verdict"] == "disagree" and result["exactness"]["status"] == "failed"
+    lax = network("plain-56", error=9.9e-2, sensitivity=0.3, rounding_limit=1.0)
+    result = agreement(paired(), exactness=evidence(networks=[lax], rounding_limit=1.0))
+    assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "ill_conditioned"
+
+
+def test_a_schema_1_replay_judges_every_network():
+    old = evidence(networks=[network("plain-56", error=9.9e-2, sensitivity=None)])
+    old["schema"] = 1
+    del old["rounding_limit"]
+    result = agreement(paired(), exactness=old)
+    assert result["verdict"] == "disagree" and result["exactness"]["status"] == "failed"
 
 
 def test_twins_differing_beyond_the_margin_disagree():

@@ -278,7 +278,7 @@ CRAFTED = [
     ("exactness.json", "{", "is not valid JSON"),
     ("exactness.json", '{"schema": 1, "passed": true}', "'tolerance' must be a positive number"),
     ("exactness.json", '{"schema": 1, "passed": "yes", "tolerance": 1e-8}', "'passed' must be true or false"),
-    ("exactness.json", '{"schema": 2}', "schema must be"),
+    ("exactness.json", '{"schema": 3}', "schema must be"),
     ("settle.json", "{", "is not valid JSON"),
     ("settle.json", '{"grid_seeds": [0, 1], "extra_seeds": [1], "cells": []}', "repeat a grid seed"),
     ("settle.json", '{"grid_seeds": [0], "extra_seeds": [2], "cells": [{"arch": "dense", "depth": 8}]}', "each cell"),

@@ -17,7 +17,7 @@ from study.core.data import load_dataset
 from study.core.recipe import TrainSpec
 from study.files import EXACTNESS
 from study.files import EXACTNESS_QUANTITIES as QUANTITIES
-from study.measure.exactness import replay_study, run_replay
+from study.measure.exactness import networks, replay_study, run_replay
 from study.verdicts.agreement import agreement
 from study.verdicts.inputs import ExactnessError, load_exactness
 
@@ -39,6 +39,34 @@ def test_correct_twins_replay_the_recipe_exactly():
     assert set(network["pairs"][0]["errors"]) == set(QUANTITIES)
     assert evidence["recipe"]["epochs"] == 4 and evidence["recipe"]["warmup_epochs"] == 1
     assert evidence["recipe"]["augment"] is True and evidence["n_train"] == 320
+    for network in evidence["networks"]:  # a shallow net does not amplify rounding: judged
+        rounding = network["rounding"]
+        assert rounding["backend"] == "keras" and rounding["replayable"], rounding
+        assert 0 < max(rounding["errors"].values()) < 1e-11, rounding  # moved by the perturbation, not beyond
+
+
+def test_the_replay_defaults_to_the_shallowest_depth_at_most_20():
+    """The recipe is the same at every depth; a deep plain net cannot be replayed exactly."""
+    depths = {(8, 56): [8], (56,): [20], (56, 110): [20], (32,): [20]}
+    for study_depths, replayed in depths.items():
+        config = dataclasses.replace(CONFIG, depths=study_depths)
+        assert sorted({spec.depth for spec in networks(config, DATA)}) == replayed
+    config = dataclasses.replace(CONFIG, depths=(56,), exactness_depths=(56,))
+    assert {spec.depth for spec in networks(config, DATA)} == {56}  # a config can still ask for it
+
+
+def test_correct_twins_on_a_chaotic_net_are_not_judged_by_the_replay():
+    """plain-32 at batch 16 amplifies float64 rounding beyond the tolerance, like plain-56 on digits:
+    correct twins differ beyond it there, so the replay must not call it a disagreement."""
+    config = dataclasses.replace(CONFIG, archs=("plain",), depths=(32,), exactness_depths=(32,),
+                                 recipe=dataclasses.replace(CONFIG.recipe, batch_size=16))  # fmt: skip
+    evidence = replay_study(config, DATA)
+    (network,) = evidence["networks"]
+    assert not network["rounding"]["replayable"] and max(network["rounding"]["errors"].values()) > 1e-6
+    assert not network["pairs"][0]["passed"]  # what the replay used to call a disagreement
+    assert not evidence["passed"] and evidence["worst"] is None
+    result = agreement(table(twin_noise=0.0), exactness=evidence)
+    assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "ill_conditioned"
 
 
 def keras_lr_drops_one_epoch_late(monkeypatch):
@@ -116,7 +144,9 @@ def test_the_evidence_is_written_once_and_read_back(tmp_path):
     [
         ("{not json", "is not valid JSON"),
         ("[]", "expected a JSON object"),
-        ('{"schema": 2}', "schema must be 1"),
+        ('{"schema": 3}', "schema must be 1 or 2"),
+        ('{"schema": true}', "schema must be 1 or 2"),
+        ('{"schema": 2, "passed": true, "tolerance": 1e-8}', "'rounding_limit' must be a positive number"),
         ('{"schema": 1, "passed": "yes"}', "'passed' must be true or false"),
         ('{"schema": 1, "passed": true, "tolerance": 1e-8, "networks": []}', "'networks' must be a non-empty list"),
     ],
@@ -132,4 +162,23 @@ def test_evidence_whose_verdict_contradicts_its_numbers_is_refused(tmp_path):
     evidence["networks"][0]["pairs"][0]["errors"]["step_losses"] = 0.5  # "passed" no longer true
     (tmp_path / EXACTNESS).write_text(json.dumps(evidence))
     with pytest.raises(ExactnessError, match="'passed' contradicts the errors"):
+        load_exactness(tmp_path / EXACTNESS)
+
+
+def test_evidence_whose_rounding_contradicts_its_numbers_is_refused(tmp_path):
+    evidence = json.loads(json.dumps(replay()))
+    (tmp_path / EXACTNESS).write_text(json.dumps(evidence))
+    assert load_exactness(tmp_path / EXACTNESS) == evidence
+    rounding = evidence["networks"][0]["rounding"]
+    for change, message in [
+        ({"step_losses": 0.5}, "'replayable' contradicts the errors"),  # a chaotic net said to be judged
+        ({"grad_norms": "big"}, 'error of grad_norms must be a number >= 0 or "inf"'),
+    ]:
+        (tmp_path / EXACTNESS).write_text(json.dumps(evidence | {"networks": [
+            evidence["networks"][0] | {"rounding": rounding | {"errors": rounding["errors"] | change}}]}))  # fmt: skip
+        with pytest.raises(ExactnessError, match=message):
+            load_exactness(tmp_path / EXACTNESS)
+    del evidence["networks"][0]["rounding"]
+    (tmp_path / EXACTNESS).write_text(json.dumps(evidence))
+    with pytest.raises(ExactnessError, match="needs its 'rounding' sensitivity"):
         load_exactness(tmp_path / EXACTNESS)

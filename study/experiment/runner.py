@@ -145,10 +145,12 @@ class StudyRun:
 
     def replayed(self, evidence: dict) -> None:
         worst = evidence["worst"]
+        chaotic = [n["spec"] for n in evidence["networks"] if not n.get("rounding", {}).get("replayable", True)]
+        outcome = "passed" if evidence["passed"] else "FAILED" if worst else "cannot judge"
         self.write(
-            f"exactness: float64 replay of the recipe by {', '.join(evidence['backends'])}: "
-            + ("passed" if evidence["passed"] else "FAILED")
+            f"exactness: float64 replay of the recipe by {', '.join(evidence['backends'])}: {outcome}"
             + (f" (largest difference {worst['error']:.1e} in {worst['quantity']}, {worst['spec']})" if worst else "")
+            + (f"; {', '.join(chaotic)} not judged: rounding alone moves them beyond the limit" if chaotic else "")
         )
 
     def trained(self, point: GridPoint, summary: dict | None) -> bool:

@@ -20,6 +20,16 @@ epoch's train loss and error, test loss and error, LR and per-layer gradient nor
 weights and BN statistics. Two twins that implement the same recipe agree to ~1e-14; one recipe
 difference in one twin (a BN momentum, an LR drop an epoch late, a warm-up one epoch longer, a crop
 or flip of its own) moves some quantity by 1e-4 or more. The tolerance, 1e-8, sits between.
+
+That holds only where the network itself does not amplify rounding: a deep *plain* net is chaotic even
+in float64 (plain-56 on digits: a 1e-13 change of its initial weights moves its loss by 3e-3 after
+three steps and its test loss by 0.3 after four epochs), and there correct twins differ as much as
+a wrong one would. So each network is also replayed by one twin from its initial weights perturbed
+by `EXACTNESS_PERTURBATION` (1e-13, relative, seeded), and compared with that twin's own replay: the
+network's *rounding sensitivity*. A network is judged only where the sensitivity stays within
+`EXACTNESS_ROUNDING_LIMIT` (a tenth of the tolerance; measured on digits: plain-8/20 and resnet-8/20
+~1e-13, resnet-56 6e-10, plain-56 0.3); the others are reported, not judged. The replay's networks
+are the study's shallowest, at most depth 20 (`networks`): the recipe is the same at every depth.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from study.core.twin import load
 from study.files import (
     EXACTNESS,
     EXACTNESS_EPOCH_QUANTITIES,
+    EXACTNESS_PERTURBATION,
+    EXACTNESS_ROUNDING_LIMIT,
     EXACTNESS_SCHEMA,
     EXACTNESS_TOLERANCE,
     atomic_write_text,
@@ -51,6 +63,7 @@ from study.verdicts.inputs import load_exactness
 
 EPOCHS, WARMUP_EPOCHS = 4, 1
 TRAIN_BATCHES, TEST_BATCHES = 2.5, 2
+DEEPEST_DEFAULT = 20  # the replay's default depth: the study's shallowest, at most this (module docstring)
 
 
 def replay_recipe(train_spec: TrainSpec) -> TrainSpec:
@@ -103,18 +116,22 @@ def replay_networks(config: StudyConfig, dataset: Dataset, backends: tuple[str, 
     hold together: `study.core.twin.load`); the part of the evidence `compare_replays` joins.
 
     Returns {"recipe", "n_train", "n_test", "dataset", "networks": [{"spec", "arch", "depth",
-    "runs": {backend: Trajectory}}]}; picklable, so a study worker can hand it back.
+    "runs": {backend: Trajectory}, "rounding": Trajectory | None}]} (the rounding replay by the study's
+    first backend, where it is one of `backends`); picklable, so a study worker can hand it back.
     """
     recipe, data = _replay_setup(config, dataset)
     replayed = []
     for spec in networks(config, dataset):
         initial = initial_state(spec, recipe.seed)
-        runs = {}
+        runs, rounding = {}, None
         for backend in backends:
             twin = load(backend)
             twin.full_precision_matmuls()  # docs/design.md, convention 6
             runs[backend] = train_from(twin, spec, recipe, data, initial, FLOAT64)
-        replayed.append({"spec": spec.name, "arch": spec.arch, "depth": spec.depth, "runs": runs})
+            if backend == config.backends[0]:  # the network's rounding sensitivity, by the study's first twin
+                rounding = train_from(twin, spec, recipe, data, perturbed(initial, recipe.seed), FLOAT64)
+        replayed.append({"spec": spec.name, "arch": spec.arch, "depth": spec.depth, "runs": runs,
+                         "rounding": rounding})  # fmt: skip
     return {
         "recipe": recipe.to_dict(),
         "n_train": len(data.y_train),
@@ -122,6 +139,12 @@ def replay_networks(config: StudyConfig, dataset: Dataset, backends: tuple[str, 
         "dataset": dataset.name,
         "networks": replayed,
     }
+
+
+def perturbed(initial: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """`initial` with every value multiplied by 1 + `EXACTNESS_PERTURBATION` * N(0, 1), seeded."""
+    rng = np.random.default_rng([seed, 0x0DD5])
+    return {k: v * (1.0 + EXACTNESS_PERTURBATION * rng.standard_normal(np.shape(v))) for k, v in initial.items()}
 
 
 def _replay_setup(config: StudyConfig, dataset: Dataset) -> tuple[TrainSpec, Dataset]:
@@ -132,7 +155,8 @@ def _replay_setup(config: StudyConfig, dataset: Dataset) -> tuple[TrainSpec, Dat
 
 def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
     """The exactness evidence (`exactness.json`'s content, schema in docs/design.md) from the replays
-    of all the study's backends (`replay_networks` parts, in any grouping): every pair, per network."""
+    of all the study's backends (`replay_networks` parts, in any grouping): every pair, per network, and
+    each network's rounding sensitivity; `passed` and `worst` judge the networks within the rounding limit."""
     first = parts[0]
     results = []
     for i, network in enumerate(first["networks"]):
@@ -145,17 +169,25 @@ def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
             passed = all(e <= EXACTNESS_TOLERANCE for e in errors.values())
             pairs.append({"backends": [a, b], "errors": errors, "worst": worst, "passed": passed})
         steps = {backend: len(runs[backend].step_losses) for backend in backends}
-        results.append({k: network[k] for k in ("spec", "arch", "depth")} | {"steps": steps, "pairs": pairs})
+        rounding = next(part["networks"][i]["rounding"] for part in parts if part["networks"][i]["rounding"])
+        errors = trajectory_errors(rounding, runs[config.backends[0]])
+        sensitivity = {"backend": config.backends[0], "perturbation": EXACTNESS_PERTURBATION, "errors": errors,
+                       "worst": max(errors, key=errors.get),
+                       "replayable": all(e <= EXACTNESS_ROUNDING_LIMIT for e in errors.values())}  # fmt: skip
+        results.append({k: network[k] for k in ("spec", "arch", "depth")}
+                       | {"steps": steps, "rounding": sensitivity, "pairs": pairs})  # fmt: skip
+    judged = [network for network in results if network["rounding"]["replayable"]]
     worst = max(
-        ((pair["errors"][pair["worst"]], pair["worst"], network["spec"], pair["backends"]) for network in results
+        ((pair["errors"][pair["worst"]], pair["worst"], network["spec"], pair["backends"]) for network in judged
          for pair in network["pairs"]),
         default=None,
     )  # fmt: skip
-    pairs = [pair for network in results for pair in network["pairs"]]
+    pairs = [pair for network in judged for pair in network["pairs"]]
     return {
         "schema": EXACTNESS_SCHEMA,
         "dtype": "float64",
         "tolerance": EXACTNESS_TOLERANCE,
+        "rounding_limit": EXACTNESS_ROUNDING_LIMIT,
         "passed": bool(pairs) and all(pair["passed"] for pair in pairs),
         "worst": None
         if worst is None
@@ -167,8 +199,9 @@ def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
 
 
 def networks(config: StudyConfig, dataset: Dataset) -> list[NetworkSpec]:
-    """The study's networks the replay covers: every arch at every `exactness_depths` depth."""
-    depths = config.exactness_depths or (min(config.depths),)
+    """The study's networks the replay covers: every arch at every `exactness_depths` depth (by default
+    the study's shallowest, at most `DEEPEST_DEFAULT`)."""
+    depths = config.exactness_depths or (min(*config.depths, DEEPEST_DEFAULT),)
     return [
         GridPoint(config, config.backends[0], arch, depth, config.seeds[0])
         .network_spec()

@@ -52,7 +52,7 @@ import pandas as pd
 from scipy import stats
 
 from study.core.twin import BACKENDS
-from study.files import EXACTNESS_TOLERANCE
+from study.files import EXACTNESS_PERTURBATION, EXACTNESS_ROUNDING_LIMIT, EXACTNESS_TOLERANCE
 from study.verdicts.common import as_float
 from study.verdicts.outcomes import outcome_cells, second_look
 from study.verdicts.power import MAX_SEEDS, seeds_needed
@@ -103,23 +103,39 @@ def _seed_range(seeds: list[int]) -> str:
         ", ".join(map(str, seeds)))  # fmt: skip
 
 
+def _errors(errors: dict, spec: str) -> list[tuple[float, str, str]]:
+    return [(math.inf if v == "inf" else float(v), q, spec) for q, v in errors.items()]
+
+
+def rounding_sensitivity(network: dict) -> tuple[float, str, str] | None:
+    """The largest error of the network's rounding replay, or None (a schema-1 file, which has none)."""
+    return max(_errors(network["rounding"]["errors"], network["spec"])) if "rounding" in network else None
+
+
 def replay_status(exactness: dict | None, pairs: list[tuple[str, str]]) -> dict:
-    """Per pair of backends: "passed" (every recorded error of every replayed network within the
-    product's tolerance), "failed" (one beyond it), "missing" (the replay does not cover the pair)."""
-    status, worst = {}, {}
+    """Per pair of backends: "passed" (every recorded error of every judged network within the
+    product's tolerance), "failed" (one beyond it), "ill_conditioned" (the replay covers the pair only
+    on networks whose rounding sensitivity exceeds the product's limit, so it cannot judge it),
+    "missing" (the replay does not cover the pair). A network is judged when its sensitivity is within
+    `EXACTNESS_ROUNDING_LIMIT`, whatever the file says (every network of a schema-1 file)."""
+    status, worst, chaotic = {}, {}, {}
     for pair in pairs:
         errors = []
         for network in (exactness or {}).get("networks", []):
+            sensitivity = rounding_sensitivity(network)
             for entry in network["pairs"]:
-                if set(entry["backends"]) == set(pair):
-                    errors += [(math.inf if v == "inf" else float(v), q, network["spec"])
-                               for q, v in entry["errors"].items()]  # fmt: skip
+                if set(entry["backends"]) != set(pair):
+                    continue
+                if sensitivity is not None and not sensitivity[0] <= EXACTNESS_ROUNDING_LIMIT:
+                    chaotic[pair] = max(chaotic.get(pair, sensitivity), sensitivity)
+                else:
+                    errors += _errors(entry["errors"], network["spec"])
         if not errors:
-            status[pair] = "missing"
+            status[pair] = "ill_conditioned" if pair in chaotic else "missing"
             continue
         worst[pair] = max(errors)
         status[pair] = "passed" if worst[pair][0] <= EXACTNESS_TOLERANCE else "failed"
-    return {"status": status, "worst": worst}
+    return {"status": status, "worst": worst, "ill_conditioned": chaotic}
 
 
 def _exactness_summary(exactness: dict | None, replay: dict) -> dict:
@@ -129,8 +145,21 @@ def _exactness_summary(exactness: dict | None, replay: dict) -> dict:
                 "pairs": []}  # fmt: skip
     pairs = [{"backends": list(p), "status": s, "largest_difference": as_float(replay["worst"][p][0]) if p in
               replay["worst"] else None} for p, s in status.items()]  # fmt: skip
-    names = [network["spec"] for network in exactness["networks"]]
-    overall = "failed" if "failed" in status.values() else "missing" if "missing" in status.values() else "passed"
+    chaotic = {}  # spec: (rounding sensitivity, its quantity) of each network not judged
+    for network in exactness["networks"]:
+        found = rounding_sensitivity(network)
+        if found is not None and not found[0] <= EXACTNESS_ROUNDING_LIMIT:
+            chaotic[network["spec"]] = found[:2]
+    names = [network["spec"] for network in exactness["networks"] if network["spec"] not in chaotic]
+    not_judged = "; ".join(f"{spec}: {error:.1g} in {quantity}" for spec, (error, quantity) in chaotic.items())
+    not_judged = (
+        f"not judged, as rounding alone moves them beyond {EXACTNESS_ROUNDING_LIMIT:.0e} (one twin from initial "
+        f"weights changed by {EXACTNESS_PERTURBATION:.0e}): {not_judged}"
+        if chaotic
+        else ""
+    )
+    ranked = ("failed", "missing", "ill_conditioned", "passed")
+    overall = next(s for s in ranked if s in status.values())
     judged = replay["worst"]
     if overall == "passed":
         error, quantity, spec = max(judged.values())
@@ -139,7 +168,10 @@ def _exactness_summary(exactness: dict | None, replay: dict) -> dict:
             f"augmentation, train- and eval-mode BN, test evaluation) gives the same per-step losses, epoch "
             f"metrics and final weights in every twin: largest relative difference {error:.1e} ({quantity} of "
             f"{spec}), tolerance {EXACTNESS_TOLERANCE:.0e}; networks {', '.join(names)}"
+            + (f"; {not_judged}" if chaotic else "")
         )
+    elif overall == "ill_conditioned":
+        summary = f"the float64 replay cannot judge the twins: every replayed network is {not_judged}"
     elif overall == "failed":
         pair, (error, quantity, spec) = next((p, w) for p, w in judged.items() if status[p] == "failed")
         summary = (
@@ -150,7 +182,7 @@ def _exactness_summary(exactness: dict | None, replay: dict) -> dict:
         missing = [" vs ".join(p) for p, s in status.items() if s == "missing"]
         summary = f"the float64 replay does not cover {', '.join(missing)}"
     return {"status": overall, "tolerance": EXACTNESS_TOLERANCE, "pairs": pairs, "networks": names,
-            "summary": summary}  # fmt: skip
+            "not_judged": sorted(chaotic), "summary": summary}  # fmt: skip
 
 
 def divergence(results: pd.DataFrame, pairs: list[tuple[str, str]], alpha: float) -> list[dict]:
@@ -231,6 +263,9 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
     elif exact["status"] == "missing":
         verdict, reason = "inconclusive", f"{exact['summary']}; outcomes: {shown}"
         settle = "run `resnet-study run` with the same flags on this folder: it replays the recipe (~10 s)"
+    elif exact["status"] == "ill_conditioned":
+        verdict, reason = "inconclusive", f"{exact['summary']}; outcomes: {shown}"
+        settle = "replay shallower networks (`StudyConfig.exactness_depths`; depth 8 or 20 is well conditioned)"
     elif undecided:
         verdict = "exact_outcomes_undecided"
         reason = f"the recipe is exact in float64; {shown}; undecided: {', '.join(undecided)} (see not excluded)"

@@ -24,7 +24,7 @@ from study.files import (
     BLOCK_RATIOS,
     EXACTNESS,
     EXACTNESS_QUANTITIES,
-    EXACTNESS_SCHEMA,
+    EXACTNESS_SCHEMAS,
     GRADFLOW,
     GRADFLOW_FIT,
     GRADNORMS,
@@ -122,29 +122,49 @@ def load_exactness(path: Path) -> dict:
         if not condition:
             raise ExactnessError(f"exactness file {path}: {what}")
 
+    def within(errors, limit: float, what: str) -> bool:
+        require(isinstance(errors, dict), f"each {what} needs 'errors'")
+        expected = ", ".join(EXACTNESS_QUANTITIES)
+        require(set(errors) == set(EXACTNESS_QUANTITIES), f"each {what}'s errors must be {expected}")
+        for quantity, value in errors.items():
+            ok = value == "inf" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
+            require(ok, f'error of {quantity} must be a number >= 0 or "inf"; got {value!r}')
+        return all(value != "inf" and value <= limit for value in errors.values())
+
+    def positive(key: str) -> float:
+        value = evidence.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and math.isfinite(value)
+        require(ok, f"'{key}' must be a positive number")
+        return value
+
     require(isinstance(evidence, dict), "expected a JSON object")
-    require(evidence.get("schema") == EXACTNESS_SCHEMA, f"schema must be {EXACTNESS_SCHEMA}")
+    schemas = " or ".join(map(str, EXACTNESS_SCHEMAS))
+    schema = evidence.get("schema")
+    require(type(schema) is int and schema in EXACTNESS_SCHEMAS, f"schema must be {schemas}")
     require(isinstance(evidence.get("passed"), bool), "'passed' must be true or false")
-    tolerance = evidence.get("tolerance")
-    require(isinstance(tolerance, int | float) and tolerance > 0, "'tolerance' must be a positive number")
+    tolerance = positive("tolerance")
+    rounding_limit = positive("rounding_limit") if evidence["schema"] >= 2 else None
     nets = evidence.get("networks")
     require(isinstance(nets, list) and nets, "'networks' must be a non-empty list")
+    judged = []
     for network in nets:
         require(isinstance(network, dict) and isinstance(network.get("pairs"), list), "each network needs 'pairs'")
         require(isinstance(network.get("spec"), str), "each network needs its 'spec' name")
         for pair in network["pairs"]:
-            require(isinstance(pair, dict) and isinstance(pair.get("errors"), dict), "each pair needs 'errors'")
-            errors = pair["errors"]
-            require(
-                set(errors) == set(EXACTNESS_QUANTITIES),
-                f"each pair's errors must be {', '.join(EXACTNESS_QUANTITIES)}",
-            )
-            for quantity, value in errors.items():
-                ok = value == "inf" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
-                require(ok, f'error of {quantity} must be a number >= 0 or "inf"; got {value!r}')
-            passed = all(value != "inf" and value <= tolerance for value in errors.values())
+            require(isinstance(pair, dict), "each pair needs 'errors'")
+            passed = within(pair.get("errors"), tolerance, "pair")
             require(pair.get("passed") is passed, f"{network['spec']}: 'passed' contradicts the errors")
-    passed = all(pair["passed"] for network in nets for pair in network["pairs"])
+        if rounding_limit is None:  # schema 1: no rounding sensitivity, every network judged
+            judged.append(network)
+            continue
+        rounding = network.get("rounding")
+        require(isinstance(rounding, dict), f"{network['spec']}: each network needs its 'rounding' sensitivity")
+        replayable = within(rounding.get("errors"), rounding_limit, "rounding")
+        require(rounding.get("replayable") is replayable, f"{network['spec']}: 'replayable' contradicts the errors")
+        if replayable:
+            judged.append(network)
+    pairs = [pair for network in judged for pair in network["pairs"]]
+    passed = (bool(pairs) or rounding_limit is None) and all(pair["passed"] for pair in pairs)
     require(evidence["passed"] is passed, "'passed' contradicts the networks' pairs")
     return evidence
 
