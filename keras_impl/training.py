@@ -25,7 +25,7 @@ from keras_impl.data import train_batches
 from keras_impl.layers import FLOAT64_DEMOTED, reduce_mean
 from keras_impl.models import keras_name
 from keras_impl.optim import make_optimizer
-from keras_impl.port import load_torch_state
+from keras_impl.port import load_torch_state, save_checkpoint
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.init import initial_state
@@ -346,7 +346,7 @@ def train(
     checkpoint = Path(run.out_dir) / CHECKPOINT
     partial = checkpoint.with_name(f".partial-{checkpoint.name}")  # Keras wants the .keras suffix
     try:
-        model.save(partial)  # the whole training state, optimizer included, as Lightning's checkpoint
+        save_checkpoint(model, partial)  # the whole training state, optimizer included, as Lightning's checkpoint
         os.replace(partial, checkpoint)
     except BaseException:
         partial.unlink(missing_ok=True)
