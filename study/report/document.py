@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from pathlib import Path
@@ -47,9 +48,15 @@ class Document:
     def figure(self, path: Path, caption: str):
         self.blocks.append(("img", path, caption))
 
+    def insert(self, name: str):
+        """A place for HTML only the web page has (`html`'s `inserts`); nothing in Markdown."""
+        self.blocks.append(("insert", name))
+
     def markdown(self) -> str:
         out = []
         for block in self.blocks:
+            if block[0] == "insert":
+                continue
             if block[0] == "h":
                 out.append(f"{'#' * block[1]} {block[2]}")
             elif block[0] == "p":
@@ -61,14 +68,20 @@ class Document:
                 out.append(f"![{block[2]}]({block[1].as_posix()})\n\n*{block[2]}*")
         return "\n\n".join(out) + "\n"
 
-    def html(self, title: str) -> str:
+    def html(self, title: str, folder: Path | None = None, inserts: dict[str, str] | None = None,
+             style: str = "") -> str:  # fmt: skip
+        """One self-contained page: figures embedded as data URIs (read from `folder`, where their paths
+        are relative), each `insert` block replaced by its HTML from `inserts`."""
         out = [
-            f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style>",
+            f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+            f"td:first-child{{text-align:left}}img{{max-width:100%}}{style}</style></head><body>",
         ]
         for block in self.blocks:
-            if block[0] == "h":
+            if block[0] == "insert":
+                out.append((inserts or {}).get(block[1], ""))
+            elif block[0] == "h":
                 out.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
             elif block[0] == "p":
                 out.append("<p>" + BOLD.sub(r"<b>\1</b>", html.escape(block[1])) + "</p>")
@@ -80,7 +93,14 @@ class Document:
                 out.append(f"<table><tr>{head}</tr>{body}</table>")
             else:
                 out.append(
-                    f"<figure><img src='{block[1].as_posix()}'>"
+                    f"<figure><img src='{_image_source(block[1], folder)}' alt='{html.escape(block[2])}'>"
                     f"<figcaption>{html.escape(block[2])}</figcaption></figure>"
                 )
-        return "\n".join(out) + "\n"
+        return "\n".join(out) + "\n</body></html>\n"
+
+
+def _image_source(path: Path, folder: Path | None) -> str:
+    """A PNG as a data URI where `folder` is given (the page stands alone), else its relative path."""
+    if folder is None:
+        return html.escape(path.as_posix())
+    return "data:image/png;base64," + base64.b64encode((Path(folder) / path).read_bytes()).decode("ascii")
