@@ -11,6 +11,7 @@ from pathlib import Path
 
 from study.core.errors import UserError
 from study.files import FIGURES, REPORT_HTML, REPORT_MD, STUDY, VERDICT, atomic_write_text
+from study.report.explorer import STYLE, explorer_data, explorer_html
 from study.report.sections import report
 from study.verdicts.analyze import analyze
 from study.verdicts.inputs import read_study_folder
@@ -52,5 +53,6 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     doc = report(folder, verdict, tables, alpha)
     atomic_write_text(folder / VERDICT, json.dumps(verdict, indent=2, allow_nan=False))
     atomic_write_text(folder / REPORT_MD, doc.markdown())
-    atomic_write_text(folder / REPORT_HTML, doc.html("ResNet depth study"))
+    page = doc.html("ResNet depth study", folder, {"explorer": explorer_html(explorer_data(tables, verdict))}, STYLE)
+    atomic_write_text(folder / REPORT_HTML, page)
     return verdict

@@ -43,6 +43,7 @@ def overview(doc: Document, verdict: dict, results: pd.DataFrame) -> None:
         "shape": DATA_SHAPES.get(datasets[0], ""),
     }
     doc.heading("ResNet depth study", 1)
+    verdict_table(doc, verdict)
     doc.para(
         f"{len(results)} runs: backends {', '.join(sorted(results.backend.unique()))}; depths "
         f"{', '.join(map(str, sorted(results.depth.unique())))}; seeds per cell up to "
@@ -54,6 +55,35 @@ def overview(doc: Document, verdict: dict, results: pd.DataFrame) -> None:
     doc.heading("Findings")
     for paragraph in findings(verdict, context):
         doc.para(paragraph)
+    doc.insert("explorer")  # the web page's interactive views (`study.report.explorer`)
+    doc.heading("Tables and figures")
+
+
+QUESTIONS = (  # (verdict key, the question, what its verdict does not show)
+    ("degradation", "Does depth degrade plain nets, not residual ones?",
+     "why (the metric is the training error, so not overfitting, but not which optimization failure); nor the "
+     "paper's numbers: this data set, recipe and depths only"),
+    ("agreement", "Do the twins compute the same thing?",
+     "that they run equally fast (`bench`, `compare`); undecided cells' outcomes beyond what they exclude"),
+    ("relu_vs_skip", "Is it the ReLU or the skip?",
+     "other activations or normalizations than the study's; a mechanism, only trained errors"),
+    ("training_budget", "Is the deep plain net only slower?",
+     "budgets beyond the longest trained; other learning rates"),
+    ("lesion", "Do residual nets survive losing blocks?",
+     "which block matters most in one net; deleting several blocks is sampled (random draws)"),
+    ("norm_preservation", "Do residual blocks preserve the gradient's norm?",
+     "that norm preservation causes trainability: a measured association, at initialization and after training"),
+)  # fmt: skip
+
+
+def verdict_table(doc: Document, verdict: dict) -> None:
+    """One row per question the verdict answers: its verdict, the one-line evidence, what it does not show."""
+    rows = [
+        [question, verdict[name]["verdict"], verdict[name]["reason"], caveat]
+        for name, question, caveat in QUESTIONS
+        if name in verdict and not (name == "training_budget" and not verdict[name].get("budgets"))
+    ]
+    doc.table(["question", "verdict", "evidence", "what it does not show"], rows)
 
 
 def degradation(doc: Document, figs: Figures, deg: dict, tables: StudyTables, alpha: float) -> None:
