@@ -213,6 +213,9 @@ def assert_on_the_dashboard(out, agreement):
     assert summary["agreement/verdict"] == agreement["verdict"] and summary["degradation/verdict"]
     assert summary["results"]["_type"] == "table-file"
     assert {k for k in summary if k.startswith("figures/")} >= {"figures/agreement", "figures/error_vs_depth"}
+    views = {"curves", "grad_norms", "block_ratios", "lesion"}  # the explorer's views, as W&B line plots
+    assert {f"explorer/{view}/{arch}-8_table" for view in views for arch in ("plain", "resnet")} <= set(summary)
+    assert summary["explorer/page"]["_type"] == "html-file" and summary["explorer/error_vs_depth"]["nrows"] == 4
     (artifact,) = [r["artifact"] for r in records if r["type"] == "artifact" and r["artifact"]["type"] == "study"]
     assert json.loads(artifact["metadata"])["inputs"] == models
     assert {"results.csv", "verdict.json", "exactness.json", "report.md"} <= {

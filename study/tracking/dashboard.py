@@ -33,8 +33,9 @@ from study.files import (
     SUMMARY,
     VERDICT,
 )
+from study.report.explorer import explorer_data
 from study.tracking.wandb_run import start_wandb
-from study.verdicts.inputs import load_study
+from study.verdicts.inputs import load_study, read_study_folder
 
 STUDY_FILES = (RESULTS, VERDICT, EXACTNESS, REPORT_MD, REPORT_HTML, HISTORY, GRADNORMS, GRADFLOW, GRADFLOW_FIT, STUDY)
 
@@ -82,6 +83,48 @@ def verdict_summary(verdict: dict) -> dict:
     return summary
 
 
+def explorer_charts(data: dict) -> dict:
+    """The explorer's views as W&B line plots (`study.report.explorer.explorer_data`'s numbers), one per
+    network: training curves and lesion curves per seed, gradient norms per layer and block gradient
+    ratios at initialization and after training; and the error-vs-depth cells as a table. One backend
+    (the first), activation and norm (the page's first choice) stand for the study, and the first seed
+    where a view shows one run: the page itself lets one pick."""
+    import wandb
+
+    def series(name: str, title: str, xname: str, entries: list, x: str, y: str) -> None:
+        if entries:
+            charts[name] = wandb.plot.line_series([e[x] for _, e in entries], [e[y] for _, e in entries],
+                                                  [label for label, _ in entries], title, xname)  # fmt: skip
+
+    charts, start = {}, data["start"]
+    for arch in data["axes"]["arch"]:
+        for depth in data["axes"]["depth"]:
+            net, name = f"{arch}|{depth}|{start['activation']}|{start['norm']}", f"{arch}-{depth}"
+            keys = {seed: f"{start['backend']}|{arch}|{depth}|{seed}|{start['activation']}|{start['norm']}"
+                    for seed in data["axes"]["seed"]}  # fmt: skip
+            runs = {f"seed {seed}": data["run_index"][key] for seed, key in keys.items() if key in data["run_index"]}
+            first = next(iter(runs.values()), None)
+
+            def stages(table: str, net=net, first=first) -> list:
+                return [(label, entry) for label, entry in (("at initialization", data[f"init_{table}"].get(net)),
+                        ("after training", data[f"trained_{table}"].get(first))) if entry]  # fmt: skip
+
+            def per_seed(table: str, runs=runs) -> list:
+                return [(label, data[table][run]) for label, run in runs.items() if run in data[table]]
+
+            series(f"explorer/curves/{name}", f"{name}: training error", "epoch", per_seed("history"), "epoch",
+                   "train_error")  # fmt: skip
+            series(f"explorer/grad_norms/{name}", f"{name}: gradient norm per layer", "layer", stages("grads"),
+                   "layer_index", "grad_norm")  # fmt: skip
+            series(f"explorer/block_ratios/{name}", f"{name}: block gradient ratio", "block", stages("ratios"),
+                   "block_index", "ratio")  # fmt: skip
+            series(f"explorer/lesion/{name}", f"{name}: test error vs blocks deleted", "blocks deleted",
+                   per_seed("lesion"), "k", "test_error")  # fmt: skip
+    if data["depth_error"]:
+        charts["explorer/error_vs_depth"] = wandb.Table(dataframe=pd.DataFrame(data["depth_error"]))
+    return charts
+
+
 def _model_inputs(folder: Path) -> list[str]:
     """The model artifacts the study's runs logged (their summary.json names them)."""
     names = []
@@ -115,7 +158,9 @@ def publish_study(folder: Path, verdict: dict, mode: str) -> str | None:
     figures = sorted((folder / FIGURES).glob("*.png"))
     run.log({"results": wandb.Table(dataframe=results)} | {
         f"figures/{path.stem}": wandb.Image(str(path), caption=path.stem.replace("_", " ")) for path in figures
-    })  # fmt: skip
+    } | explorer_charts(explorer_data(read_study_folder(folder), verdict)))  # fmt: skip
+    if (folder / REPORT_HTML).exists():  # the explorer itself, as W&B shows an HTML page
+        run.log({"explorer/page": wandb.Html(str(folder / REPORT_HTML), inject=False)})
     run.summary.update(verdict_summary(verdict))
     artifact = wandb.Artifact(f"study-{study}", type="study", metadata={"inputs": inputs, "runs": len(results)})
     for name in STUDY_FILES:
