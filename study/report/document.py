@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 BOLD = re.compile(r"[*][*](.+?)[*][*]")  # Markdown's **bold** in a paragraph
+NUMERIC = re.compile(r"^[-+–\d.,%e\[\] ]+$|^(yes|no|inf|nan)$")  # a table cell drawn right-aligned
 
 
 def fmt(value, digits=3) -> str:
@@ -75,8 +76,8 @@ class Document:
         out = [
             f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-            f"td:first-child{{text-align:left}}img{{max-width:100%}}{style}</style></head><body>",
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+            f"td.n{{text-align:right}}img{{max-width:100%}}{style}</style></head><body>",
         ]
         for block in self.blocks:
             if block[0] == "insert":
@@ -88,7 +89,10 @@ class Document:
             elif block[0] == "table":
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
                 body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block[2]
+                    "<tr>"
+                    + "".join(f"<td{' class=n' * bool(NUMERIC.match(c))}>{html.escape(c)}</td>" for c in row)
+                    + "</tr>"
+                    for row in block[2]
                 )
                 out.append(f"<table><tr>{head}</tr>{body}</table>")
             else:
