@@ -70,15 +70,19 @@ def test_explore_on_a_folder_with_results_alone_says_what_it_lacks(study, tmp_pa
 
 
 def test_the_explorer_covers_every_axis_a_study_varies():
-    """A relu-skip-like, multi-backend table: every activation, norm and backend becomes a control value."""
+    """relu-skip- and budget-like, multi-backend tables: every activation, norm, budget and backend becomes a
+    control value, every run has its own key, and the first view is the verdict's main experiment."""
     results = table(seeds=(0, 1))
-    results = pd.concat([results.assign(activation=a, norm=n) for a in ("relu", "tanh") for n in ("batch", "none")])
-    results["run_key"] = results.run_key + "-" + results.activation + "-" + results.norm
+    results = pd.concat([results.assign(activation=a, norm=n, epochs=e) for a in ("tanh", "relu")
+                         for n in ("none", "batch") for e in (30, 15)])  # fmt: skip
+    results["run_key"] = results.run_key + "-" + results.activation + "-" + results.norm + results.epochs.astype(str)
     verdict = analyze(results)
     data = explorer_data(StudyTables(results=results), verdict)
     assert data["axes"]["activation"] == ["relu", "tanh"] and data["axes"]["norm"] == ["batch", "none"]
-    assert data["axes"]["backend"] == sorted(results.backend.unique())
-    assert len(data["run_index"]) == len(results) and data["start"]["activation"] == "relu"
+    assert data["axes"]["epochs"] == [15, 30] and data["axes"]["backend"] == sorted(results.backend.unique())
+    assert len(data["run_index"]) == len(results) == len(data["final"])
+    assert data["start"] | data["main"] == data["start"] and data["main"] == {"activation": "relu", "norm": "batch",
+                                                                            "epochs": 30}  # fmt: skip
 
 
 def chromium():

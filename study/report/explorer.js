@@ -3,13 +3,14 @@
 "use strict";
 (function () {
   const DATA = JSON.parse(document.getElementById("study-data").textContent);
-  const AXES = ["backend", "depth", "arch", "seed", "activation", "norm"];
+  const AXES = ["backend", "depth", "arch", "seed", "activation", "norm", "epochs"];
+  const NUMBERS = ["depth", "seed", "epochs"];
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"];
   const CONFIG = { displaylogo: false, responsive: true };
   const state = {};
 
   function key(...parts) { return parts.join("|"); }
-  function runKey(s) { return DATA.run_index[key(s.backend, s.arch, s.depth, s.seed, s.activation, s.norm)]; }
+  function runKey(s) { return DATA.run_index[key(s.backend, s.arch, s.depth, s.seed, s.activation, s.norm, s.epochs)]; }
   function label(s) { return `${s.arch}-${s.depth} ${s.backend} seed ${s.seed}`; }
   function color(i) { return COLORS[i % COLORS.length]; }
 
@@ -40,7 +41,7 @@
   function read() {
     for (const axis of AXES) {
       const raw = document.getElementById("control-" + axis).value;
-      state[axis] = axis === "depth" || axis === "seed" ? Number(raw) : raw;
+      state[axis] = NUMBERS.includes(axis) ? Number(raw) : raw;
     }
   }
 
@@ -157,10 +158,11 @@
 
   function depthError() {
     const traces = [];
+    const main = ["activation", "norm", "epochs"].every((axis) => state[axis] === DATA.main[axis]);
     let i = 0;
     for (const backend of DATA.axes.backend) {
       for (const arch of DATA.axes.arch) {
-        const cells = DATA.depth_error.filter((c) => c.backend === backend && c.arch === arch);
+        const cells = main ? DATA.depth_error.filter((c) => c.backend === backend && c.arch === arch) : [];
         const bold = backend === state.backend && arch === state.arch;
         if (cells.length) {
           traces.push({
@@ -173,7 +175,8 @@
             hovertemplate: `${arch}-%{x}, ${backend}<br>mean final train error %{y:.4f}<br>CI [%{customdata[0]:.4f}, %{customdata[1]:.4f}], n = %{customdata[2]}<extra></extra>`,
           });
         }
-        const runs = DATA.final.filter((r) => r.backend === backend && r.arch === arch);
+        const runs = DATA.final.filter((r) => r.backend === backend && r.arch === arch &&
+          r.activation === state.activation && r.norm === state.norm && r.epochs === state.epochs);
         traces.push({
           x: runs.map((r) => r.depth), y: runs.map((r) => r.final_train_error), text: runs.map((r) => r.run_key),
           mode: "markers", marker: { color: color(i), size: 5, opacity: 0.5 }, showlegend: false,
@@ -183,7 +186,9 @@
       }
     }
     draw("chart-depth", traces, {
-      title: { text: "Final training error vs depth (each run, and the verdict's means and intervals)" },
+      title: { text: main ? "Final training error vs depth (each run, and the verdict's means and intervals)"
+        : `Final training error vs depth, ${state.activation}, ${state.norm}, ${state.epochs} epochs (the verdict's ` +
+          `intervals are of ${DATA.main.activation}, ${DATA.main.norm}, ${DATA.main.epochs} epochs)` },
       xaxis: { title: { text: "depth" }, type: "log", tickvals: DATA.axes.depth },
       yaxis: { title: { text: "final training error" }, rangemode: "tozero" },
     }, "no results for these controls");

@@ -20,7 +20,7 @@ import pandas as pd
 
 from study.verdicts.inputs import StudyTables
 
-AXES = ("backend", "depth", "arch", "seed", "activation", "norm")
+AXES = ("backend", "depth", "arch", "seed", "activation", "norm", "epochs")  # epochs: the budget config's
 VIEWS = (  # (id, heading, what it shows)
     ("chart-curves", "Training curves", "train (solid) and test (dotted) error per epoch, the selected arch at "
      "every depth: the plain nets' curves part with depth, the residual nets' do not"),
@@ -85,7 +85,10 @@ def _lesion(frame: pd.DataFrame) -> dict:
 
 
 def _start(axes: dict) -> dict:
-    preferred = {"depth": max(axes["depth"]), "arch": "plain", "activation": "relu", "norm": "batch"}
+    """The first view: the deepest plain net of the main experiment (ReLU, BN, the longest budget: the
+    runs `study.verdicts.analyze.main_experiment` judges)."""
+    preferred = {"depth": max(axes["depth"]), "arch": "plain", "activation": "relu", "norm": "batch",
+                 "epochs": max(axes["epochs"])}  # fmt: skip
     return {axis: preferred[axis] if preferred.get(axis) in axes[axis] else axes[axis][0] for axis in AXES}
 
 
@@ -94,8 +97,8 @@ def explorer_data(tables: StudyTables, verdict: dict) -> dict:
     results = _identity(tables.results)
     axes = {axis: sorted(results[axis].unique().tolist()) for axis in AXES}
     axes = {axis: [v.item() if hasattr(v, "item") else v for v in values] for axis, values in axes.items()}
-    run_index = {"|".join(str(getattr(r, a)) for a in ("backend", "arch", "depth", "seed", "activation", "norm")):
-                 r.run_key for r in results.itertuples()}  # fmt: skip
+    identity = ("backend", "arch", "depth", "seed", "activation", "norm", "epochs")
+    run_index = {"|".join(str(getattr(r, a)) for a in identity): r.run_key for r in results.itertuples()}
     missing, data = [], {}
     if tables.history is not None:
         data["history"] = _per_run(tables.history, ["epoch", "train_error", "test_error"], "epoch")
@@ -128,10 +131,11 @@ def explorer_data(tables: StudyTables, verdict: dict) -> dict:
         for backend, entry in verdict["degradation"].get("backends", {}).items()
         for cell in entry.get("cells", [])
     ]
-    final = results[["run_key", "backend", "arch", "depth", "final_train_error"]]
+    final = results[["run_key", *identity, "final_train_error"]]
     return {
         "axes": axes,
         "start": _start(axes),
+        "main": {axis: _start(axes)[axis] for axis in ("activation", "norm", "epochs")},  # the verdict's runs
         "run_index": run_index,
         "alpha": verdict.get("alpha", 0.05),
         "history": {}, "trained_grads": {}, "init_grads": {}, "init_ratios": {}, "trained_ratios": {}, "lesion": {},

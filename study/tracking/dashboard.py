@@ -100,8 +100,8 @@ def explorer_charts(data: dict) -> dict:
     for arch in data["axes"]["arch"]:
         for depth in data["axes"]["depth"]:
             net, name = f"{arch}|{depth}|{start['activation']}|{start['norm']}", f"{arch}-{depth}"
-            keys = {seed: f"{start['backend']}|{arch}|{depth}|{seed}|{start['activation']}|{start['norm']}"
-                    for seed in data["axes"]["seed"]}  # fmt: skip
+            keys = {seed: "|".join(map(str, (start["backend"], arch, depth, seed, start["activation"], start["norm"],
+                                             start["epochs"]))) for seed in data["axes"]["seed"]}  # fmt: skip
             runs = {f"seed {seed}": data["run_index"][key] for seed, key in keys.items() if key in data["run_index"]}
             first = next(iter(runs.values()), None)
 
