@@ -3,6 +3,7 @@ works in a real browser (headless Chromium): loads without console errors or net
 its views follow its controls."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -10,9 +11,10 @@ import sys
 
 import pandas as pd
 import pytest
+from plotly.offline import get_plotlyjs
 from tables import table
 
-from study.report.explorer import explorer_data
+from study.report.explorer import explorer_data, plotly_js
 from study.verdicts.analyze import analyze
 from study.verdicts.inputs import StudyTables
 
@@ -163,3 +165,21 @@ def test_the_browser_checks_catch_a_page_that_fetches_or_fails(tmp_path):
         assert "http://127.0.0.1:9/plotly.min.js" in requested(browser)
     finally:
         browser.quit()
+
+
+def test_without_plotly_the_page_says_what_it_needs(study, tmp_path):
+    """The GPU image has no plotly unless carried: the study's report is still written, saying so."""
+    hidden = tmp_path / "hidden" / "plotly"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("No module named plotly (hidden by the test)")\n')
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / "results.csv").write_text((study / "results.csv").read_text())
+    paths = [str(hidden.parent), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    result = subprocess.run([sys.executable, "-m", "study", "explore", str(folder)], capture_output=True, text=True,
+                            timeout=300, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = (folder / "report.html").read_text()
+    assert "The interactive views need the plotly package" in page and "study-data" not in page
+    assert plotly_js() == get_plotlyjs()  # where it is installed, the page embeds what plotly ships

@@ -12,6 +12,7 @@ view are the degradation verdict's own (`verdict.json`), not recomputed.
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -147,11 +148,14 @@ def explorer_data(tables: StudyTables, verdict: dict) -> dict:
     }  # fmt: skip
 
 
-def plotly_js() -> str:
-    """plotly.js, minified, from the `plotly` Python package (embedded: the page makes no request)."""
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
+def plotly_js() -> str | None:
+    """plotly.js, minified, as the `plotly` Python package ships it (`package_data/plotly.min.js`, what its
+    `get_plotlyjs` returns), read without importing plotly; None where the package is not installed."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def explorer_html(data: dict) -> str:
@@ -168,13 +172,17 @@ def explorer_html(data: dict) -> str:
         else ""
     )
     payload = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
-    code = (Path(__file__).with_name("explorer.js")).read_text()
+    code, plotly = (Path(__file__).with_name("explorer.js")).read_text(), plotly_js()
+    if plotly is None:  # e.g. an image with the study's frameworks only: the page without its views
+        return ("<h2 id='explorer'>Explore the measurements</h2><p class='missing'>The interactive views need "
+                "the plotly package, which is not installed here: `pip install plotly`, then `resnet-study "
+                "explore DIR`.</p>")  # fmt: skip
     return (
         "<h2 id='explorer'>Explore the measurements</h2><p>Pick a depth, arch, backend and seed: every view "
         f"follows. Hover for the numbers and the run key.</p>{lacks}<div id='explorer-controls'></div>"
         f"<div class='views'>{views}</div>"
         f"<script type='application/json' id='study-data'>{payload}</script>"
-        f"<script>{plotly_js()}</script><script>{code}</script>"
+        f"<script>{plotly}</script><script>{code}</script>"
     )
 
 
