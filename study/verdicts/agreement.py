@@ -6,7 +6,9 @@ Two levels of evidence, one verdict (docs/design.md, "How the verdicts are reach
    twin in float64 from the same weights on the same batches. The verdict judges it itself: every
    recorded error of every network of a pair against the product's tolerance
    (`study.files.EXACTNESS_TOLERANCE`), whatever the file says; a pair the replay did not cover has
-   no exactness evidence.
+   no exactness evidence. Only networks whose rounding sensitivity (the replay of one twin from
+   perturbed weights) stays within `EXACTNESS_ROUNDING_LIMIT` are judged: in a chaotic net correct
+   twins differ as much as wrong ones; a pair covered by such nets alone is *ill_conditioned*.
 2. **Outcomes**, per (arch, depth) cell, pair of backends and metric (final train and test error),
    from the float32 study runs. The unit of replication is the seed: both twins trained a network of
    each seed from the same initial weights on the same batches, so the seed's two runs are one pair,
@@ -265,7 +267,8 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
         settle = "run `resnet-study run` with the same flags on this folder: it replays the recipe (~10 s)"
     elif exact["status"] == "ill_conditioned":
         verdict, reason = "inconclusive", f"{exact['summary']}; outcomes: {shown}"
-        settle = "replay shallower networks (`StudyConfig.exactness_depths`; depth 8 or 20 is well conditioned)"
+        settle = ("replay shallower networks (`StudyConfig.exactness_depths`; on digits, plain and residual nets of "
+                  "depth 8 and 20 stay within the limit)")  # fmt: skip
     elif undecided:
         verdict = "exact_outcomes_undecided"
         reason = f"the recipe is exact in float64; {shown}; undecided: {', '.join(undecided)} (see not excluded)"
