@@ -83,6 +83,9 @@ def test_the_explorer_covers_every_axis_a_study_varies():
     assert data["axes"]["activation"] == ["relu", "tanh"] and data["axes"]["norm"] == ["batch", "none"]
     assert data["axes"]["epochs"] == [15, 30] and data["axes"]["backend"] == sorted(results.backend.unique())
     assert len(data["run_index"]) == len(results) == len(data["final"])
+    results.loc[results.index[0], "run_key"] = "<img src=x onerror=alert(1)>%{y}&"  # a crafted results.csv
+    text = json.dumps(explorer_data(StudyTables(results=results), verdict))
+    assert "<" not in text and "%{" not in text and "&" not in text and "_img src_x onerror_alert(1)___y__" in text
     assert data["start"] | data["main"] == data["start"] and data["main"] == {"activation": "relu", "norm": "batch",
                                                                             "epochs": 30}  # fmt: skip
 

@@ -15,6 +15,7 @@ import html
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,20 @@ VIEWS = (  # (id, heading, what it shows)
     ("chart-depth", "Final error vs depth", "each run's final training error and the verdict's mean and "
      "interval per cell"),
 )  # fmt: skip
+
+
+UNSAFE = re.compile(r"[^A-Za-z0-9._:|()\- ]")  # what a name from a file may not bring into the page
+
+
+def _safe(value):
+    """`value` with every string (dict keys too) stripped of what HTML or Plotly's hover templates would
+    read as markup (`<`, `&`, `%{`...): run keys and layer names come from the folder's files, which are
+    untrusted. The same mapping everywhere, so the page's keys still link its tables."""
+    if isinstance(value, dict):
+        return {_safe(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe(v) for v in value]
+    return UNSAFE.sub("_", value) if isinstance(value, str) else value
 
 
 def _number(value) -> float | None:
@@ -94,7 +109,8 @@ def _start(axes: dict) -> dict:
 
 
 def explorer_data(tables: StudyTables, verdict: dict) -> dict:
-    """The page's JSON: the controls' values, each run's measurements, and what the folder lacks."""
+    """The page's JSON: the controls' values, each run's measurements, and what the folder lacks (its
+    strings made safe for the page: `_safe`)."""
     results = _identity(tables.results)
     axes = {axis: sorted(results[axis].unique().tolist()) for axis in AXES}
     axes = {axis: [v.item() if hasattr(v, "item") else v for v in values] for axis, values in axes.items()}
@@ -133,7 +149,7 @@ def explorer_data(tables: StudyTables, verdict: dict) -> dict:
         for cell in entry.get("cells", [])
     ]
     final = results[["run_key", *identity, "final_train_error"]]
-    return {
+    return _safe({
         "axes": axes,
         "start": _start(axes),
         "main": {axis: _start(axes)[axis] for axis in ("activation", "norm", "epochs")},  # the verdict's runs
@@ -145,7 +161,7 @@ def explorer_data(tables: StudyTables, verdict: dict) -> dict:
         "final": [dict(zip(final.columns, (_number(v) if isinstance(v, float) else v for v in row), strict=True))
                   for row in final.itertuples(index=False)],
         "missing": missing,
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def plotly_js() -> str | None:
