@@ -4,7 +4,7 @@ The measurements of the study folder (`study.verdicts.inputs.StudyTables`: histo
 initialization and after training, block gradient ratios, lesion curves, final errors) go into the
 page as one JSON document (`explorer_data`), and `explorer.js` draws them with Plotly, embedded from
 the `plotly` Python package (no network: the page opens from disk). The controls (backend, depth,
-arch, seed, activation, norm) drive every view; hovering shows the numbers and the run key. A table
+arch, seed, activation, norm, epochs) drive every view; hovering shows the numbers and the run key. A table
 a folder lacks leaves its view with one line saying so. The means and intervals of the error-vs-depth
 view are the degradation verdict's own (`verdict.json`), not recomputed.
 """
@@ -149,10 +149,11 @@ def explorer_data(tables: StudyTables, verdict: dict) -> dict:
         for cell in entry.get("cells", [])
     ]
     final = results[["run_key", *identity, "final_train_error"]]
+    start = _start(axes)
     return _safe({
         "axes": axes,
-        "start": _start(axes),
-        "main": {axis: _start(axes)[axis] for axis in ("activation", "norm", "epochs")},  # the verdict's runs
+        "start": start,
+        "main": {axis: start[axis] for axis in ("activation", "norm", "epochs")},  # the verdict's runs
         "run_index": run_index,
         "alpha": verdict.get("alpha", 0.05),
         "history": {}, "trained_grads": {}, "init_grads": {}, "init_ratios": {}, "trained_ratios": {}, "lesion": {},
@@ -176,6 +177,11 @@ def plotly_js() -> str | None:
 
 def explorer_html(data: dict) -> str:
     """The explorer's section of report.html: controls, one block per view, the data and the code."""
+    plotly = plotly_js()
+    if plotly is None:  # e.g. an image with the study's frameworks only: the page without its views
+        return ("<h2 id='explorer'>Explore the measurements</h2><p class='missing'>The interactive views need "
+                "the plotly package, which is not installed here: `pip install plotly`, then `resnet-study "
+                "explore DIR`.</p>")  # fmt: skip
     views = "".join(
         f"<section class='view'><h3>{html.escape(title)}</h3><p class='what'>{html.escape(what)}</p>"
         f"<div id='{view}' class='chart'></div><p id='{view}-note' class='missing'></p></section>"
@@ -188,11 +194,7 @@ def explorer_html(data: dict) -> str:
         else ""
     )
     payload = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
-    code, plotly = (Path(__file__).with_name("explorer.js")).read_text(), plotly_js()
-    if plotly is None:  # e.g. an image with the study's frameworks only: the page without its views
-        return ("<h2 id='explorer'>Explore the measurements</h2><p class='missing'>The interactive views need "
-                "the plotly package, which is not installed here: `pip install plotly`, then `resnet-study "
-                "explore DIR`.</p>")  # fmt: skip
+    code = Path(__file__).with_name("explorer.js").read_text()
     return (
         "<h2 id='explorer'>Explore the measurements</h2><p>Pick a depth, arch, backend and seed: every view "
         f"follows. Hover for the numbers and the run key.</p>{lacks}<div id='explorer-controls'></div>"
