@@ -8,7 +8,7 @@ CONSTRAINTS = ("-c", "constraints.txt")
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    session.install(*CONSTRAINTS, "-e", ".[dev,jax]")
+    session.install(*CONSTRAINTS, "-e", ".[dev,jax,ray]")
     session.run("pytest", *session.posargs)
 
 

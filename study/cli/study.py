@@ -19,6 +19,7 @@ from study.cli.flags import (
     add_verdict_arguments,
     add_wandb,
     check_dataset,
+    finite,
     int_list,
     name_list,
     nonnegative_int,
@@ -90,9 +91,26 @@ def register(commands) -> None:
     run.add_argument(
         "--workers",
         type=int,
-        default=min(4, os.cpu_count() or 1),
-        help="parallel runs, each with cores/N threads (default: cores, at most 4; small nets use cores poorly)",
+        help="parallel runs, each with cores/N threads (default: cores, at most 4, since small nets use cores "
+        "poorly; on GPUs --runs-per-gpu per GPU)",
     )
+    run.add_argument(
+        "--runs-per-gpu",
+        type=positive_int,
+        metavar="K",
+        help="on GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi), K workers share each GPU (default 1)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: worker processes of this machine; ray: one Ray task per run on a Ray cluster (extra [ray])",
+    )
+    run.add_argument(
+        "--address", help="with --executor ray: the cluster's HOST:PORT, or auto (default: a new local Ray)"
+    )
+    run.add_argument("--gpus-per-run", type=gpus_per_run, metavar="G", help="with --executor ray (default 1 on GPUs)")
+    run.add_argument("--cpus-per-run", type=positive_int, metavar="C", help="with --executor ray (default 1)")
     run.add_argument(
         "--settle",
         type=nonnegative_int,
@@ -117,6 +135,53 @@ def register(commands) -> None:
     point.set_defaults(run=run_point)
 
 
+def gpus_per_run(text: str) -> float:
+    """A GPU count Ray can place: a fraction of one GPU (runs share it) or whole GPUs."""
+    value = finite(0.0, low_open=True)(text)
+    if value > 1 and not value.is_integer():
+        raise argparse.ArgumentTypeError(f"must be a fraction of one GPU or a whole number of GPUs; got {text!r}")
+    return value
+
+
+def check_engine_flags(args: argparse.Namespace) -> None:
+    """Each engine's flags with that engine only; Ray installed and --address reachable (no folder is
+    written before)."""
+    local = {"--workers": args.workers, "--runs-per-gpu": args.runs_per_gpu}
+    ray = {"--address": args.address, "--gpus-per-run": args.gpus_per_run, "--cpus-per-run": args.cpus_per_run}
+    if args.executor == "ray":
+        if given := [flag for flag, value in local.items() if value is not None]:
+            raise UsageError(f"{given[0]} is the local runner's; with --executor ray each run declares "
+                             "--cpus-per-run and --gpus-per-run and Ray places it")  # fmt: skip
+        from study.experiment.ray_engine import check_address, import_ray
+
+        check_address(args.address)
+        import_ray(args.address)
+        return
+    if given := [flag for flag, value in ray.items() if value is not None]:
+        raise UsageError(f"{given[0]} needs --executor ray")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    if args.runs_per_gpu is not None and args.device == "cpu":
+        raise UsageError("--runs-per-gpu: the runs train on the CPU (--device cpu)")
+
+
+def study_engine(args: argparse.Namespace):
+    """The engine `run` trains on: Ray (connected here), or this machine's workers, one per GPU slot."""
+    if args.executor == "ray":
+        from study.experiment.ray_engine import RayEngine
+
+        return RayEngine(args.address, args.gpus_per_run, args.cpus_per_run or 1, args.device)
+    from study.experiment.placement import machine_gpus
+    from study.experiment.runner import LocalEngine
+
+    gpus = machine_gpus() if args.device != "cpu" else []
+    if args.runs_per_gpu is not None and not gpus:
+        raise UsageError("--runs-per-gpu: no GPU found here (CUDA_VISIBLE_DEVICES is unset and nvidia-smi lists none)")
+    if gpus:
+        return LocalEngine(args.workers, gpus, args.runs_per_gpu or 1)
+    return LocalEngine(args.workers or min(4, os.cpu_count() or 1))
+
+
 def run_study(args: argparse.Namespace) -> int:
     from study.core import data
     from study.experiment.console import LOG, frameworks_to
@@ -128,16 +193,19 @@ def run_study(args: argparse.Namespace) -> int:
 
     start, timings = time.perf_counter(), Timings()
     config = study_config_from_args(args)
-    if args.workers < 1:
-        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    check_engine_flags(args)
     out = args.out or Path("runs") / config.name
     data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
     mode = resolve_mode(args.wandb)
     open_study(out, config)  # the folder is ours (new, empty or this study's) before anything is written
     with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
         shown = None if args.json else terminal
-        run_grid(config, out, args.workers, args.data_dir, mode, args.device, shown, args.log_model, args.alpha,
-                 args.margin, timings)  # fmt: skip
+        engine = study_engine(args)
+        try:
+            run_grid(config, out, engine, args.data_dir, mode, args.device, shown, args.log_model, args.alpha,
+                     args.margin, timings)  # fmt: skip
+        finally:
+            engine.close()
         if shown is not None:
             print("analysis, W&B ...", file=shown, flush=True)
         with timings.phase("analysis and report"):

@@ -15,13 +15,14 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from study.configs import GridPoint, StudyConfig
 from study.core.errors import CheckpointError
 from study.core.twin import load, loadable_here, process_groups
 from study.experiment.console import LOG, progress_bar, redirect_descriptors
 from study.experiment.memory import keep_freed_memory
+from study.experiment.placement import gpu_slots, take_slot
 from study.experiment.post_run import is_probed, probe_run
 from study.experiment.settle import describe, look_one
 from study.experiment.study_folder import is_finished, locked, open_study, update_tables
@@ -61,6 +62,12 @@ def run_point(
     return summary
 
 
+def one_line(error: BaseException) -> str:
+    """An error as one line: its message's last line (a remote task's error carries its traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
 def _exit_with_parent(parent: int) -> None:
     """Workers die with the study process (even under SIGKILL), so a restart never races an orphan."""
     while True:
@@ -69,8 +76,9 @@ def _exit_with_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def _init_worker(threads: int, parent: int, backends: tuple[str, ...], log_path: Path) -> None:
+def _init_worker(threads: int, parent: int, backends: tuple[str, ...], log_path: Path, slots) -> None:
     redirect_descriptors(log_path)  # before any framework is imported: they print from C++ at import
+    take_slot(slots.get() if slots is not None else None)  # this worker's GPU, before a framework sees any
     keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if threads == 1:  # JAX's CPU thread pool is set when it starts, from XLA_FLAGS alone
@@ -93,8 +101,89 @@ class _InProcess(Executor):
         return future
 
 
+class Engine(Protocol):
+    """Where the study's tasks run: worker processes of this machine (`LocalEngine`) or a Ray cluster
+    (`study.experiment.ray_engine.RayEngine`). The study folder stays with `StudyRun` either way."""
+
+    window: float  # runs in flight at once
+    parallel: int  # runs training at once (what --settle's cost estimate divides by)
+    probes_with_run: bool  # a run's task probes it too (else a probe is a task of its own)
+    failures: tuple[type[BaseException], ...]  # a task's errors that cost one line, not the study
+
+    def open(self, out: Path) -> None:
+        """Before the study's first task: tidy what an earlier, killed invocation left in `out`."""
+
+    def close(self) -> None:
+        """After the study's last task."""
+
+    def executor(self, twins: tuple[str, ...], log_path: Path) -> Executor:
+        """An executor whose tasks can load `twins`; `submit(timed, fn, *args)` as with a process pool."""
+
+    def train(self, executor: Executor, point: GridPoint, study: StudyRun) -> Future:
+        """The point's run (and its probes where `probes_with_run` and the study probes)."""
+
+    def landed(self, point: GridPoint, study: StudyRun, future: Future) -> dict | None:
+        """The run's summary once its folder is in the study folder (None: another process trains it)."""
+
+    def probe(self, executor: Executor, point: GridPoint, study: StudyRun) -> Future:
+        """A probe of a finished run of the study folder."""
+
+    def probed(self, point: GridPoint, study: StudyRun, future: Future) -> None:
+        """The probe's files in the run's folder."""
+
+
+class LocalEngine:
+    """Worker processes of this machine, each with cores/N threads: `workers` of them, or, on GPUs,
+    `runs_per_gpu` per GPU (`study.experiment.placement`), each worker on its one GPU."""
+
+    probes_with_run = False
+    failures = ()
+
+    def __init__(self, workers: int | None = None, gpus: list[str] | tuple[str, ...] = (), runs_per_gpu: int = 1):
+        self.slots = gpu_slots(list(gpus), runs_per_gpu)
+        if self.slots:
+            self.workers = min(workers, len(self.slots)) if workers else len(self.slots)
+        else:
+            self.workers = workers or 1
+        self.window = self.parallel = max(1, self.workers)  # one run queued per worker: each probe follows its run
+
+    def open(self, out: Path) -> None:
+        pass  # the runs' locks and summaries are all there is: an interrupted run resumes in its folder
+
+    def close(self) -> None:
+        pass  # each group's pool is shut down with its group
+
+    def executor(self, twins: tuple[str, ...], log_path: Path) -> Executor:
+        """This process with one worker when it can hold every twin of the group and needs no GPU of its
+        own, else a process pool (one process per worker, or a process of its own for a Keras backend
+        this one cannot hold)."""
+        if self.workers <= 1 and not self.slots and all(loadable_here(backend) for backend in twins):
+            return _InProcess()
+        context = get_context("spawn")
+        slots = None
+        if self.slots:
+            slots = context.Queue()
+            for slot in self.slots[: self.workers]:
+                slots.put(slot)
+        threads = max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        initargs = (threads, os.getpid(), twins, log_path, slots)
+        return ProcessPoolExecutor(max(1, self.workers), context, initializer=_init_worker, initargs=initargs)
+
+    def train(self, executor: Executor, point: GridPoint, study: StudyRun) -> Future:
+        return executor.submit(timed, run_point, point, *study.run_args)
+
+    def landed(self, point: GridPoint, study: StudyRun, future: Future) -> dict | None:
+        return study.result(future, f"train {point.backend}")
+
+    def probe(self, executor: Executor, point: GridPoint, study: StudyRun) -> Future:
+        return executor.submit(timed, probe_run, study.run_dir(point), study.data_dir, study.config.probe_backend)
+
+    def probed(self, point: GridPoint, study: StudyRun, future: Future) -> None:
+        study.result(future, f"probe {point.backend} runs")
+
+
 class StudyRun:
-    """One invocation of the study: every unfinished grid point trained (in `workers` processes), every
+    """One invocation of the study: every unfinished grid point trained (by its `Engine`), every
     trained run probed (`study.experiment.post_run`), the float64 replay of the recipe and the gradient
     flow at initialization (`study.measure.gradflow`, for the report) first, beside the first runs.
 
@@ -102,14 +191,15 @@ class StudyRun:
     goes to `study.experiment.console.LOG` in the study folder.
     """
 
-    def __init__(self, config: StudyConfig, out: Path, workers: int, data_dir, wandb_mode, device, terminal,
+    def __init__(self, config: StudyConfig, out: Path, engine: Engine, data_dir, wandb_mode, device, terminal,
                  log_model: bool, alpha: float = 0.05, margin: float = 0.05,
                  timings: Timings | None = None):  # fmt: skip
-        self.config, self.out, self.workers, self.data_dir = config, Path(out), workers, data_dir
+        self.config, self.out, self.engine, self.data_dir = config, Path(out), engine, data_dir
         self.timings = timings if timings is not None else Timings()
         self.terminal, self.alpha, self.margin = terminal, alpha, margin
         self.probing = True  # the runs --settle adds are not probed: those verdicts use the grid seeds
         self.study_id = open_study(self.out, config)
+        engine.open(self.out)
         self.run_args = (self.out, self.study_id, data_dir, wandb_mode, device, log_model)  # run_point's
         points = config.points()
         self.pending = [p for p in points if not is_finished(self.out, p)]
@@ -153,9 +243,13 @@ class StudyRun:
             + (f"; {', '.join(chaotic)} not judged: rounding alone moves them beyond the limit" if chaotic else "")
         )
 
+    @staticmethod
+    def name(point: GridPoint) -> str:
+        return f"{point.backend} {point.arch}-{point.depth} seed {point.seed}"
+
     def trained(self, point: GridPoint, summary: dict | None) -> bool:
         """Whether this process probes the run (not when another process trains it)."""
-        name = f"{point.backend} {point.arch}-{point.depth} seed {point.seed}"
+        name = self.name(point)
         if summary is None:
             self.write(f"{name}: running elsewhere, skipped")
             self.advance()
@@ -168,32 +262,19 @@ class StudyRun:
             self.bar.set_postfix_str(f"last: {name}, train error {summary['final_train_error']:.3f}", refresh=False)
         return True
 
-    def executor(self, twins: tuple[str, ...]) -> Executor:
-        """This process with one worker when it can hold every twin of the group, else a process pool
-        (one process per worker, or a process of its own for a Keras backend this one cannot hold)."""
-        if self.workers <= 1 and all(loadable_here(backend) for backend in twins):
-            return _InProcess()
-        threads = max(1, (os.cpu_count() or 1) // max(1, self.workers))
-        initargs = (threads, os.getpid(), twins, self.out / LOG)
-        return ProcessPoolExecutor(
-            max(1, self.workers), get_context("spawn"), initializer=_init_worker, initargs=initargs
-        )
-
     def run_group(self, group: tuple[str, ...]) -> None:
-        """The group's replay, runs and probes, in processes that hold its twins and the probe twin.
-        One run is queued per worker, so each probe follows its run closely."""
-        config = self.config
-        with self.executor(tuple(dict.fromkeys((*group, config.probe_backend)))) as executor:
+        """The group's replay, runs and probes, in processes that hold its twins and the probe twin."""
+        config, engine = self.config, self.engine
+        with engine.executor(tuple(dict.fromkeys((*group, config.probe_backend))), self.out / LOG) as executor:
             tasks: dict[Future, tuple[str, GridPoint | None]] = {}
 
             def probe(point: GridPoint) -> None:
-                future = executor.submit(timed, probe_run, self.run_dir(point), self.data_dir, config.probe_backend)
-                tasks[future] = ("probe", point)
+                tasks[engine.probe(executor, point, self)] = ("probe", point)
 
             def train_next() -> None:
                 if queue:
                     point = queue.pop()
-                    tasks[executor.submit(timed, run_point, point, *self.run_args)] = ("train", point)
+                    tasks[engine.train(executor, point, self)] = ("train", point)
 
             if self.replay:
                 tasks[executor.submit(timed, replay_group, config, self.data_dir, group)] = ("replay", None)
@@ -204,7 +285,7 @@ class StudyRun:
                 if point.backend in group:
                     probe(point)
             queue = [point for point in reversed(self.pending) if point.backend in group]
-            for _ in range(max(1, self.workers)):
+            while queue and len(tasks) < engine.window:
                 train_next()
             while tasks:
                 done, _ = wait(tasks, return_when=FIRST_COMPLETED)
@@ -217,14 +298,20 @@ class StudyRun:
                         if len(self.replays) == len(self.groups):  # every backend replayed: compare every pair
                             self.replayed(write_exactness(self.out, compare_replays(config, self.replays)))
                     elif kind == "train":
-                        if self.trained(point, self.result(future, f"train {point.backend}")):
-                            probe(point) if self.probing else self.advance()
+                        try:
+                            summary = engine.landed(point, self, future)
+                        except engine.failures as error:  # that run alone: one line, and the study goes on
+                            self.write(f"{self.name(point)}: failed, not in the study ({one_line(error)})")
+                            self.advance()
+                        else:
+                            if self.trained(point, summary):
+                                probe(point) if self.probing and not engine.probes_with_run else self.advance()
                         train_next()
                     else:
                         try:
-                            self.result(future, f"probe {point.backend} runs")
-                        except CheckpointError as error:  # that run alone; a rerun tries it again
-                            self.write(f"{point.run_key}: not probed: {error}")
+                            engine.probed(point, self, future)
+                        except (CheckpointError, *engine.failures) as error:  # that run alone; a rerun tries again
+                            self.write(f"{point.run_key}: not probed: {one_line(error)}")
                         self.advance()
 
     def result(self, future: Future, phase: str):
@@ -237,7 +324,7 @@ class StudyRun:
         """`--settle`: look 1 on the finished grid (`study.experiment.settle`), then the seeds it adds
         to the undecided cells, trained like the grid's runs (its cost is printed first)."""
         update_tables(self.out)
-        record = look_one(self.out, self.config, self.alpha, self.margin, self.workers)
+        record = look_one(self.out, self.config, self.alpha, self.margin, self.engine.parallel)
         self.write(describe(record))
         self.pending = [p for p in self.config.settle_points(record["cells"]) if not is_finished(self.out, p)]
         self.unprobed, self.replay, self.probing = [], False, False
@@ -262,7 +349,7 @@ class StudyRun:
 def run_study(
     config: StudyConfig,
     out: Path,
-    workers: int = 1,
+    engine: Engine | int = 1,
     data_dir=None,
     wandb_mode: str | None = None,
     device: str = "auto",
@@ -272,10 +359,11 @@ def run_study(
     margin: float = 0.05,
     timings: Timings | None = None,
 ) -> list[dict]:
-    """Run every unfinished grid point and probe every trained run (`StudyRun`), then a `--settle`
-    study's added seeds (look 1 at `alpha`/2 with `margin`); returns the results rows. The tasks'
-    seconds are added to `timings`."""
-    study = StudyRun(config, out, workers, data_dir, wandb_mode, device, terminal, log_model, alpha, margin, timings)
+    """Run every unfinished grid point and probe every trained run (`StudyRun`) on `engine` (a number:
+    that many local workers), then a `--settle` study's added seeds (look 1 at `alpha`/2 with
+    `margin`); returns the results rows. The tasks' seconds are added to `timings`."""
+    engine = LocalEngine(engine) if isinstance(engine, int) else engine
+    study = StudyRun(config, out, engine, data_dir, wandb_mode, device, terminal, log_model, alpha, margin, timings)
     return study.run()
 
 

@@ -24,6 +24,7 @@ from study.core.recipe import TrainSpec
 from study.core.records import EpochRecord, RunContext
 from study.core.spec import NetworkSpec
 from study.core.twin import Twin, check_devices, load, request_cpu_devices
+from study.experiment.placement import where
 from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, claim_folder, write_csv
 from study.tracking.dashboard import log_model as log_model_artifact
 from study.tracking.dashboard import model_artifact_name
@@ -195,7 +196,7 @@ def run_training(request: RunRequest) -> dict:
     )
     # Spawned data-parallel processes cannot carry a live W&B run: their epochs are logged afterwards.
     run.wandb_run = wandb_run if request.devices == 1 else None
-    start = time.perf_counter()
+    started_at, start = time.time(), time.perf_counter()
     outcome = twin.train(spec, dataset, run, verbose=request.verbose)
     # Wall time of the training: this attempt's, and the epochs an earlier attempt completed.
     wall_s = time.perf_counter() - start + sum(r.wall_s for r in outcome.records[: outcome.resumed_epochs])
@@ -222,6 +223,7 @@ def run_training(request: RunRequest) -> dict:
         "wandb_id": state["wandb_id"] if wandb_run is not None else None,
         "model_artifact": None,
         "wandb_dir": wandb_run.dir if wandb_run is not None else None,
+        "placement": where(started_at),  # the host, process and GPUs this attempt trained on
         "config": config,
     }
     write_history(out / HISTORY, outcome.records)
