@@ -107,7 +107,9 @@ def register(commands) -> None:
         help="local: worker processes of this machine; ray: one Ray task per run on a Ray cluster (extra [ray])",
     )
     run.add_argument(
-        "--address", help="with --executor ray: the cluster's HOST:PORT, or auto (default: a new local Ray)"
+        "--address",
+        help="with --executor ray: the cluster's HOST:PORT, or auto (default: $RAY_ADDRESS, else a new "
+        "Ray of this machine for the study)",
     )
     run.add_argument("--gpus-per-run", type=gpus_per_run, metavar="G", help="with --executor ray (default 1 on GPUs)")
     run.add_argument("--cpus-per-run", type=positive_int, metavar="C", help="with --executor ray (default 1)")
@@ -152,10 +154,10 @@ def check_engine_flags(args: argparse.Namespace) -> None:
         if given := [flag for flag, value in local.items() if value is not None]:
             raise UsageError(f"{given[0]} is the local runner's; with --executor ray each run declares "
                              "--cpus-per-run and --gpus-per-run and Ray places it")  # fmt: skip
-        from study.experiment.ray_engine import check_address, import_ray
+        from study.experiment.ray_engine import check_address, cluster_address, import_ray
 
-        check_address(args.address)
-        import_ray(args.address)
+        check_address(cluster_address(args.address))
+        import_ray(cluster_address(args.address))
         return
     if given := [flag for flag, value in ray.items() if value is not None]:
         raise UsageError(f"{given[0]} needs --executor ray")

@@ -29,7 +29,7 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from study.configs import GridPoint
-from study.core.errors import CheckpointError, UserError
+from study.core.errors import CheckpointError, UserError, one_line
 from study.core.twin import keras_backend, load
 from study.experiment.memory import keep_freed_memory
 from study.experiment.post_run import probe_run
@@ -61,9 +61,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def check_address(address: str | None) -> None:
-    """One line (`UserError`) for an --address that is malformed or accepts no connection within
-    CONNECT_TIMEOUT_S; None and "auto" are Ray's own (a new local instance, the cluster of this node)."""
-    if address in (None, "auto"):
+    """One line (`UserError`) for an address that is malformed or accepts no connection within
+    CONNECT_TIMEOUT_S; "local" and "auto" are Ray's own (a new local instance, the cluster of this node)."""
+    if address in ("local", "auto"):
         return
     parsed = _host_port(address)
     if parsed is None:
@@ -77,12 +77,18 @@ def check_address(address: str | None) -> None:
         ) from None
 
 
-def import_ray(address: str | None):
-    """Ray, imported for `address`: a new local instance, or a cluster on this machine's loopback
-    address, listens on the loopback address only (Ray otherwise swaps a loopback address for the
-    machine's network address). Not installed: one line naming the extra."""
-    host = (_host_port(address) or ("",))[0] if address not in (None, "auto") else ""
-    if address is None or _is_loopback(host):
+def cluster_address(address: str | None) -> str:
+    """What `ray.init` is given: --address, else RAY_ADDRESS (Ray's own variable), else "local" (a new
+    Ray of this machine for this study alone: never a cluster that happens to run here)."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def import_ray(address: str):
+    """Ray, imported for `address` (`cluster_address`): a new local instance, or a cluster on this
+    machine's loopback address, listens on the loopback address only (Ray otherwise swaps a loopback
+    address for the machine's network address). Not installed: one line naming the extra."""
+    host = (_host_port(address) or ("",))[0] if address not in ("local", "auto") else ""
+    if address == "local" or _is_loopback(host):
         os.environ.setdefault(LOOPBACK_ONLY, "0")
     try:
         import ray
@@ -262,9 +268,9 @@ class RayExecutor(Executor):
         self.engine, self.twins, self.refs = engine, twins, []
         options = {"num_cpus": engine.cpus_per_run, "num_gpus": engine.gpus_per_run, "max_retries": RETRIES,
                    "retry_exceptions": False, "runtime_env": {"env_vars": engine.environment(twins)}}  # fmt: skip
-        if engine.gpus_per_run:  # a framework binds to its GPU at first use: a fresh worker for each GPU task
-            options["max_calls"] = 1
-        self.task = engine.ray.remote(_task).options(**options)
+        # A framework binds to its GPU at first use: each GPU task gets a fresh worker process.
+        remote = engine.ray.remote(max_calls=1) if engine.gpus_per_run else engine.ray.remote
+        self.task = remote(_task).options(**options)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         ref = self.task.remote(self.engine.threads, self.twins, fn, *args, **kwargs)
@@ -282,20 +288,22 @@ class RayExecutor(Executor):
 
 
 class RayEngine:
-    """The study's tasks on a Ray cluster (module docstring): `address` None starts a local instance
-    on this machine, "auto" joins the cluster of this node, HOST:PORT that one."""
+    """The study's tasks on a Ray cluster (module docstring): `address` (`cluster_address`) "local"
+    starts a Ray of this machine for the study, "auto" joins the cluster of this node, HOST:PORT that one."""
 
     probes_with_run = True
     window = math.inf  # every run submitted at once: Ray's scheduler (and autoscaler) sees the whole study
 
     def __init__(self, address: str | None, gpus_per_run: float | None, cpus_per_run: int, device: str):
+        address = cluster_address(address)
         check_address(address)
         self.ray = ray = import_ray(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="warning")
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise UserError(f"--executor ray: cannot connect to the Ray cluster {address or ''}: {error}") from None
+            raise UserError(f"--executor ray: cannot start or reach Ray ({address}): {one_line(error)}") from None
         self.failures = (ray.exceptions.RayError,)
+        self.locks: dict[str, object] = {}  # run key -> its lock, held while its task is out
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
         most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
@@ -321,7 +329,6 @@ class RayEngine:
         if gpus_per_run:
             per_node = [min(n, node.get("GPU", 0) // gpus_per_run) for n, node in zip(per_node, nodes, strict=True)]
         self.parallel = max(1, int(sum(per_node)))
-        self.locks: dict[str, object] = {}
 
     def close(self) -> None:
         for handle in self.locks.values():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from study.configs import GridPoint, StudyConfig
-from study.core.errors import CheckpointError
+from study.core.errors import CheckpointError, one_line
 from study.core.twin import load, loadable_here, process_groups
 from study.experiment.console import LOG, progress_bar, redirect_descriptors
 from study.experiment.memory import keep_freed_memory
@@ -60,12 +60,6 @@ def run_point(
         summary = run_training(request)
     update_tables(out)
     return summary
-
-
-def one_line(error: BaseException) -> str:
-    """An error as one line: its message's last line (a remote task's error carries its traceback)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 def _exit_with_parent(parent: int) -> None:
