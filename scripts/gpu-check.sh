@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU proof in one call: `resnet-study compare` on the GPU (lightning, keras-jax, keras-torch;
 # ResNet-20 and -56; fp32 and bf16; torch.compile on and off), a GPU study slice (digits, depths 8 and
-# 20, plain and residual, 2 seeds, 2 epochs, with its verdicts) and a training run through the
-# --devices path, each step under its own time limit. Everything lands in $OUT (default
+# 20, plain and residual, 2 seeds, 2 epochs, with its verdicts; the local runner's GPU placement with
+# --runs-per-gpu 2: two workers share the one GPU) and a training run through the --devices path, each
+# step under its own time limit. Everything lands in $OUT (default
 # ./gpu-check-out): summary.md, compare.md, compare.json, and gpu-check.tar.gz with every log.
 #
 #   scripts/gpu-check.sh                 # on the GPU machine (about 8 minutes)
 #   scripts/gpu-check.sh --device cpu --quick   # the rehearsal the test suite runs (tiny sizes, bf16 only:
-#                                               # `compare`'s fp32 rows are tested on their own)
+#                                               # `compare`'s fp32 rows are tested on their own; the study
+#                                               # slice's one GPU declared, CUDA_VISIBLE_DEVICES=0)
 #
 # On the GPU, wheels carried in .whl/ (scripts/gpu-wheels.sh fetches Keras and what it needs) are
 # installed into /tmp/site first; the repository itself is put on PYTHONPATH (nothing is installed into the image).
@@ -46,6 +48,10 @@ else
 fi
 BACKENDS=lightning,keras-jax,keras-torch
 STUDY_BACKENDS=lightning
+# The study slice places its workers on the GPUs, two per GPU. The CPU rehearsal declares one GPU (its
+# twins see none and train on the CPU), so the same placement runs there.
+STUDY_DEVICE="$DEVICE"; STUDY_ENV=()
+if [ "$DEVICE" = cpu ]; then STUDY_DEVICE=auto; STUDY_ENV=(env CUDA_VISIBLE_DEVICES=0); fi
 if KERAS_BACKEND=jax "$PY" -c "import keras, jax" > /dev/null 2>&1; then STUDY_BACKENDS=lightning,keras-jax; fi
 
 printf 'step\texit\tseconds\n' > "$WORK/steps.tsv"
@@ -68,9 +74,9 @@ step environment 20 bash -c "nvidia-smi; '$PY' -c 'import sys; print(sys.version
   '$PY' -m pip list 2>/dev/null | grep -iE '^(torch|pytorch-lightning|lightning|torchmetrics|jax|jaxlib|keras|tensorflow|numpy|wandb) '"
 step compare "$LIMIT" "$PY" -m study compare --device "$DEVICE" --backends "$BACKENDS" --specs "$SPECS" \
   --precisions "$PRECISIONS" --compile $SIZES --timeout $(( (LIMIT - 30) / 3 )) --wandb disabled --out "$WORK/compare"
-step study "$STUDY_LIMIT" "$PY" -m study run --dataset digits --depths "$DEPTHS" --archs plain,resnet --seeds 0,1 \
-  --epochs "$EPOCHS" --warmup-epochs 0 --backends "$STUDY_BACKENDS" --device "$DEVICE" --wandb disabled \
-  --out "$WORK/study"
+step study "$STUDY_LIMIT" "${STUDY_ENV[@]}" "$PY" -m study run --dataset digits --depths "$DEPTHS" --archs plain,resnet \
+  --seeds 0,1 --epochs "$EPOCHS" --warmup-epochs 0 --backends "$STUDY_BACKENDS" --device "$STUDY_DEVICE" \
+  --runs-per-gpu 2 --wandb disabled --out "$WORK/study"
 step devices "$DEVICES_LIMIT" "$PY" -m study train resnet8 --backend lightning --dataset digits --epochs 1 --warmup-epochs 0 \
   --device "$DEVICE" --devices 1 --wandb disabled --out "$WORK/devices"
 
@@ -87,6 +93,12 @@ step devices "$DEVICES_LIMIT" "$PY" -m study train resnet8 --backend lightning -
     echo "## Study slice verdicts"
     echo
     "$PY" -c "import json,sys; v=json.load(open(sys.argv[1])); [print(f'- {k}: {v[k][\"verdict\"]}') for k in v if isinstance(v[k], dict) and 'verdict' in v[k]]" "$WORK/study/verdict.json"
+    "$PY" -c "
+import glob, json, sys
+runs = [json.load(open(p)) for p in glob.glob(sys.argv[1] + '/runs/*/summary.json')]
+placed = sorted({(r['placement']['pid'], r['placement']['cuda_visible_devices']) for r in runs}, key=str)
+print(f'- placement: {len(runs)} runs on device {sorted({r[\"device\"] for r in runs})} in {len(placed)} workers, '
+      + ', '.join(f'pid {pid}: CUDA_VISIBLE_DEVICES={gpu}' for pid, gpu in placed))" "$WORK/study"
     echo
   fi
   if [ -f "$WORK/compare/compare.md" ]; then

@@ -80,6 +80,21 @@ GRID = ["--dataset", "synthetic", "--depths", "8", "--seeds", "0", "--epochs", "
 RUN_ERRORS = [
     (["run", "--config", "huge"], "unknown study config 'huge'"),
     (["run", *GRID, "--workers", "0"], "--workers must be >= 1"),
+    (["run", *GRID, "--executor", "dask"], "argument --executor"),
+    (["run", *GRID, "--executor", "ray", "--gpus-per-run", "0"], "argument --gpus-per-run"),
+    (["run", *GRID, "--executor", "ray", "--gpus-per-run", "-1"], "argument --gpus-per-run"),
+    (["run", *GRID, "--executor", "ray", "--gpus-per-run", "1.5"], "whole number of GPUs"),
+    (["run", *GRID, "--executor", "ray", "--gpus-per-run", "nan"], "argument --gpus-per-run"),
+    (["run", *GRID, "--executor", "ray", "--cpus-per-run", "0"], "argument --cpus-per-run"),
+    (["run", *GRID, "--executor", "ray", "--workers", "2"], "--workers is the local runner's"),
+    (["run", *GRID, "--executor", "ray", "--runs-per-gpu", "2"], "--runs-per-gpu is the local runner's"),
+    (["run", *GRID, "--address", "127.0.0.1:6379"], "--address needs --executor ray"),
+    (["run", *GRID, "--gpus-per-run", "1"], "--gpus-per-run needs --executor ray"),
+    (["run", *GRID, "--executor", "ray", "--address", "127.0.0.1:1"], "no Ray cluster reachable there within 10 s"),
+    (["run", *GRID, "--executor", "ray", "--address", "nohost"], "HOST:PORT"),
+    (["run", *GRID, "--executor", "ray", "--address", "127.0.0.1:99999"], "HOST:PORT"),
+    (["run", *GRID, "--device", "cpu", "--runs-per-gpu", "2"], "the runs train on the CPU"),
+    (["run", *GRID, "--runs-per-gpu", "0"], "argument --runs-per-gpu"),
     (["run", *GRID, "--depths", "8,21"], "6n+2"),
     (["run", *GRID, "--depths", "1208"], "at most 1202"),
     (["run", *GRID, "--depths", "x"], "argument --depths"),
@@ -185,6 +200,13 @@ def user_folder(tmp_path):
 
 def snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_runs_per_gpu_without_a_gpu_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU declared, whatever this machine has
+    one_line(capsys, ["run", *GRID, "--runs-per-gpu", "2"], "--runs-per-gpu: no GPU found here")
+    assert not any(tmp_path.iterdir()), "a refused command wrote something"
 
 
 @pytest.mark.parametrize(

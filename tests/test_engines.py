@@ -206,14 +206,14 @@ def wait_for(condition, study, seconds=300):
 
 
 def test_ray_spreads_the_runs_survives_a_lost_node_and_a_killed_driver(cluster, reference, tmp_path):
-    """The grid on the cluster, each run's W&B run offline. Once a run has come back from the second
+    """The grid on the cluster. Once a run has come back from the second
     node, that node is killed (SIGKILL, no draining): its runs finish on the head. Then the driver is
     SIGKILLed; a finished run loses its probes; the node comes back; the same command again trains only
     what is missing and probes that run. The study ends with every run exactly once, never two runs at
-    once on one GPU id of a node, each W&B run in its run's folder, and the local runner's numbers."""
+    once on one GPU id of a node, and the local runner's numbers."""
     node = worker_node(cluster)
     out = tmp_path / "study"
-    args = ["run", *GRID[:-2], "--wandb", "offline", *RAY, "--address", cluster.address, "--out", str(out)]
+    args = ["run", *GRID, *RAY, "--address", cluster.address, "--out", str(out)]
     study = start(*args)
     wait_for(lambda: any(s["placement"]["ray_node_id"] == node.node_id for s in summaries(out).values()), study)
     killed_at = time.time()
@@ -250,9 +250,6 @@ def test_ray_spreads_the_runs_survives_a_lost_node_and_a_killed_driver(cluster, 
     assert not lost, "nothing came back from the dead node after its death"
     for key, summary in after.items():  # paths name the driver's folder, as the local runner's do
         assert Path(summary["checkpoint"]).parent == out / "runs" / key and Path(summary["checkpoint"]).is_file()
-        wandb_dir = Path(summary["wandb_dir"])
-        assert wandb_dir.is_relative_to((out / "runs" / key).resolve()) and wandb_dir.is_dir()
-        assert list((out / "runs" / key / "wandb").glob("offline-run-*/run-*.wandb"))
     assert not list((out / "runs").glob(".landing-*"))
     assert_same_study(out, reference)
 
@@ -264,6 +261,7 @@ def test_ray_refuses_what_no_node_can_hold_in_one_line(cluster, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1, result.stderr
         assert f"{flag} {value}: no node of the Ray cluster has that many" in lines[0]
+        assert not (tmp_path / flag).exists(), "nothing is written before the cluster is checked"
 
 
 def test_without_ray_the_extra_is_named(tmp_path):
@@ -278,10 +276,11 @@ def test_without_ray_the_extra_is_named(tmp_path):
 
 def test_a_local_ray_of_this_machine_runs_the_study_on_loopback(cluster, tmp_path):
     """`--executor ray` without --address starts a Ray of this machine for the study alone (not the
-    cluster already running here), which listens on 127.0.0.1 only and is gone when the study ends."""
+    cluster already running here), which listens on 127.0.0.1 only and is gone when the study ends.
+    Each run's offline W&B run is made where it trains and comes back inside the run's folder."""
     out = tmp_path / "study"
     grid = ["--dataset", "synthetic", "--backends", "lightning", "--depths", "8", "--seeds", "0", "--epochs", "1",
-            "--warmup-epochs", "0", "--wandb", "disabled"]  # fmt: skip
+            "--warmup-epochs", "0", "--wandb", "offline"]  # fmt: skip
     study = start("run", *grid, "--executor", "ray", "--out", str(out))
     seen, ray, deadline = set(), set(), time.monotonic() + 300
     while study.poll() is None and time.monotonic() < deadline:
@@ -293,9 +292,110 @@ def test_a_local_ray_of_this_machine_runs_the_study_on_loopback(cluster, tmp_pat
     stdout, stderr = study.communicate()
     assert study.returncode == 0, stderr
     assert seen and seen <= {"127.0.0.1"}, seen
-    assert all(s["placement"]["ray_node_id"] not in {n.node_id for n in cluster.list_all_nodes()}
-               for s in summaries(out).values()) and len(summaries(out)) == 2  # fmt: skip
+    runs = summaries(out)
+    assert len(runs) == 2 and not {s["placement"]["ray_node_id"] for s in runs.values()} & {
+        n.node_id for n in cluster.list_all_nodes()
+    }
+    for key, summary in runs.items():
+        wandb_dir = Path(summary["wandb_dir"])
+        assert wandb_dir.is_relative_to((out / "runs" / key).resolve()) and wandb_dir.is_dir()
+        assert list((out / "runs" / key / "wandb").glob("offline-run-*/run-*.wandb"))
     deadline = time.monotonic() + 30
     while (alive := {pid for pid in ray if Path(f"/proc/{pid}").exists()}) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive, "the study's Ray outlived it"
+
+
+# -- a run's folder coming back to the driver --------------------------------------------------------
+
+
+def test_a_returned_run_folder_lands_whole_once_and_only_inside(reference, tmp_path):
+    """`land_run` puts a packed run folder in place with the same bytes; a second copy of a finished run
+    is dropped; an archive that reaches outside its folder, or lacks its summary, leaves nothing; a
+    half-unpacked folder is never a run of the study's tables."""
+    import io
+    import shutil
+    import tarfile
+
+    from study.core.errors import UserError
+    from study.experiment.run_archive import land_run, pack
+    from study.experiment.study_folder import update_tables
+
+    source = next(p.parent for p in (reference / "runs").glob("*/summary.json"))
+    out = tmp_path / "study"
+    (out / "runs").mkdir(parents=True)
+    shutil.copy(reference / "study.json", out / "study.json")
+    target = out / "runs" / source.name
+    target.mkdir()
+    (target / "run.json").write_text("{}")  # an unfinished attempt's folder: replaced
+    summary = land_run(target, pack(source))
+    assert summary == json.loads((source / "summary.json").read_text())
+    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in source.iterdir())
+    assert all((target / p.name).read_bytes() == p.read_bytes() for p in source.iterdir() if p.is_file())
+
+    (target / "history.csv").write_text("kept\n")
+    assert land_run(target, pack(source)) == summary
+    assert (target / "history.csv").read_text() == "kept\n", "a finished run is never replaced"
+
+    def archive(members: dict[str, bytes]) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    summary_bytes = (source / "summary.json").read_bytes()
+    for members, message in (
+        ({"../escaped.txt": b"x", "summary.json": summary_bytes}, "came back malformed"),
+        ({"history.csv": b"x"}, "without summary.json"),
+        ({"summary.json": b"{not json"}, "summary.json"),
+    ):
+        other = out / "runs" / "lightning-plain8-s9-0000000000"
+        with pytest.raises(UserError, match=message):
+            land_run(other, archive(members))
+        assert not other.exists() and not (out / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
+        assert sorted(p.name for p in (out / "runs").iterdir()) == [source.name], "no debris"
+
+    absolute = tmp_path / "absolute.txt"  # tarfile's data filter makes it relative: it lands inside
+    other = out / "runs" / "lightning-plain8-s9-0000000000"
+    land_run(other, archive({str(absolute): b"x", "summary.json": summary_bytes}))
+    assert not absolute.exists() and (other / str(absolute).lstrip("/")).read_bytes() == b"x"
+    shutil.rmtree(other)
+
+    half = out / "runs" / f".landing-1-{source.name}"
+    shutil.copytree(target, half)
+    assert [row["run_key"] for row in update_tables(out)] == [source.name]
+
+
+def test_a_run_that_keeps_failing_is_one_line_and_the_study_goes_on(tmp_path):
+    """The study's loop with an engine whose task for one run fails as Ray reports a task that raised
+    or was lost more often than its retries: one line for that run, the others finished and tabled."""
+    import io
+    from concurrent.futures import Future
+
+    from study.configs import get_config
+    from study.experiment.runner import LocalEngine, run_study
+
+    class LostTask(RuntimeError):
+        pass
+
+    class OneRunFails(LocalEngine):
+        failures = (LostTask,)
+
+        def train(self, executor, point, study):
+            if point.arch == "plain":
+                future = Future()
+                future.set_exception(LostTask("the node died\nTask was retried 3 times"))
+                return future
+            return super().train(executor, point, study)
+
+    config = get_config("default").with_overrides(dataset="synthetic", backends=("lightning",), depths=(8,),
+                                                  seeds=(0,), epochs=1, warmup_epochs=0)  # fmt: skip
+    terminal = io.StringIO()
+    rows = run_study(config, tmp_path / "study", OneRunFails(1), wandb_mode="disabled", terminal=terminal)
+    assert [row["arch"] for row in rows] == ["resnet"]
+    shown = terminal.getvalue()
+    assert shown.count("failed") == 1, shown
+    assert "lightning plain-8 seed 0: failed, not in the study (Task was retried 3 times)" in shown, shown

@@ -35,6 +35,11 @@ def test_the_gpu_check_passes_its_cpu_rehearsal(tmp_path, without_tensorflow):
         assert {"./study/verdict.json", "./devices/summary.json", "./compare/compare.log", "./steps.tsv"} <= names
         study = json.load(archive.extractfile("./study/study.json"))
         verdict = json.load(archive.extractfile("./study/verdict.json"))
+        runs = [json.load(archive.extractfile(n)) for n in names if n.startswith("./study/runs/") and
+                n.endswith("/summary.json")]  # fmt: skip
+    # --runs-per-gpu 2 on the one declared GPU: every worker (two per group) on it.
+    assert runs and {run["placement"]["cuda_visible_devices"] for run in runs} == {"0"}
+    assert "- placement: " in summary and "CUDA_VISIBLE_DEVICES=0" in summary
     # The study slice ran Keras on JAX beside Lightning without TensorFlow: replay, runs, probes, analysis.
     assert sorted(study["config"]["backends"]) == ["keras-jax", "lightning"], study["config"]
     assert verdict["agreement"]["exactness"]["status"] == "passed"

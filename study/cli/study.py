@@ -4,6 +4,7 @@ what a W&B sweep agent runs), with the grid flags they share with `sweep`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -29,6 +30,7 @@ from study.cli.flags import (
 )
 from study.core.spec import ACTIVATIONS, ARCHS, NORMS, SHORTCUTS
 from study.core.twin import BACKENDS
+from study.experiment.placement import machine_gpus
 from study.tracking.wandb_run import resolve_mode
 
 GRID_AXES = ("backends", "archs", "depths", "seeds", "activations", "norms")  # StudyConfig's grid
@@ -165,6 +167,8 @@ def check_engine_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
     if args.runs_per_gpu is not None and args.device == "cpu":
         raise UsageError("--runs-per-gpu: the runs train on the CPU (--device cpu)")
+    if args.runs_per_gpu is not None and not machine_gpus():
+        raise UsageError("--runs-per-gpu: no GPU found here (CUDA_VISIBLE_DEVICES is unset and nvidia-smi lists none)")
 
 
 def study_engine(args: argparse.Namespace):
@@ -173,12 +177,9 @@ def study_engine(args: argparse.Namespace):
         from study.experiment.ray_engine import RayEngine
 
         return RayEngine(args.address, args.gpus_per_run, args.cpus_per_run or 1, args.device)
-    from study.experiment.placement import machine_gpus
     from study.experiment.runner import LocalEngine
 
     gpus = machine_gpus() if args.device != "cpu" else []
-    if args.runs_per_gpu is not None and not gpus:
-        raise UsageError("--runs-per-gpu: no GPU found here (CUDA_VISIBLE_DEVICES is unset and nvidia-smi lists none)")
     if gpus:
         return LocalEngine(args.workers, gpus, args.runs_per_gpu or 1)
     return LocalEngine(args.workers or min(4, os.cpu_count() or 1))
@@ -199,22 +200,19 @@ def run_study(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / config.name
     data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
     mode = resolve_mode(args.wandb)
-    open_study(out, config)  # the folder is ours (new, empty or this study's) before anything is written
-    with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
-        shown = None if args.json else terminal
-        engine = study_engine(args)
-        try:
+    with contextlib.closing(study_engine(args)) as engine:  # Ray's cluster checked before the folder is touched
+        open_study(out, config)  # the folder is ours (new, empty or this study's) before anything is written
+        with frameworks_to(out / LOG) as terminal:  # the terminal shows the study's own lines only
+            shown = None if args.json else terminal
             run_grid(config, out, engine, args.data_dir, mode, args.device, shown, args.log_model, args.alpha,
                      args.margin, timings)  # fmt: skip
-        finally:
-            engine.close()
-        if shown is not None:
-            print("analysis, W&B ...", file=shown, flush=True)
-        with timings.phase("analysis and report"):
-            verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
-        with timings.phase("W&B analysis run"):
-            publish_study(out, verdict, mode)
-        timings.write(out, time.perf_counter() - start)
+            if shown is not None:
+                print("analysis, W&B ...", file=shown, flush=True)
+            with timings.phase("analysis and report"):
+                verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
+            with timings.phase("W&B analysis run"):
+                publish_study(out, verdict, mode)
+            timings.write(out, time.perf_counter() - start)
     print_verdict(verdict, out, args.json)
     return 0
 

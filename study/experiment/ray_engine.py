@@ -7,8 +7,8 @@ No shared filesystem is assumed. The study folder stays with the driver (`study.
 owns it, as with local workers): a task trains into a private folder on its node, probes the run
 there, and returns the whole run folder (history, summary, checkpoint, probes, its offline W&B run)
 as one tar archive, which the driver unpacks beside the run's place and renames into it
-(`land_run`), so the folder appears whole or not at all, exactly as the local runner writes it
-(summary.json's paths name the driver's folder). A restarted driver skips every finished run.
+(`study.experiment.run_archive.land_run`), so the folder appears whole or not at all, exactly as
+the local runner writes it (summary.json's paths name the driver's folder). A restarted driver skips every finished run.
 
 Failures: a run whose worker or node is lost is started again elsewhere by Ray (`RETRIES`, Ray's
 own retries of system failures); only its one returned folder is ever written, once. A run that
@@ -21,7 +21,6 @@ import io
 import json
 import math
 import os
-import shutil
 import socket
 import tarfile
 import tempfile
@@ -33,7 +32,8 @@ from study.core.errors import CheckpointError, UserError, one_line
 from study.core.twin import keras_backend, load
 from study.experiment.memory import keep_freed_memory
 from study.experiment.post_run import probe_run
-from study.experiment.study_folder import locked
+from study.experiment.run_archive import land_run, pack, remove_dead_landings
+from study.experiment.study_folder import locked, update_tables
 from study.experiment.timings import timed
 from study.experiment.training_run import run_training
 from study.files import BLOCK_RATIOS, LESION, RUNS, SUMMARY, atomic_write, atomic_write_text
@@ -42,7 +42,6 @@ from study.verdicts.inputs import load_summary
 
 RETRIES = 3  # times Ray starts a run again after its worker or node was lost
 CONNECT_TIMEOUT_S = 10  # an --address that does not accept a connection within this is refused
-LANDING = ".landing-"  # a run folder being unpacked into runs/ (named with the driver's pid)
 INSTALL = "pip install -c constraints.txt -e '.[ray]'"
 FORWARDED = ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_BASE_URL")  # the driver's, to every run
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps a loopback node address as it is
@@ -119,24 +118,6 @@ def _task(threads: int, twins: tuple[str, ...], fn, *args):
     return fn(*args)
 
 
-def _outside(path: Path, root: Path) -> bool:
-    return path.is_symlink() and not path.resolve().is_relative_to(root.resolve())
-
-
-def pack(folder: Path, names: list[str] | None = None) -> bytes:
-    """`folder` (or only the files `names` in it) as an uncompressed tar archive of relative paths; a
-    link leading out of the folder (W&B's debug-core.log points into the user's cache) is left out."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name in names if names is not None else sorted(os.listdir(folder)):
-
-            def keep(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
-                return None if _outside(folder / member.name, folder) else member
-
-            archive.add(folder / name, arcname=name, filter=keep)
-    return buffer.getvalue()
-
-
 def _relocated(summary: dict, staging: Path, run_dir: str, run_dir_abs: str) -> dict:
     """The summary as the run would have written it in the driver's `run_dir`: its paths moved there."""
     summary = dict(summary)
@@ -193,65 +174,6 @@ def probe_remote(run_key: str, folder: bytes, data_dir, evaluator: str) -> dict[
 
 
 # -- on the driver ---------------------------------------------------------------------------------
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def land_run(run_dir: Path, folder: bytes) -> dict:
-    """A returned run folder into `run_dir`, whole or not at all: unpacked beside it (only regular
-    files and folders within it: tarfile's "data" filter), its summary.json checked and written last,
-    then renamed into place (an unfinished attempt's folder there is replaced). A run already finished
-    there is kept and the new copy dropped: a run is never in the study twice."""
-    runs = run_dir.parent
-    incoming = runs / f"{LANDING}{os.getpid()}-{run_dir.name}"
-    stale = runs / f"{LANDING}{os.getpid()}-stale-{run_dir.name}"
-    for leftover in (incoming, stale):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
-        incoming.mkdir(parents=True)
-        with tarfile.open(fileobj=io.BytesIO(folder)) as archive:
-            members = archive.getmembers()
-            archive.extractall(incoming, members=[m for m in members if m.name != SUMMARY], filter="data")
-            summary = archive.extractfile(SUMMARY).read() if SUMMARY in archive.getnames() else None
-        if summary is None:
-            raise UserError(f"{run_dir.name}: the run's folder came back without {SUMMARY}")
-        atomic_write(incoming / SUMMARY, lambda handle: handle.write(summary))
-        checked = load_summary(incoming / SUMMARY)
-        if (run_dir / SUMMARY).exists():
-            shutil.rmtree(incoming)
-            return load_summary(run_dir / SUMMARY)
-        if run_dir.exists():
-            os.rename(run_dir, stale)
-        os.rename(incoming, run_dir)
-        _fsync_folder(runs)
-    except (OSError, tarfile.TarError) as error:
-        shutil.rmtree(incoming, ignore_errors=True)
-        raise UserError(f"cannot write {run_dir}: {getattr(error, 'strerror', None) or error}") from None
-    except BaseException:
-        shutil.rmtree(incoming, ignore_errors=True)
-        raise
-    shutil.rmtree(stale, ignore_errors=True)
-    return checked
-
-
-def remove_dead_landings(runs: Path) -> None:
-    """What a killed driver left half unpacked (its pid no longer runs): never a finished run."""
-    for leftover in runs.glob(f"{LANDING}*"):
-        pid = leftover.name[len(LANDING) :].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(leftover, ignore_errors=True)
-        except PermissionError:  # another user's process: not ours to judge
-            pass
 
 
 def _done(value) -> Future:
@@ -376,6 +298,7 @@ class RayEngine:
             if result.get("folder") is None:  # skipped, or finished before
                 return result["summary"]
             summary = land_run(study.run_dir(point), result["folder"])
+            update_tables(study.out)  # as a local worker does after each run
         finally:
             lock = self.locks.pop(point.run_key, None)
             if lock is not None:

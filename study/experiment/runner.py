@@ -279,7 +279,7 @@ class StudyRun:
                 if point.backend in group:
                     probe(point)
             queue = [point for point in reversed(self.pending) if point.backend in group]
-            while queue and len(tasks) < engine.window:
+            for _ in range(int(min(engine.window, len(queue)))):
                 train_next()
             while tasks:
                 done, _ = wait(tasks, return_when=FIRST_COMPLETED)

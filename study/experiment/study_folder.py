@@ -118,6 +118,8 @@ def update_tables(out: Path) -> list[dict]:
     with locked(out / ".tables.lock"):
         for summary_path in sorted((out / RUNS).glob(f"*/{SUMMARY}")):
             run_key = summary_path.parent.name
+            if run_key.startswith("."):  # a run folder still being copied or unpacked in (collect, Ray)
+                continue
             summary = load_summary(summary_path)  # one line naming a malformed one
             row = _result_row(summary, run_key, study_id)
             results.append(row)
