@@ -8,7 +8,8 @@ owns it, as with local workers): a task trains into a private folder on its node
 there, and returns the whole run folder (history, summary, checkpoint, probes, its offline W&B run)
 as one tar archive, which the driver unpacks beside the run's place and renames into it
 (`study.experiment.run_archive.land_run`), so the folder appears whole or not at all, exactly as
-the local runner writes it (summary.json's paths name the driver's folder). A restarted driver skips every finished run.
+the local runner writes it (summary.json's paths name the driver's folder). A restarted driver
+skips every finished run.
 
 Failures: a run whose worker or node is lost is started again elsewhere by Ray (`RETRIES`, Ray's
 own retries of system failures); only its one returned folder is ever written, once. A run that
@@ -48,7 +49,8 @@ LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps a loopback
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
-    host, sep, port = address.rpartition(":")
+    """(host, port) of a GCS address HOST:PORT or a Ray Client address ray://HOST:PORT; None if malformed."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         return None
@@ -66,7 +68,8 @@ def check_address(address: str | None) -> None:
         return
     parsed = _host_port(address)
     if parsed is None:
-        raise UserError(f"--address must be HOST:PORT (a Ray cluster's GCS address) or auto; got {address!r}")
+        raise UserError(f"--address must be HOST:PORT (a Ray cluster's GCS address), ray://HOST:PORT or auto; "
+                        f"got {address!r}")  # fmt: skip
     try:
         socket.create_connection(parsed, timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
