@@ -22,6 +22,8 @@ import pytest
 from study.experiment.placement import gpu_slots, machine_gpus
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when Ray is imported: nodes stay on 127.0.0.1
+# The tests that share the reference study and the Ray cluster run in one xdist worker: one of each.
+SHARED = pytest.mark.xdist_group("engines")
 
 GRID = ["--dataset", "synthetic", "--backends", "lightning", "--depths", "8,14", "--seeds", "0,1", "--epochs", "2",
         "--wandb", "disabled"]  # fmt: skip
@@ -105,6 +107,7 @@ def reference(tmp_path_factory):
     return out
 
 
+@SHARED
 def test_the_local_runner_gives_each_worker_its_own_gpu(reference):
     placements = [s["placement"] for s in summaries(reference).values()]
     assert len(placements) == GRID_POINTS
@@ -193,6 +196,7 @@ def cluster_pids(cluster) -> set[int]:
     return {p.process.pid for node in cluster.list_all_nodes() for ps in node.all_processes.values() for p in ps}
 
 
+@SHARED
 def test_the_cluster_listens_on_the_loopback_address_only(cluster):
     addresses = listening_addresses(descendants(cluster_pids(cluster)))
     assert addresses and addresses <= {"127.0.0.1"}, addresses
@@ -205,6 +209,7 @@ def wait_for(condition, study, seconds=300):
     assert condition(), "the study ended (or hung) before the moment the test waits for"
 
 
+@SHARED
 def test_ray_spreads_the_runs_survives_a_lost_node_and_a_killed_driver(cluster, reference, tmp_path):
     """The grid on the cluster. Once a run has come back from the second
     node, that node is killed (SIGKILL, no draining): its runs finish on the head. Then the driver is
@@ -254,6 +259,7 @@ def test_ray_spreads_the_runs_survives_a_lost_node_and_a_killed_driver(cluster, 
     assert_same_study(out, reference)
 
 
+@SHARED
 def test_ray_refuses_what_no_node_can_hold_in_one_line(cluster, tmp_path):
     for flag, value in (("--gpus-per-run", "3"), ("--cpus-per-run", "2")):
         result = cli("run", *GRID, "--executor", "ray", flag, value, "--address", cluster.address,
@@ -274,6 +280,7 @@ def test_without_ray_the_extra_is_named(tmp_path):
     assert not (tmp_path / "study").exists()
 
 
+@SHARED
 def test_a_local_ray_of_this_machine_runs_the_study_on_loopback(cluster, tmp_path):
     """`--executor ray` without --address starts a Ray of this machine for the study alone (not the
     cluster already running here), which listens on 127.0.0.1 only and is gone when the study ends.
@@ -309,6 +316,7 @@ def test_a_local_ray_of_this_machine_runs_the_study_on_loopback(cluster, tmp_pat
 # -- a run's folder coming back to the driver --------------------------------------------------------
 
 
+@SHARED
 def test_a_returned_run_folder_lands_whole_once_and_only_inside(reference, tmp_path):
     """`land_run` puts a packed run folder in place with the same bytes; a second copy of a finished run
     is dropped; an archive that reaches outside its folder, or lacks its summary, leaves nothing; a
