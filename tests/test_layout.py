@@ -153,10 +153,12 @@ def test_each_keras_backend_runs_in_a_process_group_of_its_own():
 
 
 def test_the_loader_names_what_a_twin_lacks(monkeypatch):
-    broken = types.ModuleType("keras_impl.twin")
-    broken.NAME, broken.PACKAGES = "keras", ()
-    monkeypatch.setitem(sys.modules, "keras_impl.twin", broken)
+    # Lightning's twin: it loads in any process (a Keras twin would not where another test of this
+    # xdist worker already started Keras on another backend).
+    broken = types.ModuleType("lightning_impl.twin")
+    broken.NAME, broken.PACKAGES = "lightning", ()
+    monkeypatch.setitem(sys.modules, "lightning_impl.twin", broken)
     with pytest.raises(TypeError, match="missing build, count_trainable_params"):
-        load("keras")
+        load("lightning")
     with pytest.raises(ValueError, match="backend must be one of keras, keras-jax, keras-torch, lightning"):
         load("jax")
