@@ -148,18 +148,14 @@ def gpus_per_run(text: str) -> float:
 
 
 def check_engine_flags(args: argparse.Namespace) -> None:
-    """Each engine's flags with that engine only; Ray installed and --address reachable (no folder is
-    written before)."""
+    """Each engine's flags with that engine only (Ray itself is checked when `study_engine` connects,
+    before the study folder is touched)."""
     local = {"--workers": args.workers, "--runs-per-gpu": args.runs_per_gpu}
     ray = {"--address": args.address, "--gpus-per-run": args.gpus_per_run, "--cpus-per-run": args.cpus_per_run}
     if args.executor == "ray":
         if given := [flag for flag, value in local.items() if value is not None]:
             raise UsageError(f"{given[0]} is the local runner's; with --executor ray each run declares "
                              "--cpus-per-run and --gpus-per-run and Ray places it")  # fmt: skip
-        from study.experiment.ray_engine import check_address, cluster_address, import_ray
-
-        check_address(cluster_address(args.address))
-        import_ray(cluster_address(args.address))
         return
     if given := [flag for flag, value in ray.items() if value is not None]:
         raise UsageError(f"{given[0]} needs --executor ray")

@@ -18,6 +18,7 @@ raises, or is lost more often than that, costs one line and the study goes on wi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -34,6 +35,7 @@ from study.core.twin import keras_backend, load
 from study.experiment.memory import keep_freed_memory
 from study.experiment.post_run import probe_run
 from study.experiment.run_archive import land_run, pack, remove_dead_landings
+from study.experiment.runner import thread_environment
 from study.experiment.study_folder import locked, update_tables
 from study.experiment.timings import timed
 from study.experiment.training_run import run_training
@@ -101,7 +103,7 @@ def import_ray(address: str):
 
 # -- in the task: its worker process, its run --------------------------------------------------------
 
-_PREPARED: dict[str, int] = {}  # backend -> the threads this worker process set for it
+_PREPARED: set[str] = set()  # the backends whose threads this worker process has set
 
 
 def _prepare(threads: int, twins: tuple[str, ...]) -> None:
@@ -112,7 +114,7 @@ def _prepare(threads: int, twins: tuple[str, ...]) -> None:
     for backend in twins:
         if backend not in _PREPARED:
             load(backend).set_threads(threads)
-            _PREPARED[backend] = threads
+            _PREPARED.add(backend)
 
 
 def _task(threads: int, twins: tuple[str, ...], fn, *args):
@@ -228,7 +230,7 @@ class RayEngine:
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise UserError(f"--executor ray: cannot start or reach Ray ({address}): {one_line(error)}") from None
         self.failures = (ray.exceptions.RayError,)
-        self.locks: dict[str, object] = {}  # run key -> its lock, held while its task is out
+        self.locks: dict[str, contextlib.ExitStack] = {}  # run key -> its lock, held while its task is out
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
         most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
@@ -256,17 +258,15 @@ class RayEngine:
         self.parallel = max(1, int(sum(per_node)))
 
     def close(self) -> None:
-        for handle in self.locks.values():
-            handle.__exit__(None, None, None)
+        for held in self.locks.values():
+            held.close()
         self.locks.clear()
         self.ray.shutdown()
 
     def environment(self, twins: tuple[str, ...]) -> dict[str, str]:
         """The variables of a task's worker process, set before any framework starts in it: its threads,
         its Keras backend, and the driver's W&B project and group."""
-        env = {"OMP_NUM_THREADS": str(self.threads)}
-        if self.threads == 1:  # JAX's CPU thread pool is set when it starts, from XLA_FLAGS alone
-            env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env = thread_environment(self.threads)
         keras = {keras_backend(b) for b in twins} - {None}
         if keras:
             env["KERAS_BACKEND"] = keras.pop()
@@ -282,14 +282,14 @@ class RayEngine:
         """The run as a task, its folder locked by this driver while the task is out (as a local worker
         locks it): a run another process trains is skipped, a finished one is not trained again."""
         run_dir = study.run_dir(point)
-        lock = locked(run_dir.parent / f".{point.run_key}.lock", blocking=False)
-        if not lock.__enter__():
-            lock.__exit__(None, None, None)
+        held = contextlib.ExitStack()
+        if not held.enter_context(locked(run_dir.parent / f".{point.run_key}.lock", blocking=False)):
+            held.close()
             return _done({"summary": None})
         if (run_dir / SUMMARY).exists():
-            lock.__exit__(None, None, None)
+            held.close()
             return _done({"summary": load_summary(run_dir / SUMMARY)})
-        self.locks[point.run_key] = lock
+        self.locks[point.run_key] = held
         evaluator = study.config.probe_backend if study.probing else None
         wandb_mode, device, log_model = study.run_args[3:6]
         return executor.submit(train_remote, point, str(run_dir), os.path.abspath(run_dir), study.study_id,
@@ -303,9 +303,7 @@ class RayEngine:
             summary = land_run(study.run_dir(point), result["folder"])
             update_tables(study.out)  # as a local worker does after each run
         finally:
-            lock = self.locks.pop(point.run_key, None)
-            if lock is not None:
-                lock.__exit__(None, None, None)
+            self.locks.pop(point.run_key, contextlib.ExitStack()).close()
         study.timings.add(f"train {point.backend}", *result["train_s"])
         if result["probe_s"] is not None:
             study.timings.add(f"probe {point.backend} runs", *result["probe_s"])

@@ -62,6 +62,16 @@ def run_point(
     return summary
 
 
+def thread_environment(threads: int, xla_flags: str = "") -> dict[str, str]:
+    """The variables that give a worker process `threads` CPU threads, set before any framework starts:
+    OMP_NUM_THREADS, and for one thread XLA_FLAGS (`xla_flags` kept), since JAX's CPU thread pool is
+    set when it starts, from XLA_FLAGS alone."""
+    env = {"OMP_NUM_THREADS": str(threads)}
+    if threads == 1:
+        env["XLA_FLAGS"] = f"{xla_flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+    return env
+
+
 def _exit_with_parent(parent: int) -> None:
     """Workers die with the study process (even under SIGKILL), so a restart never races an orphan."""
     while True:
@@ -74,10 +84,7 @@ def _init_worker(threads: int, parent: int, backends: tuple[str, ...], log_path:
     redirect_descriptors(log_path)  # before any framework is imported: they print from C++ at import
     take_slot(slots.get() if slots is not None else None)  # this worker's GPU, before a framework sees any
     keep_freed_memory()
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if threads == 1:  # JAX's CPU thread pool is set when it starts, from XLA_FLAGS alone
-        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    os.environ.update(thread_environment(threads, os.environ.get("XLA_FLAGS", "")))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     for backend in backends:
         load(backend).set_threads(threads)
