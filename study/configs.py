@@ -121,12 +121,31 @@ class StudyConfig:
                 data[field.name] = list(value) if isinstance(value, tuple) else value
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict) -> StudyConfig:
+        """The config `to_dict` wrote (study.json's "config"); a malformed one is a `UserError`."""
+        try:
+            names = {f.name for f in dataclasses.fields(cls)} - {"recipe"}
+            recipe = TrainSpec(**{k: data[k] for k in RECIPE_FIELDS if k in data})
+            given = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+            return cls(recipe=recipe, **given)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise UserError(f"not a study config: {error}") from None
+
     @property
     def study_id(self) -> str:
         """The study's name and a hash of its whole configuration: every machine running this study
         (the agents of one sweep) gives its runs the same W&B group."""
         digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.name}-{digest}"
+
+
+def longest_first(points: list[GridPoint]) -> list[GridPoint]:
+    """The order the runner starts runs in: the costliest first (epochs x training FLOPs per image; one
+    data set per study), so the last runs to start are the shortest and the workers finish together
+    (longest-processing-time-first scheduling, within 4/3 of the shortest possible wall time); among
+    equals, the grid's order (seed by seed)."""
+    return sorted(points, key=lambda p: -(p.epochs or p.study.recipe.epochs) * p.network_spec().macs)
 
 
 @dataclass(frozen=True)

@@ -304,9 +304,9 @@ class RayEngine:
             update_tables(study.out)  # as a local worker does after each run
         finally:
             self.locks.pop(point.run_key, contextlib.ExitStack()).close()
-        study.timings.add(f"train {point.backend}", *result["train_s"])
+        study.timings.add(f"train {point.backend}", *result["train_s"], point.run_key)
         if result["probe_s"] is not None:
-            study.timings.add(f"probe {point.backend} runs", *result["probe_s"])
+            study.timings.add(f"probe {point.backend} runs", *result["probe_s"], point.run_key)
         if result["note"]:
             study.write(f"{point.run_key}: not probed: {result['note']}")
         return summary

@@ -17,7 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from study.configs import GridPoint, StudyConfig
+from study.configs import GridPoint, StudyConfig, longest_first
 from study.core.errors import CheckpointError, one_line
 from study.core.twin import load, loadable_here, process_groups
 from study.experiment.console import LOG, progress_bar, redirect_descriptors
@@ -174,13 +174,13 @@ class LocalEngine:
         return executor.submit(timed, run_point, point, *study.run_args)
 
     def landed(self, point: GridPoint, study: StudyRun, future: Future) -> dict | None:
-        return study.result(future, f"train {point.backend}")
+        return study.result(future, f"train {point.backend}", point.run_key)
 
     def probe(self, executor: Executor, point: GridPoint, study: StudyRun) -> Future:
         return executor.submit(timed, probe_run, study.run_dir(point), study.data_dir, study.config.probe_backend)
 
     def probed(self, point: GridPoint, study: StudyRun, future: Future) -> None:
-        study.result(future, f"probe {point.backend} runs")
+        study.result(future, f"probe {point.backend} runs", point.run_key)
 
 
 class StudyRun:
@@ -203,7 +203,7 @@ class StudyRun:
         engine.open(self.out)
         self.run_args = (self.out, self.study_id, data_dir, wandb_mode, device, log_model)  # run_point's
         points = config.points()
-        self.pending = [p for p in points if not is_finished(self.out, p)]
+        self.pending = [p for p in longest_first(points) if not is_finished(self.out, p)]
         self.unprobed = [p for p in points if is_finished(self.out, p) and not is_probed(self.run_dir(p))]
         self.say(
             f"study {self.study_id}: {len(points) - len(self.pending)} of {len(points)} runs finished, "
@@ -315,10 +315,10 @@ class StudyRun:
                             self.write(f"{point.run_key}: not probed: {one_line(error)}")
                         self.advance()
 
-    def result(self, future: Future, phase: str):
-        """A `timed` task's result; its seconds go to the phase."""
+    def result(self, future: Future, phase: str, key: str | None = None):
+        """A `timed` task's result; its seconds go to the phase (and to the task `key`, a run's)."""
         result, wall_s, cpu_s = future.result()
-        self.timings.add(phase, wall_s, cpu_s)
+        self.timings.add(phase, wall_s, cpu_s, key)
         return result
 
     def settle(self) -> None:
@@ -327,7 +327,8 @@ class StudyRun:
         update_tables(self.out)
         record = look_one(self.out, self.config, self.alpha, self.margin, self.engine.parallel)
         self.write(describe(record))
-        self.pending = [p for p in self.config.settle_points(record["cells"]) if not is_finished(self.out, p)]
+        self.pending = [p for p in longest_first(self.config.settle_points(record["cells"]))
+                        if not is_finished(self.out, p)]  # fmt: skip
         self.unprobed, self.replay, self.probing = [], False, False
         if self.bar is not None:
             self.bar.total += len(self.pending)

@@ -33,12 +33,15 @@ class Timings:
 
     def __init__(self) -> None:
         self.phases: dict[str, dict[str, float]] = {}
+        self.tasks: list[dict] = []  # each run's own tasks: what `resnet-study plan` learns a run's cost from
 
-    def add(self, name: str, wall_s: float, cpu_s: float) -> None:
+    def add(self, name: str, wall_s: float, cpu_s: float, key: str | None = None) -> None:
         phase = self.phases.setdefault(name, {"tasks": 0, "wall_s": 0.0, "cpu_s": 0.0})
         phase["tasks"] += 1
         phase["wall_s"] += wall_s
         phase["cpu_s"] += cpu_s
+        if key is not None:
+            self.tasks.append({"phase": name, "key": key, "wall_s": wall_s, "cpu_s": cpu_s})
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -49,9 +52,11 @@ class Timings:
         finally:
             self.add(name, time.perf_counter() - wall, time.process_time() - cpu)
 
-    def write(self, folder: Path, total_wall_s: float) -> None:
+    def write(self, folder: Path, total_wall_s: float, workers: int | None = None) -> None:
+        """timings.json: the invocation's wall time, its runs at once (`workers`), phases and run tasks."""
         rows = [{"phase": name, **values} for name, values in self.phases.items()]
-        atomic_write_text(Path(folder) / TIMINGS, json.dumps({"wall_s": total_wall_s, "phases": rows}, indent=1))
+        record = {"wall_s": total_wall_s, "workers": workers, "phases": rows, "tasks": self.tasks}
+        atomic_write_text(Path(folder) / TIMINGS, json.dumps(record, indent=1))
 
 
 def bench_study(out: Path, config: str = "default", extra: tuple[str, ...] = ()) -> dict:
