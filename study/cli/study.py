@@ -63,7 +63,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
 
 
-def study_config_from_args(args: argparse.Namespace):
+def study_config_from_args(args: argparse.Namespace, reads_data: bool = True):
+    """The study config the flags name; `reads_data` False (`plan`): --data-dir is not needed."""
     from study.configs import get_config
 
     config = get_config(args.config).with_overrides(
@@ -79,7 +80,7 @@ def study_config_from_args(args: argparse.Namespace):
             f"--epochs: the {config.name} config trains its own budgets ({', '.join(map(str, config.budgets))})"
         )
     check_dataset(config.dataset)
-    if config.dataset == "cifar10" and not args.data_dir:
+    if reads_data and config.dataset == "cifar10" and not args.data_dir:
         raise UsageError("--dataset cifar10 needs --data-dir (the folder with the CIFAR-10 python version files)")
     if config.dataset != "cifar10" and args.data_dir:
         raise UsageError(f"--data-dir is only used with --dataset cifar10, not {config.dataset}")
@@ -208,7 +209,7 @@ def run_study(args: argparse.Namespace) -> int:
                 verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
             with timings.phase("W&B analysis run"):
                 publish_study(out, verdict, mode)
-            timings.write(out, time.perf_counter() - start)
+            timings.write(out, time.perf_counter() - start, engine.parallel)
     print_verdict(verdict, out, args.json)
     return 0
 

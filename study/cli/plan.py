@@ -1,0 +1,51 @@
+"""`plan`: a study's wall time and GPU-hours predicted before it runs (`study.experiment.plan`), from
+measured throughput: a finished study folder or a compare.json of the machine, or the shipped table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from study.cli.flags import UsageError, add_json, positive_int
+from study.cli.study import add_study_arguments, study_config_from_args
+
+
+def register(commands) -> None:
+    plan = commands.add_parser(
+        "plan", help="predict a study's wall time and GPU-hours from measured throughput, before running it"
+    )
+    add_study_arguments(plan)
+    plan.add_argument("--gpus", type=positive_int, metavar="N", help="plan for N GPUs (default: this machine's CPU)")
+    plan.add_argument("--runs-per-gpu", type=positive_int, metavar="K", default=1, help="runs sharing each GPU")
+    plan.add_argument("--workers", type=positive_int, help="CPU workers (default: as `run` chooses: cores, at most 4)")
+    plan.add_argument("--executor", choices=("local", "ray"), default="local", help="the engine `run` will use")
+    plan.add_argument(
+        "--throughput",
+        type=Path,
+        metavar="SOURCE",
+        help="measured rates: a finished study folder, or compare.json (`resnet-study compare` on the machine "
+        "to plan for); default: the table measured on the 2-core development machine (docs/benchmarks.md)",
+    )
+    add_json(plan)
+    plan.set_defaults(run=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from study.experiment.plan import describe_plan, load_throughput, plan_study
+
+    config = study_config_from_args(args, reads_data=False)
+    if args.gpus is None and args.runs_per_gpu != 1:
+        raise UsageError("--runs-per-gpu needs --gpus")
+    if args.gpus is not None and args.workers is not None:
+        raise UsageError("--workers is for CPU plans; on GPUs the slots are --gpus x --runs-per-gpu")
+    table = load_throughput(args.throughput)
+    workers = args.workers or min(4, os.cpu_count() or 1)
+    plan = plan_study(config, table, workers=workers, gpus=args.gpus or 0, runs_per_gpu=args.runs_per_gpu,
+                      executor=args.executor)  # fmt: skip
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=1))
+    else:
+        print("\n".join(describe_plan(plan)))
+    return 0
