@@ -223,3 +223,17 @@ def test_a_finished_study_folder_is_a_throughput_source(tmp_path):
     assert four["run_seconds"] == pytest.approx(2 * two["run_seconds"])
     # the folder predicts its own study: its start-up is what its wall held beyond its tasks
     assert two["wall_s"] == pytest.approx(timings["wall_s"], rel=1e-6)
+
+
+def test_a_saved_table_plans_as_its_source_did_and_no_users_file_is_overwritten(tmp_path):
+    saved = tmp_path / "table.json"
+    first = cli("plan", "--config", "paper", "--gpus", "8", "--throughput", str(ASSUMED_GPU), "--save-table",
+                str(saved), "--json")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    again = cli("plan", "--config", "paper", "--gpus", "8", "--throughput", str(saved), "--json")
+    assert json.loads(again.stdout)["wall_s"] == pytest.approx(json.loads(first.stdout)["wall_s"])
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"my": "notes"}')
+    refused = cli("plan", "--save-table", str(mine))
+    assert refused.returncode == 2 and "not a throughput table" in refused.stderr
+    assert mine.read_text() == '{"my": "notes"}'

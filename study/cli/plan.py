@@ -28,6 +28,12 @@ def register(commands) -> None:
         help="measured rates: a finished study folder, or compare.json (`resnet-study compare` on the machine "
         "to plan for); default: the table measured on the 2-core development machine (docs/benchmarks.md)",
     )
+    plan.add_argument(
+        "--save-table",
+        type=Path,
+        metavar="FILE",
+        help="also write the throughput table used (e.g. measured from a study folder) as JSON, for --throughput later",
+    )
     add_json(plan)
     plan.set_defaults(run=run_plan)
 
@@ -41,6 +47,8 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.gpus is not None and args.workers is not None:
         raise UsageError("--workers is for CPU plans; on GPUs the slots are --gpus x --runs-per-gpu")
     table = load_throughput(args.throughput)
+    if args.save_table is not None:
+        save_table(table, args.save_table)
     workers = args.workers or min(4, os.cpu_count() or 1)
     plan = plan_study(config, table, workers=workers, gpus=args.gpus or 0, runs_per_gpu=args.runs_per_gpu,
                       executor=args.executor)  # fmt: skip
@@ -49,3 +57,19 @@ def run_plan(args: argparse.Namespace) -> int:
     else:
         print("\n".join(describe_plan(plan)))
     return 0
+
+
+def save_table(table, path: Path) -> None:
+    """The table as JSON at `path`: a new file, or one this command wrote before (never a user's other file)."""
+    from study.files import atomic_write_text
+
+    if path.is_dir() or path.is_symlink():
+        raise UsageError(f"--save-table {path}: a folder or a link; name a new file")
+    if path.exists():
+        try:
+            ours = "probe_factor" in json.loads(path.read_text())
+        except (OSError, ValueError, TypeError):
+            ours = False
+        if not ours:
+            raise UsageError(f"--save-table {path}: exists and is not a throughput table; name a new file")
+    atomic_write_text(path, json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n")
