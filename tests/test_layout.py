@@ -76,9 +76,7 @@ def test_a_layering_fault_is_seen(tmp_path):
     """The check above fails on a verdict that loads a twin (the fault injected into a copy)."""
     source = (ROOT / "study/verdicts/lesion.py").read_text()
     faulty = tmp_path / "lesion.py"
-    faulty.write_text(
-        source.replace("from scipy import stats", "from scipy import stats\nfrom study.core.twin import load")
-    )
+    faulty.write_text(source.replace("import pandas as pd", "import pandas as pd\nfrom study.core.twin import load"))
     with pytest.raises(AssertionError, match="load"):
         test_verdicts_and_the_report_only_read_tables_and_never_load_a_twin(faulty)
 

@@ -11,8 +11,9 @@ import pytest
 
 from study.configs import get_config, longest_first
 from study.core.presets import parse_spec
-from study.experiment import plan as planning
-from study.experiment.plan import Rate, Throughput, lesion_evaluations, plan_study, simulate
+from study.experiment import throughput as planning
+from study.experiment.plan import plan_study, simulate
+from study.experiment.throughput import Rate, Throughput, lesion_evaluations
 
 REPO = Path(__file__).resolve().parents[1]
 ASSUMED_GPU = REPO / "docs" / "data" / "gpu-throughput-assumed.json"
@@ -112,9 +113,9 @@ def test_plan_counts_every_run_and_gpu_hours():
     assert data["device_hours_busy"] == pytest.approx(one.busy_s / 3600)
     assert data["device_hours_held"] == pytest.approx(8 * eight.wall_s / 3600)
     assert sum(c["runs"] for c in data["per_run"]) == 60
-    # two runs sharing a GPU share its throughput: no faster, twice the slots
+    # two runs sharing a GPU share its throughput (each at half its rate), not their fixed 5 s start
     shared = plan_study(config, table, gpus=4, runs_per_gpu=2)
-    assert shared.busy_s == pytest.approx(2 * one.busy_s, rel=1e-6)
+    assert shared.busy_s == pytest.approx(2 * one.busy_s - 60 * 5.0, rel=1e-9)
 
 
 def test_the_shipped_table_predicts_the_default_study_on_this_machines_workers():
@@ -217,8 +218,8 @@ def test_a_finished_study_folder_is_a_throughput_source(tmp_path):
     assert all(r.fixed_s is not None and r.probe_s for r in table.rates)
     assert table.study_s["start"] >= 0 and table.probe_factor > 0
     two = json.loads(cli("plan", *grid, "--workers", "2", "--throughput", str(out), "--json").stdout)
-    four = json.loads(cli("plan", *grid[:-5], "--seeds", "0,1,2,3", *grid[-4:], "--workers", "2",
-                          "--throughput", str(out), "--json").stdout)  # fmt: skip
+    more_seeds = [*grid[:6], "--seeds", "0,1,2,3", *grid[8:]]
+    four = json.loads(cli("plan", *more_seeds, "--workers", "2", "--throughput", str(out), "--json").stdout)
     assert four["runs"] == 2 * two["runs"] == 16
     assert four["run_seconds"] == pytest.approx(2 * two["run_seconds"])
     # the folder predicts its own study: its start-up is what its wall held beyond its tasks
