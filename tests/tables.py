@@ -20,7 +20,7 @@ def reversed_(arch, depth):
 
 
 def table(
-    error=effect, seeds=(0, 1, 2, 3), backends=("keras", "lightning"), noise=0.01, twin_noise=0.002, rng_seed=0
+    error=effect, seeds=(0, 1, 2, 3, 4, 5), backends=("keras", "lightning"), noise=0.005, twin_noise=0.002, rng_seed=0
 ) -> pd.DataFrame:
     """Runs of every backend x arch x depth x seed; ``error(arch, depth)`` (or a dict backend -> such a
     function) is the true mean error fraction. Seed noise (sd `noise`) is shared by the twins, which differ only by

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from statsmodels.stats.weightstats import ttost_paired
 from tables import effect, table
 
 from study.files import EXACTNESS_QUANTITIES as QUANTITIES
@@ -18,7 +17,7 @@ from study.verdicts.agreement import agreement
 from study.verdicts.analyze import analyze
 from study.verdicts.inputs import load_results
 from study.verdicts.outcomes import paired_test
-from study.verdicts.power import beyond_mdd, seeds_needed, tost_power
+from study.verdicts.signs import shares, tost_power, tost_seeds
 
 MARGIN, ALPHA = 0.05, 0.05
 
@@ -71,9 +70,10 @@ def chaotic(arch, depth):
     return 0.75 if (arch, depth) == ("plain", 56) else effect(arch, depth)
 
 
-def paired(error=effect, seeds=(0, 1, 2, 3, 4), shared=0.01, twin=0.005, chaotic_sd=0.0, rng_seed=0):
+def paired(error=effect, seeds=tuple(range(8)), shared=0.01, twin=0.005, chaotic_sd=0.0, rng_seed=0):
     """Both twins' runs of a seed share `shared` noise and differ by independent `twin` noise; the
-    plain-56 cell's twins differ by `chaotic_sd` instead (training there is chaotic)."""
+    plain-56 cell's twins differ by `chaotic_sd` instead (training there is chaotic). Eight seeds: the
+    fewest with which a sign test passes Holm over 12 tests (2^-8 < 0.05/12)."""
     rng = np.random.default_rng(rng_seed)
     frame = table(error, seeds=seeds, noise=0.0, twin_noise=0.0)
     chaos = (frame.arch == "plain") & (frame.depth == 56) & (chaotic_sd > 0)
@@ -179,15 +179,15 @@ def test_a_schema_1_replay_judges_every_network():
 
 def test_twins_differing_beyond_the_margin_disagree():
     offset = {"keras": lambda arch, depth: effect(arch, depth) + 0.15, "lightning": effect}
-    result = agreement(paired(offset), exactness=PASSED)
+    result = agreement(paired(offset, seeds=tuple(range(10))), exactness=PASSED)
     assert result["verdict"] == "disagree" and {c["verdict"] for c in result["cells"]} == {"differs"}
     test = cell(result, "plain", 20)["tests"]["final_train_error"]
-    assert test["mean_diff"] == pytest.approx(0.15, abs=0.02) and test["p_beyond_holm"] < ALPHA
+    assert test["median_diff"] == pytest.approx(0.15, abs=0.02) and test["p_beyond_holm"] < ALPHA
 
 
 def test_a_small_real_offset_within_the_margin_is_still_equivalent():
     offset = {"keras": lambda arch, depth: effect(arch, depth) + 0.02, "lightning": effect}
-    result = agreement(paired(offset, twin=0.002), exactness=PASSED)
+    result = agreement(paired(offset, seeds=tuple(range(10)), twin=0.002), exactness=PASSED)
     assert result["verdict"] == "agree"
     tests = [t for c in result["cells"] for t in c["tests"].values()]
     assert all(t["p_diff_holm"] < ALPHA and t["p_tost_holm"] < ALPHA for t in tests)
@@ -195,39 +195,43 @@ def test_a_small_real_offset_within_the_margin_is_still_equivalent():
 
 def test_a_chaotic_cell_leaves_the_verdict_undecided_not_agree():
     """Audit: "agree" was issued while a cell was only bounded."""
-    result = agreement(paired(chaotic, chaotic_sd=0.08), exactness=PASSED)
+    result = agreement(paired(chaotic, chaotic_sd=0.03), exactness=PASSED)
     plain56 = cell(result, "plain", 56)
     assert plain56["verdict"] == "undecided" and result["verdict"] == "exact_outcomes_undecided"
     assert "plain-56" in result["reason"] and "plain-56" in result["settle"]
     needed = max(t["seeds_needed"] for t in plain56["tests"].values())
-    runs = 2 * (needed - 5)  # both twins, beyond the five seeds each ran; every run took 10 s
+    runs = 2 * (needed - 8)  # both twins, beyond the eight seeds each ran; every run took 10 s
     assert f"about {needed} seeds ({runs} more runs, ~{runs * 10 / 60:.0f} min of training" in result["settle"]
     # A study declared with --settle tests its second look at alpha/(2K): more seeds, stated with their cost.
-    sds = [t["sd"] for t in plain56["tests"].values()]
-    total = max(seeds_needed(sd, MARGIN, ALPHA / 12 / 2) for sd in sds)
+    observed = [shares((t["below"], t["above"], t["inside"]))[:2] for t in plain56["tests"].values()]
+    total = max(tost_seeds(low, high, ALPHA / 12 / 2) for low, high in observed)
     assert total > needed
-    assert f"`run --settle {total - 5}` ({2 * (total - 5)} more runs" in result["settle"]
+    assert f"`run --settle {total - 8}` ({2 * (total - 8)} more runs" in result["settle"]
     test = plain56["tests"]["final_train_error"]
-    assert MARGIN < test["bound"] <= 1 and test["mdd"] > MARGIN
-    assert test["seeds_needed"] > 20 and test["tost_power"] < 0.5
+    assert MARGIN < test["bound"] <= 1 and test["inside"] < test["n"]
+    assert test["seeds_needed"] > 8 and test["tost_power"] < 0.5
     assert any(line.startswith("plain-56: final_train_error: not shown within ±5.0") for line in result["not_excluded"])
     assert all(c["verdict"] == "equivalent" for c in result["cells"] if c is not plain56)
 
 
-def test_a_shift_by_the_detectable_difference_is_detected_as_stated_and_never_agree():
-    """Audit: one twin's plain-56 shifted by the difference the verdict said it would detect was judged
-    "agree" 90 % of the time, and detected ~10 % of the time."""
-    sd = 0.08 * np.sqrt(2)  # each twin's own chaotic noise: the sd of the per-seed differences
-    shift = beyond_mdd(sd, 5, MARGIN, ALPHA / 12)  # 6 cells x 2 metrics: Holm over 12
+def test_a_cell_whose_typical_seed_lies_outside_the_margin_cannot_be_settled_by_seeds():
+    result = agreement(paired(chaotic, chaotic_sd=0.2), exactness=PASSED)
+    assert "more seeds would not show it" in result["settle"]
+
+
+def test_one_twin_off_by_the_margin_in_the_typical_seed_is_never_agree():
+    """Audit: a shift at the margin was judged "agree"; now the typical seed decides, at its boundary."""
 
     def shifted(backend):
-        return lambda a, d: (0.4 + shift * (backend == "keras")) if (a, d) == ("plain", 56) else effect(a, d)
+        return lambda a, d: (0.4 + MARGIN * (backend == "keras")) if (a, d) == ("plain", 56) else effect(a, d)
 
     truth = {"keras": shifted("keras"), "lightning": shifted("lightning")}
-    studies = [agreement(paired(truth, chaotic_sd=0.08, rng_seed=s), exactness=PASSED) for s in range(60)]
+    studies = [agreement(paired(truth, chaotic_sd=0.02, rng_seed=s), exactness=PASSED) for s in range(40)]
     assert not [s for s in studies if s["verdict"] == "agree"]
-    detected = np.mean([cell(s, "plain", 56)["tests"]["final_train_error"]["p_beyond_holm"] < ALPHA for s in studies])
-    assert detected >= 0.8 - 0.1  # at least the stated power, within Monte Carlo error (60 studies)
+    far = {"keras": lambda a, d: effect(a, d) + 3 * MARGIN * ((a, d) == ("plain", 56)), "lightning": effect}
+    detected = [agreement(paired(far, seeds=tuple(range(10)), chaotic_sd=0.02, rng_seed=s),
+                          exactness=PASSED)["verdict"] == "disagree" for s in range(10)]  # fmt: skip
+    assert all(detected)
 
 
 def test_bounds_never_exceed_100_points():
@@ -242,12 +246,19 @@ def test_too_few_runs_or_one_backend_are_inconclusive():
     assert one["verdict"] == "inconclusive" and one["reason"] == "only one backend in the results"
 
 
-def test_identical_runs_are_equivalent_as_stated():
-    frame = paired(shared=0.0, twin=0.0)
-    result = agreement(frame, exactness=PASSED)
-    test = cell(result, "resnet", 8)["tests"]["final_train_error"]
-    assert test["note"] == "identical in every run" and test["p_tost"] == 0.0 and test["bound"] == 0.0
-    assert cell(result, "resnet", 8)["reason"] == "identical in every run" and result["verdict"] == "agree"
+def test_identical_runs_are_evidence_with_a_bound_never_p_zero():
+    """Audit: identical runs gave p = 0 at any number of seeds. Five identical seeds cannot pass Holm over
+    12 tests (each p is 1/32) and leave up to 45 % of seeds open; eight can, and say what stays open."""
+    five = agreement(paired(seeds=tuple(range(5)), shared=0.0, twin=0.0), exactness=PASSED)
+    test = cell(five, "resnet", 8)["tests"]["final_train_error"]
+    assert test["note"] == "identical in every run" and test["p_tost"] == 1 / 32
+    assert test["tail_bound"] == pytest.approx(1 - 0.05 ** (1 / 5))  # Clopper-Pearson: 45 % left open
+    assert cell(five, "resnet", 8)["verdict"] == "undecided" and five["verdict"] == "exact_outcomes_undecided"
+    assert "5 of 5 seeds within ±5.0 (identical in every run)" in cell(five, "resnet", 8)["reason"]
+    eight = agreement(paired(shared=0.0, twin=0.0), exactness=PASSED)
+    assert eight["verdict"] == "agree"
+    reason = cell(eight, "resnet", 8)["reason"]
+    assert reason == "identical in every run; the seeds do not exclude that up to 31 % of seeds differ more"
 
 
 def test_diverged_runs_are_failures_and_an_asymmetry_disagrees(tmp_path):
@@ -265,18 +276,26 @@ def test_diverged_runs_are_failures_and_an_asymmetry_disagrees(tmp_path):
     assert (divergence["only_first"], divergence["only_second"]) == (7, 0) and divergence["asymmetric"]
 
 
-def test_statistics_match_scipy_and_statsmodels():
+def test_statistics_are_exact_sign_tests():
     rng = np.random.default_rng(1)
-    shared = rng.normal(0.3, 0.05, 7)
-    a, b = shared + rng.normal(0.01, 0.02, 7), shared + rng.normal(0, 0.02, 7)
-    test = paired_test(a - b, MARGIN, ALPHA, family=1)
-    paired_t = stats.ttest_rel(a, b)
-    assert test["p_diff"] == pytest.approx(paired_t.pvalue, rel=1e-10)
-    assert test["p_tost"] == pytest.approx(ttost_paired(a, b, -MARGIN, MARGIN)[0], rel=1e-10)
-    ci = paired_t.confidence_interval(0.95)
-    assert (test["ci_low"], test["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-10)
-    # The bound is where TOST would just pass at the family's level: TOST at the bound gives p = alpha.
-    assert ttost_paired(a, b, -test["bound"], test["bound"])[0] == pytest.approx(ALPHA, rel=1e-6)
+    d = rng.normal(0.01, 0.04, 9)
+    test = paired_test(d, MARGIN, ALPHA, family=1)
+
+    def greater(k):
+        return stats.binomtest(int(k), len(d), 0.5, alternative="greater").pvalue
+
+    assert test["p_tost"] == pytest.approx(max(greater((d > -MARGIN).sum()), greater((d < MARGIN).sum())))
+    assert test["p_beyond"] == pytest.approx(
+        min(1.0, 2 * min(greater((d > MARGIN).sum()), greater((d < -MARGIN).sum())))
+    )
+    assert test["p_diff"] == pytest.approx(min(1.0, 2 * min(greater((d > 0).sum()), greater((d < 0).sum()))))
+    ordered = np.sort(d)  # 9 seeds: (x_(2), x_(8)), coverage 1 - 2 P(Bin(9, 1/2) <= 1) = 0.961
+    assert (test["ci_low"], test["ci_high"], test["ci_coverage"]) == pytest.approx(
+        (ordered[1], ordered[7], 1 - 20 / 512)
+    )
+    # The bound is where the sign TOST just passes at the family's level
+    assert paired_test(d, test["bound"], ALPHA, 1)["p_tost"] <= ALPHA
+    assert paired_test(d, test["bound"] * (1 - 1e-9), ALPHA, 1)["p_tost"] > ALPHA
 
 
 def simulate(diff, sd, n, key, family=1, trials=3000, seed=0):
@@ -289,24 +308,25 @@ def simulate(diff, sd, n, key, family=1, trials=3000, seed=0):
 
 @pytest.mark.parametrize("family", [1, 12])
 def test_the_stated_power_is_the_power_the_procedure_has(family):
-    """Audit: the stated detectable difference and seeds were those of an unadjusted two-sided test the
-    verdict never used. Now both are of its own tests at the family's level (Holm's first step)."""
-    sd, n = 0.04, 8
+    """The sign TOST's power at the true shares of seeds below, within and above the margin (exact,
+    over the trinomial): simulated, and as computed."""
+    sd, n = 0.03, 10
     level = ALPHA / family
-    assert simulate(0.0, sd, n, "p_tost", family) == pytest.approx(tost_power(sd, n, MARGIN, level), abs=0.03)
+    side = float(stats.norm.cdf(-MARGIN / sd))  # P(d <= -margin) = P(d >= margin)
+    assert simulate(0.0, sd, n, "p_tost", family) == pytest.approx(tost_power(side, side, n, level), abs=0.03)
     stated = paired_test(np.random.default_rng(0).normal(0, sd, n), MARGIN, ALPHA, family)
     assert stated["tost_power"] <= stated["tost_power_at_alpha"]  # the bracket Holm's level lies in
-    mdd = beyond_mdd(sd, n, MARGIN, level)
-    assert simulate(mdd, sd, n, "p_beyond", family) == pytest.approx(0.8, abs=0.03)
     assert simulate(MARGIN, sd, n, "p_beyond", family) <= level + 0.01  # the "differs" test keeps its level
     assert simulate(MARGIN, sd, n, "p_tost", family) <= level + 0.01  # and so does the equivalence test
 
 
 def test_seeds_needed_reaches_the_power_it_promises():
-    sd, level = 0.06, ALPHA / 12
-    n = seeds_needed(sd, MARGIN, level)
-    assert simulate(0.0, sd, n, "p_tost", family=12, trials=2000) == pytest.approx(0.8, abs=0.035)
-    assert tost_power(sd, n - 1, MARGIN, level) < 0.8 <= tost_power(sd, n, MARGIN, level)
+    sd, level = 0.03, ALPHA / 12
+    side = float(stats.norm.cdf(-MARGIN / sd))
+    n = tost_seeds(side, side, level)
+    assert tost_power(side, side, n - 1, level) < 0.8 <= tost_power(side, side, n, level)
+    simulated = simulate(0.0, sd, n, "p_tost", family=12, trials=2000)
+    assert simulated == pytest.approx(tost_power(side, side, n, level), abs=0.03)
 
 
 def test_holm_spans_every_cell_and_metric():
@@ -323,13 +343,15 @@ def test_verdict_is_json_serializable():
 
 # -- a `run --settle` study: two looks, alpha/2 each (the module docstring) -------------------------------
 
-SETTLED = {"grid_seeds": [0, 1, 2, 3, 4], "extra_seeds": list(range(5, 25)), "cells": [{"arch": "plain", "depth": 56}]}
+GRID = 10  # look 1 at alpha/2 over 12 tests: 2^-10 < 0.025/12
+SETTLED = {"grid_seeds": list(range(GRID)), "extra_seeds": list(range(GRID, GRID + 20)),
+           "cells": [{"arch": "plain", "depth": 56}]}  # fmt: skip
 
 
 def sequential_table():
-    """Plain-56 chaotic on the five grid seeds (undecided at look 1); its twins close on the 20 added seeds."""
-    grid = paired(chaotic, chaotic_sd=0.08)
-    extra = paired(chaotic, seeds=tuple(range(5, 25)), chaotic_sd=0.01, rng_seed=1)
+    """Plain-56 chaotic on the ten grid seeds (undecided at look 1); its twins close on the 20 added seeds."""
+    grid = paired(chaotic, seeds=tuple(range(GRID)), chaotic_sd=0.08)
+    extra = paired(chaotic, seeds=tuple(range(GRID, GRID + 20)), chaotic_sd=0.01, rng_seed=1)
     return pd.concat([grid, extra], ignore_index=True)
 
 
@@ -339,22 +361,22 @@ def test_look_two_settles_the_cell_look_one_left_undecided():
     plain56, family = cell(result, "plain", 56), 12  # 6 cells x 2 metrics
     assert plain56["look"] == 2 and plain56["look_one"]["verdict"] == "undecided"
     assert plain56["verdict"] == "equivalent" and result["verdict"] == "agree", plain56["reason"]
-    assert plain56["reason"].startswith("look 2, 25 seeds: ") and "Bonferroni" in plain56["reason"]
-    for test in plain56["tests"].values():  # all 25 seeds, at alpha/2 with Bonferroni over look 1's family
-        assert test["n"] == 25 and test["level"] == pytest.approx(ALPHA / 2 / family)
+    assert plain56["reason"].startswith("look 2, 30 seeds: ") and "Bonferroni" in plain56["reason"]
+    for test in plain56["tests"].values():  # all 30 seeds, at alpha/2 with Bonferroni over look 1's family
+        assert test["n"] == 30 and test["level"] == pytest.approx(ALPHA / 2 / family)
         assert test["p_tost_holm"] == pytest.approx(min(1.0, family * test["p_tost"]))
-    look_one = agreement(frame[frame.seed < 5], alpha=ALPHA / 2, exactness=PASSED)  # what the runner decided on
+    look_one = agreement(frame[frame.seed < GRID], alpha=ALPHA / 2, exactness=PASSED)  # what the runner decided on
     assert cell(look_one, "plain", 56)["verdict"] == "undecided"
     for other in (c for c in result["cells"] if c is not plain56):
-        assert other["look"] == 1 and all(t["n"] == 5 for t in other["tests"].values())
+        assert other["look"] == 1 and all(t["n"] == GRID for t in other["tests"].values())
         assert other["verdict"] == cell(look_one, other["arch"], other["depth"])["verdict"]
-    assert "sequential (declared --settle 20): look 1 on seeds 0-4 at α/2" in result["design"]
+    assert "sequential (declared --settle 20): look 1 on seeds 0-9 at α/2" in result["design"]
 
 
 def test_look_two_waits_until_every_added_seed_ran():
     """Look 2 has a fixed number of seeds: with one added run missing the cell stays undecided."""
     frame = sequential_table()
-    frame = frame[~((frame.backend == "keras") & (frame.arch == "plain") & (frame.depth == 56) & (frame.seed == 24))]
+    frame = frame[~((frame.backend == "keras") & (frame.arch == "plain") & (frame.depth == 56) & (frame.seed == 29))]
     result = agreement(frame, exactness=PASSED, settle=SETTLED)
     plain56 = cell(result, "plain", 56)
     assert plain56["look"] == 1 and plain56["verdict"] == "undecided"
@@ -367,14 +389,14 @@ def test_a_cell_decided_at_look_one_keeps_its_decision():
     result = agreement(sequential_table(), exactness=PASSED, settle=chosen)
     resnet8 = cell(result, "resnet", 8)
     assert resnet8["look"] == 1 and resnet8["verdict"] == "equivalent"
-    assert all(t["n"] == 5 for t in resnet8["tests"].values())
+    assert all(t["n"] == GRID for t in resnet8["tests"].values())
     assert cell(result, "plain", 56)["verdict"] == "undecided"  # not chosen: its added seeds are not read
 
 
 def test_the_added_seeds_enter_no_verdict_but_the_agreement():
     """Their number was chosen from the data: degradation and the rest are judged on the grid's seeds."""
     frame = sequential_table()
-    sequential, grid = analyze(frame, exactness=PASSED, settle=SETTLED), analyze(frame[frame.seed < 5])
+    sequential, grid = analyze(frame, exactness=PASSED, settle=SETTLED), analyze(frame[frame.seed < GRID])
     for name in ("degradation", "lesion", "norm_preservation", "relu_vs_skip", "training_budget"):
         assert sequential[name] == grid[name], name
     assert analyze(frame, exactness=PASSED)["degradation"] != grid["degradation"]  # the check can fail

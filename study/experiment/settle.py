@@ -19,7 +19,7 @@ from study.verdicts.agreement import agreement, cell_label
 from study.verdicts.analyze import main_experiment
 from study.verdicts.common import as_float
 from study.verdicts.inputs import load_exactness, load_results, load_settle
-from study.verdicts.power import tost_power
+from study.verdicts.outcomes import look_two_power
 
 
 def look_one(out: Path, config: StudyConfig, alpha: float, margin: float, workers: int = 1) -> dict:
@@ -60,9 +60,9 @@ def _decide(out: Path, config: StudyConfig, alpha: float, margin: float, workers
     power, minutes = {}, 0.0
     for cell in undecided:
         tests = cell["tests"].values()
-        if all(t["sd"] is not None for t in tests):  # at the observed spread, its level alpha/(2K)
-            stated = min(tost_power(t["sd"], t["n"] + len(extra), margin, t["level"]) for t in tests)
-            power[cell_label(cell, verdict["pairs"])] = round(stated, 3)
+        powers = [look_two_power(t, t["n"] + len(extra), margin) for t in tests]  # its level alpha/(2K)
+        if all(p is not None for p in powers):  # at the observed shares below, within and above the margin
+            power[cell_label(cell, verdict["pairs"])] = round(min(powers), 3)
     for arch, depth in chosen:
         per_run = (
             results[(results.arch == arch) & (results.depth == depth)].wall_s.mean() if "wall_s" in results else None
@@ -85,5 +85,5 @@ def describe(record: dict) -> str:
     return (
         f"settle: look 1 (α/2 = {look['alpha']:g}) leaves {', '.join(look['undecided'])} undecided; adding "
         f"{len(record['extra_seeds'])} seeds: {look['runs']} runs, ~{look['minutes']:.0f} min at the grid's time "
-        f"per run" + (f"; look 2's equivalence power at the observed spread: {power}" if power else "")
+        f"per run" + (f"; look 2's equivalence power at the observed shares: {power}" if power else "")
     )

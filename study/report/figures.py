@@ -89,9 +89,9 @@ def figure_error_vs_depth(degradation: dict, results: pd.DataFrame, path: Path) 
 
 
 def figure_agreement(agreement: dict, path: Path) -> Path:
-    """Per cell and metric, the difference of the twins' mean errors with its 95 % CI (Welch) and the
-    equivalence margin: a cell is shown equivalent when its interval (at the Holm level) lies inside
-    the band. Crosses mark the differences the cell excludes (±bound)."""
+    """Per cell and metric, the twins' difference in the median seed with its distribution-free interval
+    and the equivalence margin; crosses mark the differences the cell's sign TOST excludes at its Holm
+    level (±bound): a cell is shown equivalent when they lie inside the band."""
     plt = pyplot()
     metrics = agreement["metrics"]
     fig, axes = plt.subplots(
@@ -102,13 +102,13 @@ def figure_agreement(agreement: dict, path: Path) -> Path:
     for ax, metric in zip(axes[0], metrics, strict=True):
         for row, cell in enumerate(agreement["cells"]):
             test = cell["tests"][metric]
-            if test["mean_diff"] is None:
+            if test["median_diff"] is None:
                 continue
             color = {"equivalent": "tab:green", "undecided": "tab:orange", "differs": "tab:red"}.get(
                 cell["verdict"], "grey"
             )
             low, high = (test["ci_low"], test["ci_high"]) if test["ci_low"] is not None else (None, None)
-            ax.plot(100 * test["mean_diff"], row, "o", color=color)
+            ax.plot(100 * test["median_diff"], row, "o", color=color)
             if low is not None:
                 ax.plot([100 * low, 100 * high], [row, row], color=color)
             if test["bound"] is not None:

@@ -62,9 +62,10 @@ def degradation_finding(deg: dict, context: dict) -> str:
         )
         parts.append(
             f"{backend}: plain nets end at {_pts(cells[('plain', low)]['mean'])} training error at depth {low} and "
-            f"{_pts(cells[('plain', high)]['mean'])} at depth {high} (rise {_pts(plain['estimate'])}, 95 % CI "
-            f"{_pts(plain['ci_low'])} to {_pts(plain['ci_high'])}, p = {plain['p']:.2g} against a "
-            f"{_pts(deg['margin_effect'])} rise); residual nets "
+            f"{_pts(cells[('plain', high)]['mean'])} at depth {high} on average (the median seed's rise "
+            f"{_pts(plain['estimate'])}, {100 * plain['ci_coverage']:.1f} % distribution-free interval "
+            f"{_pts(plain['ci_low'])} to {_pts(plain['ci_high'])}; {plain['beyond']} of {plain['n']} seeds above "
+            f"{_pts(deg['margin_effect'])}, sign test p = {plain['p']:.2g}); residual nets "
             f"{_pts(cells[('resnet', low)]['mean'])} and {_pts(cells[('resnet', high)]['mean'])}{held}"
         )
     return (
@@ -83,11 +84,11 @@ def agreement_finding(agr: dict, context: dict) -> str:
         if cell["verdict"] == "undecided" and tests:
             seeds = [t["seeds_needed"] for t in tests]
             needed = f"about {max(seeds)}" if all(seeds) else "more than can be run"
+            inside = min(tests, key=lambda t: t["inside"] / t["n"])
             open_cells.append(
                 f"{cell_label(cell, agr['pairs'])} (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
-                f"excluded; the test detects {_pts(max(t['mdd'] if t['mdd'] is not None else 1.0 for t in tests))}; "
-                f"{needed} seeds "
-                "would settle the margin)"
+                f"excluded in the typical seed; {inside['inside']} of {inside['n']} seeds within the margin; "
+                f"{needed} seeds would settle the margin)"
             )
     if open_cells:
         text += " Not excluded: smaller differences in " + "; ".join(open_cells) + "."

@@ -76,7 +76,7 @@ def verdict_summary(verdict: dict) -> dict:
         )
         summary[f"{prefix}/verdict"] = cell["verdict"]
         for metric, test in cell["tests"].items():
-            for key in ("mean_diff", "bound", "mdd", "p_tost_holm"):
+            for key in ("median_diff", "mean_diff", "bound", "inside", "p_tost_holm"):
                 if test.get(key) is not None:
                     summary[f"{prefix}/{metric}/{key}"] = test[key]
     summary["diverged/count"] = verdict["diverged"]["count"]

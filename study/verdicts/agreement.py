@@ -12,21 +12,25 @@ Two levels of evidence, one verdict (docs/design.md, "How the verdicts are reach
 2. **Outcomes**, per (arch, depth) cell, pair of backends and metric (final train and test error),
    from the float32 study runs. The unit of replication is the seed: both twins trained a network of
    each seed from the same initial weights on the same batches, so the seed's two runs are one pair,
-   and the test is on the per-seed differences d_s = a_s − b_s (a paired t-test: valid whatever the
-   correlation between the twins' runs, which is reported). Three tests per cell and metric:
-   equivalence (TOST, H0 |Δ| >= margin), difference beyond the margin (H0 |Δ| <= margin: the two
-   one-sided tests, Bonferroni over the two) and plain difference (two-sided); each is Holm-corrected
-   over all cells and metrics (K tests).
+   and the tests are on the per-seed differences d_s = a_s − b_s: exact sign tests on the typical
+   seed (`study.verdicts.signs`; valid whatever the distribution of the differences — skewed,
+   heavy-tailed, bimodal, rare divergences, identical runs — and whatever the correlation between the
+   twins' runs, which is reported). Three tests per cell and metric: equivalence (sign TOST: more than
+   half of all seeds within ±margin on each side), difference beyond the margin (the two one-sided
+   tests, Bonferroni over the two) and plain difference (two-sided); each is Holm-corrected over all
+   cells and metrics (K tests). Identical runs are evidence with a bound, never p = 0: with n seeds
+   the smallest p is 2^-n, so 5 identical seeds cannot pass Holm over 12 tests (8 can), and a claim
+   states the share of seeds its seeds leave open (Clopper-Pearson: 5 of 5 leave up to 45 %).
 3. **Divergence**: a diverged run is a failure at chance level (`study.verdicts.inputs`), and the
    seeds where exactly one twin diverged are tested for asymmetry (exact two-sided sign test over all
    cells of a pair).
 
 Per cell: *equivalent* (TOST after Holm), *differs* (beyond the margin after Holm), *undecided*
 (neither, or fewer than two seeds both twins ran). Every undecided cell states `bound` (the
-differences it excludes at the family's level alpha/K, at most 100 points), `mdd` (the smallest
-difference its "differs" test would detect with 80 % power at level alpha/K, the first step of Holm,
-so at least that power) and `seeds_needed` (seeds for 80 % power of its TOST at level alpha/K, given
-the observed spread of the differences).
+differences the sign TOST excludes for the typical seed at the family's level alpha/K, at most 100
+points), `inside`/`below`/`above` (its seeds within and beyond each side of the margin) and
+`seeds_needed` (seeds for 80 % power of its sign TOST at level alpha/K at the observed shares, by
+Laplace's rule, exactly over the trinomial).
 
 Overall: *disagree* when a replay failed, a cell differs, or the twins diverge asymmetrically;
 *agree* only when every pair's replay passed and every cell is equivalent; *exact_outcomes_undecided*
@@ -57,7 +61,7 @@ from study.core.twin import BACKENDS
 from study.files import EXACTNESS_PERTURBATION, EXACTNESS_ROUNDING_LIMIT, EXACTNESS_TOLERANCE
 from study.verdicts.common import as_float
 from study.verdicts.outcomes import outcome_cells, second_look
-from study.verdicts.power import MAX_SEEDS, seeds_needed
+from study.verdicts.signs import MAX_SEEDS, shares, tost_seeds
 
 METRICS = ("final_train_error", "final_test_error")
 
@@ -78,8 +82,12 @@ def _seeds_to_settle(cell: dict, margin: float, sequential: bool) -> str:
     if any(t["n"] < 2 for t in tests):
         return "at least 2 seeds run by both twins"
     needed = [t["seeds_needed"] for t in tests]
+    if any(t.get("tost_power") is None for t in tests):
+        return "the seeds that would settle it (not computed)"
     if not all(needed):
-        return f"more than {MAX_SEEDS} seeds"
+        low = min(tests, key=lambda t: t["inside"] / t["n"])
+        return (f"not within reach: {low['inside']} of {low['n']} seeds lie within the margin, so more seeds would not "
+                f"show it (the typical seed differs), or more than {MAX_SEEDS} would be needed")  # fmt: skip
     have = min(t["n"] for t in tests)
 
     def cost(seeds: int) -> str:
@@ -90,13 +98,28 @@ def _seeds_to_settle(cell: dict, margin: float, sequential: bool) -> str:
         )  # fmt: skip
 
     text = f"about {max(needed)} seeds ({cost(max(needed))})"
-    if sequential or any(t["sd"] is None for t in tests):
+    if sequential or any(t["inside"] is None for t in tests):
         return text
-    looked = [seeds_needed(t["sd"], margin, t["level"] / 2) for t in tests]
+    looked = [tost_seeds(*shares((t["below"], t["above"], t["inside"]))[:2], t["level"] / 2) for t in tests]
     if all(looked):
         extra = max(0, max(looked) - have)
         text += f"; a new study declared with `run --settle {extra}` ({cost(max(looked))})"
     return text
+
+
+def _as_decided(undecided: list[dict], wanted: float = 0.8) -> str:
+    """The seeds that give "agree" as it is decided — every undecided cell's every metric equivalent —
+    `wanted` power at the observed shares within the margin, whatever the dependence between the tests:
+    each gets 1 - (1 - wanted) / T (Bonferroni over its T tests). "" where it cannot be computed."""
+    tests = [t for c in undecided for t in c["tests"].values()]
+    if len(tests) < 2 or any(t.get("inside") is None or t.get("tost_power") is None for t in tests):
+        return ""
+    each = 1 - (1 - wanted) / len(tests)
+    seeds = [tost_seeds(*shares((t["below"], t["above"], t["inside"]))[:2], t["level"], each) for t in tests]
+    if not all(seeds):
+        return ""
+    return (f"; for the verdict as decided (all {len(tests)} open tests equivalent), about {max(seeds)} seeds per "
+            f"cell give {100 * wanted:.0f} % power")  # fmt: skip
 
 
 def _seed_range(seeds: list[int]) -> str:
@@ -212,8 +235,8 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
     present = [b for b in BACKENDS if b in set(results.backend)]
     pairs = list(itertools.combinations(present, 2))
     header = {"margin": margin, "alpha": alpha, "metrics": list(metrics), "pairs": [list(p) for p in pairs],
-              "design": "the seed's two runs are one pair (same initial weights and batches): paired t-tests "
-                        "on the per-seed differences, Holm over all cells and metrics"}  # fmt: skip
+              "design": "the seed's two runs are one pair (same initial weights and batches): exact sign tests "
+                        "on the per-seed differences (the typical seed), Holm over all cells and metrics"}  # fmt: skip
     replay = replay_status(exactness, pairs)
     exact = _exactness_summary(exactness, replay)
     if settle is None:
@@ -246,6 +269,7 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
     )
     not_excluded = [f"{cell_label(c, pairs)}: {c['reason']}" for c in cells if c["verdict"] == "undecided"]
     asymmetric = [d for d in diverging if d["asymmetric"]]
+    sequential = settle is not None
     settle = None
     if exact["status"] == "failed":
         verdict, reason = "disagree", exact["summary"]
@@ -272,10 +296,14 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
     elif undecided:
         verdict = "exact_outcomes_undecided"
         reason = f"the recipe is exact in float64; {shown}; undecided: {', '.join(undecided)} (see not excluded)"
-        settle = "seeds for 80 % power of the equivalence test: " + "; ".join(
-            f"{cell_label(c, pairs)} {_seeds_to_settle(c, margin, settle is not None)}"
-            for c in cells
-            if c["verdict"] == "undecided"
+        settle = (
+            "seeds for 80 % power of the equivalence test: "
+            + "; ".join(
+                f"{cell_label(c, pairs)} {_seeds_to_settle(c, margin, sequential)}"
+                for c in cells
+                if c["verdict"] == "undecided"
+            )
+            + _as_decided([c for c in cells if c["verdict"] == "undecided"])
         )
     else:
         verdict, reason = "agree", f"the recipe is exact in float64; {shown}"

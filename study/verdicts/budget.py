@@ -23,12 +23,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from study.verdicts.common import MARGIN_EFFECT, Difference, as_float, per_seed
-from study.verdicts.degradation import rise
 
 CONFIG = "budget"
+
+
+def rise(frame: pd.DataFrame, metric: str, arch: str, depths: list[int]) -> Difference | None:
+    """`arch`'s mean `metric` at depths[-1] minus at depths[0], with Welch's standard error (None with
+    fewer than 2 runs at either depth)."""
+    values = [frame.loc[(frame.arch == arch) & (frame.depth == d), metric].to_numpy(float) for d in depths]
+    if min(len(v) for v in values) < 2:
+        return None
+    return Difference.of_means((1.0, values[-1]), (-1.0, np.asarray(values[0])))
 
 
 def budget_verdict(results: pd.DataFrame, alpha: float = 0.05) -> dict:

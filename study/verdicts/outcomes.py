@@ -6,61 +6,90 @@ Holm correction over all cells and metrics, each cell's verdict, and look 2 of a
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
-from scipy import special
 
-from study.verdicts.common import CI_LEVEL, as_float, holm
-from study.verdicts.power import MAX_SEEDS, beyond_mdd, seeds_needed, tost_power
+from study.verdicts.common import as_float, holm
+from study.verdicts.signs import (
+    MAX_SEEDS,
+    critical,
+    median_interval,
+    shares,
+    sign_p,
+    tail_bound,
+    tost_power,
+    tost_seeds,
+)
 
 
 def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: bool = True) -> dict:
     """The tests of one cell and metric on the per-seed differences `d` (see the module docstring);
-    without `power`, the p-values alone (what a simulation of the procedure needs)."""
+    without `power`, the p-values alone (what a simulation of the procedure needs).
+
+    Every test is an exact sign test on the typical seed (`study.verdicts.signs`): equivalence (TOST)
+    counts the seeds above −margin and those below +margin; "beyond the margin" the seeds above +margin
+    and those below −margin (Bonferroni over the two sides); "differ" the seeds above and below 0. A
+    seed exactly at a threshold counts against the claim, so identical runs are evidence of a bounded
+    kind, never p = 0: 5 seeds without a difference reach p = 1/32 and leave up to 45 % of seeds open."""
     n = len(d)
     level = alpha / max(1, family)  # Holm's first step: the power stated is at least the procedure's
-    out = {"n": n, "mean_diff": float(d.mean()) if n else None, "sd": None, "se": None, "df": None}
-    out |= dict.fromkeys(("ci_low", "ci_high", "p_tost", "p_diff", "p_beyond", "bound", "mdd", "tost_power"))
-    out["tost_power_at_alpha"] = None
-    out |= {"seeds_needed": None, "level": level, "note": None}
+    out = {"n": n, "mean_diff": float(d.mean()) if n else None, "median_diff": float(np.median(d)) if n else None}
+    out |= dict.fromkeys(("sd", "ci_low", "ci_high", "ci_coverage", "p_tost", "p_diff", "p_beyond", "bound",
+                          "tost_power", "inside", "tail_bound"))  # fmt: skip
+    out |= {"tost_power_at_alpha": None, "seeds_needed": None, "level": level, "note": None,
+            "method": "exact sign tests (the typical seed)"}  # fmt: skip
     if n < 2:
         out["note"] = "fewer than 2 seeds run by both twins"
         return out
-    diff, sd = float(d.mean()), float(d.std(ddof=1))
-    se, df = sd / math.sqrt(n), n - 1
-    out |= {"sd": sd, "se": se, "df": float(df), "seeds_needed": seeds_needed(sd, margin, level) if power else None}
-    if se == 0:  # the twins' difference is the same for every seed: known exactly
-        beyond = abs(diff) > margin
-        out |= {
-            "ci_low": diff,
-            "ci_high": diff,
-            "bound": min(1.0, abs(diff)),
-            "mdd": margin,
-            "tost_power": 1.0,
-            "tost_power_at_alpha": 1.0,
-        }
-        out |= {"p_tost": float(beyond), "p_diff": float(diff == 0), "p_beyond": float(not beyond)}
-        out["note"] = "identical in every run" if diff == 0 else "the same difference in every seed"
-        return out
-    cdf, sf = (lambda x: float(special.stdtr(df, x))), (lambda x: float(special.stdtr(df, -x)))  # Student t
-    half = float(special.stdtrit(df, 0.5 + CI_LEVEL / 2)) * se
+    inside = int(np.count_nonzero(np.abs(d) < margin))
+    below, above = int(np.count_nonzero(d <= -margin)), int(np.count_nonzero(d >= margin))
+    low, high, coverage = median_interval(d)
     out |= {
-        "ci_low": diff - half,
-        "ci_high": diff + half,
-        "p_tost": max(sf((diff + margin) / se), cdf((diff - margin) / se)),
-        "p_diff": 2 * sf(abs(diff) / se),
-        "p_beyond": min(1.0, 2 * min(sf((diff - margin) / se), cdf((diff + margin) / se))),
-        "bound": float(min(1.0, abs(diff) + special.stdtrit(df, 1 - level) * se)),
-    }
+        "sd": float(d.std(ddof=1)),
+        "ci_low": low,
+        "ci_high": high,
+        "ci_coverage": coverage,
+        "p_tost": max(sign_p(int(np.count_nonzero(d > -margin)), n), sign_p(int(np.count_nonzero(d < margin)), n)),
+        "p_diff": min(1.0, 2 * min(sign_p(int(np.count_nonzero(d > 0)), n), sign_p(int(np.count_nonzero(d < 0)), n))),
+        "p_beyond": min(1.0, 2 * min(sign_p(int(np.count_nonzero(d > margin)), n),
+                                     sign_p(int(np.count_nonzero(d < -margin)), n))),
+        "bound": equivalence_bound(d, level),
+        "inside": inside,
+        "below": below,
+        "above": above,
+        "tail_bound": tail_bound(n - inside, n),
+    }  # fmt: skip
+    if not np.any(d):
+        out["note"] = "identical in every run"
     if power:
+        low, high, _ = shares((below, above, inside))  # the observed shares, by Laplace's rule
         out |= {
-            "mdd": as_float(beyond_mdd(sd, n, margin, level)),
-            "tost_power": tost_power(sd, n, margin, level),  # at least this: Holm's first step
-            "tost_power_at_alpha": tost_power(sd, n, margin, alpha),  # at most this: Holm's last step
+            "tost_power": tost_power(low, high, n, level),  # at least this: Holm's first step
+            "tost_power_at_alpha": tost_power(low, high, n, alpha),  # at most this: Holm's last step
+            "seeds_needed": tost_seeds(low, high, level),
         }
     return out
+
+
+def equivalence_bound(d: np.ndarray, level: float) -> float:
+    """The smallest margin b the sign TOST at `level` shows (|difference| < b in the typical seed): the
+    c-th smallest |d| on each side, c the seeds a claim at `level` needs (1.0: not even every seed)."""
+    c = critical(len(d), level)
+    if c is None:
+        return 1.0
+    ordered = np.sort(d)
+    # c seeds below b: b above the c-th smallest; c seeds above -b: -b below the c-th largest
+    needed = max(float(ordered[c - 1]), -float(ordered[len(d) - c]), 0.0)
+    return float(min(1.0, np.nextafter(needed, np.inf)))
+
+
+def look_two_power(test: dict, seeds: int, margin: float) -> float | None:
+    """The sign TOST's power with `seeds` seeds at the test's level and its observed shares below, above
+    and within the margin (Laplace's rule), for `run --settle`'s plan of look 2."""
+    if test.get("inside") is None:
+        return None
+    low, high, _ = shares((test["below"], test["above"], test["inside"]))
+    return tost_power(low, high, seeds, test["level"])
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -76,22 +105,24 @@ def cell_verdict(tests: dict, alpha: float, margin: float, adjusted: str = "Holm
         return "undecided", f"fewer than 2 seeds run by both twins ({', '.join(undecided)})"
     if differ := [m for m, t in tests.items() if t["p_beyond_holm"] < alpha]:
         return "differs", "; ".join(
-            f"{m}: difference {pts(tests[m]['mean_diff'])} points, beyond ±{pts(margin)} "
-            f"(p = {tests[m]['p_beyond_holm']:.2g})"
+            f"{m}: difference {pts(tests[m]['median_diff'])} points in the median seed, beyond ±{pts(margin)} "
+            f"(sign test p = {tests[m]['p_beyond_holm']:.2g})"
             for m in differ
         )
     if all(t["p_tost_holm"] < alpha for t in tests.values()):
-        if all(t["note"] == "identical in every run" for t in tests.values()):
-            return "equivalent", "identical in every run"
-        return "equivalent", f"equivalent within ±{pts(margin)} points (paired TOST, {adjusted})"
+        left = max(t["tail_bound"] for t in tests.values())
+        same = "identical in every run" if all(t["note"] == "identical in every run" for t in tests.values()) else (
+            f"equivalent within ±{pts(margin)} points in the typical seed (sign TOST, {adjusted})")  # fmt: skip
+        return "equivalent", f"{same}; the seeds do not exclude that up to {100 * left:.0f} % of seeds differ more"
     open_metrics = [m for m, t in tests.items() if t["p_tost_holm"] >= alpha]
 
     def what(t: dict) -> str:
         excluded = "nothing excluded" if t["bound"] >= 1 else f"differences beyond ±{pts(t['bound'])} points excluded"
-        seeds = f"about {t['seeds_needed']}" if t["seeds_needed"] else f"more than {MAX_SEEDS}"
-        detects = "no difference detectable" if t["mdd"] is None else f"detectable difference {pts(t['mdd'])} points"
-        return (f"{excluded}, {detects}; {seeds} seeds would settle "
-                f"±{pts(margin)}")  # fmt: skip
+        inside = f"{t['inside']} of {t['n']} seeds within ±{pts(margin)}" + (
+            " (identical in every run)" if t["note"] == "identical in every run" else "")  # fmt: skip
+        seeds = (f"about {t['seeds_needed']}" if t["seeds_needed"] else f"more than {MAX_SEEDS}") if t.get(
+            "tost_power") is not None else None  # fmt: skip
+        return f"{inside}, {excluded}" + (f"; {seeds} seeds would settle ±{pts(margin)}" if seeds else "")
 
     return "undecided", "; ".join(f"{m}: not shown within ±{pts(margin)}; {what(tests[m])}" for m in open_metrics)
 
