@@ -189,6 +189,7 @@ def test_a_bad_throughput_file_is_one_line_exit_2(tmp_path, content, message):
         (["--gpus", "2", "--workers", "2"], "--workers is for CPU plans"),
         (["--gpus", "0"], "--gpus: must be"),
         (["--throughput", "/nonexistent/compare.json"], "cannot read it"),
+        (["--throughput", "/dev/zero"], "not a regular file"),
     ],
 )
 def test_bad_plan_requests_are_one_line_exit_2(args, message):

@@ -167,6 +167,8 @@ def load_throughput(path: Path | None) -> Throughput:
 
 def _read_json(path: Path) -> dict:
     try:
+        if path.exists() and not path.is_file():  # a pipe or device would block or never end
+            raise PlanError(f"--throughput {path}: not a regular file")
         if path.stat().st_size > MAX_TABLE_BYTES:
             raise PlanError(f"--throughput {path}: larger than {MAX_TABLE_BYTES >> 20} MiB; not a compare.json")
         data = json.loads(path.read_text())
