@@ -394,7 +394,8 @@ def table(studies: int) -> str:
             bound = "reported"
         lines.append(f"| {condition.verdict} | {condition.name} | {condition.claim} | {condition.kind} | {rate:.3f} | "
                      f"{bound} |")  # fmt: skip
-    return "\n".join(lines) + f"\n\n{studies} simulated studies per condition, {SEEDS} seeds per cell unless the truth says otherwise, alpha {ALPHA}."
+    seeds = f"{SEEDS} seeds per cell unless the truth says otherwise"
+    return "\n".join(lines) + f"\n\n{studies} simulated studies per condition, {seeds}, alpha {ALPHA}."
 
 
 if __name__ == "__main__":
