@@ -357,6 +357,11 @@ class NetworkSpec:
         """
         return sum(layer.macs for layer in self.layers()) + self.classifier_macs
 
+    @property
+    def train_flops(self) -> int:
+        """Training FLOPs per example: forward and backward ~ 3x the forward pass, 2 FLOPs per MAC."""
+        return 3 * 2 * self.macs
+
     def with_overrides(self, **overrides) -> NetworkSpec:
         """A copy with the given fields replaced (None values are ignored), validated anew."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -137,13 +137,12 @@ def plan_study(config: StudyConfig, table: Throughput, *, workers: int = 1, gpus
     study_s = table.study_s
     window = slots if executor == "local" else math.inf
     wall = study_s.get("start", 0.0) + study_s.get("analysis", 0.0)
-    replay = len(config.backends) > 1
-    for index, group in enumerate(process_groups(config.backends, config.probe_backend)):
-        head = ([study_s.get("replay", 0.0) / len(process_groups(config.backends))] if replay else []) + (
-            [study_s.get("gradflow", 0.0)] if index == 0 else []
-        )
+    groups = process_groups(config.backends, config.probe_backend)
+    replay = [study_s.get("replay", 0.0) / len(groups)] if len(config.backends) > 1 else []  # one per group
+    for index, group in enumerate(groups):
+        head = replay + ([study_s.get("gradflow", 0.0)] if index == 0 else [])
         mine = [(r.train_s, r.probe_s) for r in runs if r.point.backend in group]
-        wall += study_s.get("worker_start", 0.0) + simulate(head, mine, slots, window, executor == "ray")
+        wall += simulate(head, mine, slots, window, executor == "ray")
     busy = sum(r.train_s + r.probe_s for r in runs)
     return Plan(config, device, slots, gpus, executor, runs, wall, busy, table)
 

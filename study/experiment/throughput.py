@@ -51,7 +51,7 @@ class Rate:
     spec: str  # NetworkSpec.name
     input_shape: tuple[int, int, int]
     depth: int
-    flops: float  # training FLOPs per image (3 x 2 x MACs)
+    flops: float  # training FLOPs per image (NetworkSpec.train_flops)
     train_img_s: float
     eval_img_s: float
     fixed_s: float | None = None  # per run, outside its epochs
@@ -66,7 +66,7 @@ class Throughput:
     slots: str  # what one slot was when measured, e.g. "one of 2 workers, 1 thread each"
     rates: list[Rate]
     probe_factor: float = 1.0  # measured probe seconds / (evaluations x test-set pass)
-    study_s: dict[str, float] = field(default_factory=dict)  # start, replay, gradflow, worker_start, analysis
+    study_s: dict[str, float] = field(default_factory=dict)  # start, replay, gradflow, analysis
     notes: list[str] = field(default_factory=list)  # the assumptions a prediction from this table makes
 
     def to_dict(self) -> dict:
@@ -113,31 +113,33 @@ class Throughput:
     def per_image(self, backend: str, device: str, spec: NetworkSpec) -> tuple[float, float, bool]:
         """(train seconds per image, eval seconds per image, measured as such) of `spec`."""
         rows = self._rows(backend, device)
-        for r in rows:
-            if r.spec == spec.name and r.input_shape == tuple(spec.input_shape):
-                return 1 / r.train_img_s, 1 / r.eval_img_s, True
+        if (r := _measured(rows, spec)) is not None:
+            return 1 / r.train_img_s, 1 / r.eval_img_s, True
         same_input = [r for r in rows if r.input_shape == tuple(spec.input_shape)]
         basis = same_input if len({r.flops for r in same_input}) >= 2 else rows
-        flops = 3 * 2 * spec.macs
         return (
-            _linear([(r.flops, 1 / r.train_img_s) for r in basis], flops),
-            _linear([(r.flops, 1 / r.eval_img_s) for r in basis], flops),
+            _linear([(r.flops, 1 / r.train_img_s) for r in basis], spec.train_flops),
+            _linear([(r.flops, 1 / r.eval_img_s) for r in basis], spec.train_flops),
             False,
         )
 
     def fixed(self, backend: str, device: str, spec: NetworkSpec) -> float:
         rows = [r for r in self._rows(backend, device) if r.fixed_s is not None]
-        for r in rows:
-            if r.spec == spec.name and r.input_shape == tuple(spec.input_shape):
-                return r.fixed_s
+        if (r := _measured(rows, spec)) is not None:
+            return r.fixed_s
         return _linear([(r.depth, r.fixed_s) for r in rows], spec.depth) if rows else 0.0
 
     def probe(self, backend: str, device: str, spec: NetworkSpec, n_test: int) -> float:
         """Seconds of one run's probes in the probe twin `backend`."""
-        for r in self._rows(backend, device):
-            if r.probe_s is not None and r.spec == spec.name and r.input_shape == tuple(spec.input_shape):
-                return r.probe_s
+        rows = [r for r in self._rows(backend, device) if r.probe_s is not None]
+        if (r := _measured(rows, spec)) is not None:
+            return r.probe_s
         return lesion_evaluations(spec) * n_test * self.per_image(backend, device, spec)[1] * self.probe_factor
+
+
+def _measured(rows: list[Rate], spec: NetworkSpec) -> Rate | None:
+    """The row that measured `spec` itself (its name and input size), if any."""
+    return next((r for r in rows if r.spec == spec.name and r.input_shape == tuple(spec.input_shape)), None)
 
 
 def _linear(points: list[tuple[float, float]], x: float) -> float:
@@ -200,7 +202,7 @@ def from_compare(path: Path, data: dict) -> Throughput:
             spec = parse_spec(str(row["spec"]))
             device = "gpu" if str(row["device"]).startswith(("cuda", "gpu")) else "cpu"
             rate = Rate(str(row["backend"]), device, spec.name, tuple(spec.input_shape), spec.depth,
-                        3 * 2 * spec.macs, float(row["train_img_per_s"]), float(row["infer_img_per_s"]),
+                        spec.train_flops, float(row["train_img_per_s"]), float(row["infer_img_per_s"]),
                         float(row.get("first_step_s") or 0.0))  # fmt: skip
         except (KeyError, TypeError, ValueError, UserError) as error:
             raise PlanError(f"--throughput {path}: a speed row is malformed ({error})") from None
@@ -275,7 +277,7 @@ def from_study(folder: Path) -> Throughput:
     for (backend, device, spec), runs in sorted(per.items(), key=lambda item: (item[0][0], item[0][2].depth,
                                                                                 item[0][2].arch)):  # fmt: skip
         probes = [r["probe_s"] for r in runs if r["probe_s"] is not None]
-        rates.append(Rate(backend, device, spec.name, tuple(spec.input_shape), spec.depth, 3 * 2 * spec.macs,
+        rates.append(Rate(backend, device, spec.name, tuple(spec.input_shape), spec.depth, spec.train_flops,
                           *(statistics.median(r[k] for r in runs) for k in ("train_img_s", "eval_img_s", "fixed_s")),
                           statistics.median(probes) if probes else None))  # fmt: skip
     factors = []

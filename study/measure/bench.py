@@ -126,7 +126,7 @@ def run_bench(
     ratios = [e["train_img_per_s"] / e["raw_train_img_per_s"] for e in epochs]
     infer_epochs = [n / raw.infer_epoch() for _ in range(repeats + 1)][1:]  # the first pass traces: warm-up
     infer = statistics.median(infer_epochs)
-    flops_per_image = 3 * 2 * spec.macs  # forward + backward ~ 3x forward; 2 FLOPs per MAC
+    flops_per_image = spec.train_flops
     peak, peak_source = peak_flops(twin, device, precision)
     device_peak = raw.peak_memory_mb()
     host_peak = peak_rss_mb()
