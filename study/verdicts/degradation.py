@@ -39,7 +39,7 @@ import pandas as pd
 
 from study.core.spec import ARCHS
 from study.verdicts.common import MARGIN_EFFECT, t_interval
-from study.verdicts.signs import median_interval, open_text, seeds_for, sign_test
+from study.verdicts.signs import family_seeds, median_interval, open_text, sign_test
 
 CLAIMS = {  # test -> (arch, direction, what it shows)
     "plain_rise": ("plain", "above", "plain error rises by more than {m} points"),
@@ -197,15 +197,13 @@ def degradation(results: pd.DataFrame, alpha: float = 0.05, metric: str = "final
 
 def as_decided(backends: dict, alpha: float, wanted: float = 0.8) -> str | None:
     """The seeds that give "holds" as it is decided — `plain_rise` and `residual_flat` of every backend
-    — `wanted` power at the observed shares of seeds beyond the threshold (Laplace's rule), whatever the
-    dependence between the tests: each test gets 1 - (1 - wanted) / T of power (Bonferroni over its T
-    tests). None where a test's typical seed lies on the other side (no seeds would show it)."""
+    — `wanted` power at the observed shares (`study.verdicts.signs.family_seeds`). None where a test's
+    typical seed lies on the other side (no seeds would show it)."""
     tests = [entry["tests"][name] for entry in backends.values() if entry.get("tests") for name in OPEN]
     if not tests or len(tests) < 2 * len(backends):
         return None
-    each = 1 - (1 - wanted) / len(tests)
-    seeds = [seeds_for((t["beyond"] + 1) / (t["n"] + 2), t["level"], each) for t in tests]
-    if not all(seeds):
+    seeds = family_seeds(tests, wanted)
+    if seeds is None:
         return None
-    return (f"about {max(seeds)} seeds per cell would give the verdict as decided ({len(tests)} tests: plain_rise and "
+    return (f"about {seeds} seeds per cell would give the verdict as decided ({len(tests)} tests: plain_rise and "
             f"residual_flat of every backend) {100 * wanted:.0f} % power at the observed shares")  # fmt: skip

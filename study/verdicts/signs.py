@@ -89,6 +89,19 @@ def seeds_for(q: float, level: float, wanted: float = 0.8) -> int | None:
     return None
 
 
+def family_seeds(tests: list[dict], wanted: float = 0.8) -> int | None:
+    """The seeds per cell that give a claim made of all of `tests` (an intersection-union test: every one
+    shown at its level) `wanted` power at each test's observed share of seeds beyond its threshold
+    (Laplace's rule), whatever the dependence between the tests: each gets 1 - (1 - wanted) / T of power
+    (Bonferroni over its T tests). None without tests, or where a test's typical seed lies on the other
+    side (no number of seeds would show it)."""
+    if not tests:
+        return None
+    each = 1 - (1 - wanted) / len(tests)
+    seeds = [seeds_for((t["beyond"] + 1) / (t["n"] + 2), t["level"], each) for t in tests]
+    return max(seeds) if all(seeds) else None
+
+
 def tost_power(below: float, above: float, n: int, level: float) -> float:
     """The sign TOST's power with n seeds, each lying at or below -margin with probability `below`, at
     or above +margin with probability `above` (else within): P(#(d < margin) >= c and #(d > -margin) >= c),
