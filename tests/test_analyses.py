@@ -63,7 +63,7 @@ def test_the_twins_networks_of_one_seed_count_once():
     for stage in ("init", "trained"):
         tests = [norm_verdict(frame)["stages"][stage] for frame in (lone, doubled)]
         assert [c["n"] for c in tests[1]["cells"]] == [6] * 6
-        assert tests[0]["tests"]["plain_vs_residual"]["p"] == pytest.approx(tests[1]["tests"]["plain_vs_residual"]["p"])
+        assert tests[0]["tests"]["plain_further"]["p"] == pytest.approx(tests[1]["tests"]["plain_further"]["p"])
 
 
 def test_residual_nets_that_collapse_too_do_not_hold():
@@ -88,11 +88,12 @@ def test_no_plain_net_that_learned_is_inconclusive():
     assert verdict["verdict"] == "inconclusive" and verdict["depth"] is None
 
 
-def norms_table(resnet_ratio, plain_ratio, rng_seed=0):
+def norms_table(resnet_ratio, plain_ratio, rng_seed=0, seeds=6):
     """Block ratios at init and after training: resnet_ratio(depth) and plain_ratio(depth), with noise."""
     rng, rows = np.random.default_rng(rng_seed), []
+    networks = [(backend, seed) for backend in ("keras", "lightning") for seed in range(seeds)]
     for stage, arch, depth, (backend, seed) in itertools.product(
-        ("init", "trained"), ("plain", "resnet"), DEPTHS, NETWORKS
+        ("init", "trained"), ("plain", "resnet"), DEPTHS, networks
     ):
         ratio = (resnet_ratio if arch == "resnet" else plain_ratio)(depth)
         for block in range((depth - 2) // 2):
@@ -108,12 +109,30 @@ def test_residual_blocks_approaching_ratio_1_with_depth_holds():
     verdict = norm_verdict(norms_table(lambda depth: 1 + 2 / depth, lambda depth: 1.35))
     assert verdict["verdict"] == "holds", verdict["reason"]
     trained = verdict["stages"]["trained"]["tests"]
-    assert trained["residual_trend"]["tau"] < -0.5 and trained["plain_vs_residual"]["depth"] == 56
+    assert trained["plain_further"]["depth"] == 56 and trained["residual_approaches"]["depths"] == [8, 56]
+    for test in trained.values():  # every seed of six, seed by seed: exact sign tests
+        assert test["beyond"] == test["n"] == 6 and test["p"] == 2.0**-6
+    five = norm_verdict(norms_table(lambda depth: 1 + 2 / depth, lambda depth: 1.35, seeds=5))
+    assert five["verdict"] == "holds"  # all four at alpha (an intersection-union test): no correction
+
+
+def test_one_seed_against_the_trend_keeps_five_from_holding():
+    """With 5 seeds a claim needs every seed (p = 1/32): one seed whose residual deviation is no lower at
+    depth 56 than at 8 leaves it open, and the verdict says how many seeds would settle it."""
+    norms = norms_table(lambda depth: 1 + 2 / depth, lambda depth: 1.35, seeds=5)
+    odd = (norms.arch == "resnet") & (norms.seed == 3) & (norms.depth == 56)
+    norms.loc[odd, "ratio"] = 1 + 2 / 8
+    verdict = norm_verdict(norms)
+    assert verdict["verdict"] == "inconclusive" and "seeds per cell would give" in verdict["settle"], verdict["reason"]
+    assert int(verdict["settle"].split()[1]) > 5
 
 
 def test_residual_blocks_moving_away_from_1_do_not_hold():
-    verdict = norm_verdict(norms_table(lambda depth: 1 + depth / 100, lambda depth: 1.9))
+    """The opposite is shown at alpha/4 (four ways to fail): 7 seeds at least; 6 cannot show it."""
+    verdict = norm_verdict(norms_table(lambda depth: 1 + depth / 100, lambda depth: 1.9, seeds=7))
     assert verdict["verdict"] == "does_not_hold" and "move away from ratio 1" in verdict["reason"]
+    six = norm_verdict(norms_table(lambda depth: 1 + depth / 100, lambda depth: 1.9, seeds=6))
+    assert six["verdict"] == "inconclusive" and "needs at least 7 seeds" in six["reason"]
 
 
 def test_residual_blocks_flat_in_depth_decide_nothing():
@@ -123,11 +142,11 @@ def test_residual_blocks_flat_in_depth_decide_nothing():
 
 
 def test_residual_blocks_further_from_1_than_plain_do_not_hold():
-    verdict = norm_verdict(norms_table(lambda depth: 1 + 8 / depth, lambda depth: 1.05))
+    verdict = norm_verdict(norms_table(lambda depth: 1 + 8 / depth, lambda depth: 1.05, seeds=7))
     assert verdict["verdict"] == "does_not_hold" and "further from ratio 1 than plain" in verdict["reason"]
 
 
-def activation_table(error, seeds=(0, 1, 2), rng_seed=0):
+def activation_table(error, seeds=tuple(range(6)), rng_seed=0):
     """Runs at depth 56 over activation x norm x arch x seed; error(arch, activation, norm) is the truth."""
     rng, rows = np.random.default_rng(rng_seed), []
     for activation, norm, arch, seed in itertools.product(("relu", "tanh", "sigmoid"), ("batch", "none"),
@@ -153,6 +172,27 @@ def test_relu_or_skip_answer_follows_the_truth(truth, answer):
     verdict = relu_skip_verdict(activation_table(truth))
     assert verdict["verdict"] == answer, verdict["reason"]
     assert verdict["trained"] and verdict["depth"] == 56 and len(verdict["cells"]) == 6
+
+
+@pytest.mark.parametrize("seeds, answer", [(3, "inconclusive"), (5, "skip"), (6, "skip")])
+def test_relu_or_skip_needs_the_seeds_its_statements_need(seeds, answer):
+    """Each statement is an exact sign test: 3 seeds cannot show any (p >= 1/8), and the verdict says how
+    many would; "skip" is a conjunction, each part at alpha: 5 seeds suffice."""
+    verdict = relu_skip_verdict(activation_table(lambda arch, a, n: 0.8 if arch == "plain" else 0.02,
+                                                 seeds=tuple(range(seeds))))  # fmt: skip
+    assert verdict["verdict"] == answer, verdict["reason"]
+    assert (verdict["settle"] is not None) == (answer == "inconclusive")
+    if answer == "inconclusive":
+        assert "at least 5 seeds" in verdict["settle"]
+
+
+def test_a_failing_other_activation_is_a_union_corrected_by_bonferroni():
+    """The answer "relu": some other activation's residual net fails — shown at alpha/2 (two others): 5 seeds of
+    failing tanh and sigmoid (p = 1/32 > 0.025) do not show it; 6 do."""
+    truth = lambda arch, act, norm: 0.02 if act == "relu" else 0.8  # noqa: E731
+    five = relu_skip_verdict(activation_table(truth, seeds=tuple(range(5))))
+    assert five["verdict"] == "inconclusive" and "at least 6 seeds" in five["settle"], five
+    assert relu_skip_verdict(activation_table(truth, seeds=tuple(range(6))))["verdict"] == "relu"
 
 
 def test_one_activation_is_answered_at_initialization_and_names_the_config():
@@ -222,4 +262,4 @@ def test_relu_or_skip_answers_skip_only_where_the_skip_is_shown_to_help():
 
     verdict = relu_skip_verdict(activation_table(truth))
     tanh = next(c for c in verdict["cells"] if (c["activation"], c["norm"]) == ("tanh", "batch"))
-    assert not tanh["skip_helps"] and verdict["verdict"] != "skip", verdict["reason"]
+    assert not tanh["skip_helps"]["shown"] and verdict["verdict"] != "skip", verdict["reason"]

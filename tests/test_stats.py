@@ -344,7 +344,7 @@ def test_a_malformed_history_is_one_line_and_exit_2(tmp_path, history, message):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
-def budget_table(plain_gap_at, seeds=(0, 1, 2), rng_seed=0):
+def budget_table(plain_gap_at, seeds=tuple(range(5)), rng_seed=0):
     """Runs at depths 20 and 56 trained 15, 30 and 60 epochs; plain_gap_at(epochs) the true plain gap."""
     rng, rows = np.random.default_rng(rng_seed), []
     for epochs, arch, depth, seed in itertools.product((15, 30, 60), ("plain", "resnet"), (20, 56), seeds):
@@ -364,8 +364,22 @@ def test_a_gap_that_stays_persists_and_one_that_closes_closes():
     closes = budget_verdict(budget_table(lambda epochs: {15: 0.7, 30: 0.2, 60: 0.0}[epochs]))
     assert closes["verdict"] == "gap_closes", closes["reason"]
     assert closes["change"]["estimate"] == pytest.approx(-0.7, abs=0.01) and closes["change"]["ci_high"] < 0
+    assert closes["change"]["shown"] and closes["change"]["beyond"] == 5  # every seed's gap closed
     one = budget_verdict(budget_table(lambda epochs: 0.7)[lambda f: f.epochs == 60])
     assert one["verdict"] == "inconclusive" and "--config budget" in one["reason"]
+
+
+def test_a_budget_claim_is_about_the_typical_seed_and_needs_its_seeds():
+    """Exact sign tests per budget, seed by seed: 3 seeds cannot show a gap (p >= 1/8) and the verdict
+    says how many would; at 5 seeds one seed whose gap closed at 15 epochs leaves "persists" open."""
+    three = budget_verdict(budget_table(lambda epochs: 0.7, seeds=(0, 1, 2)))
+    assert three["verdict"] == "inconclusive" and "seeds would give 'gap_persists'" in three["settle"]
+    table = budget_table(lambda epochs: 0.7)
+    closed = (table.seed == 2) & (table.epochs == 15) & (table.arch == "plain") & (table.depth == 56)
+    table.loc[closed, "final_train_error"] = 0.003
+    one_off = budget_verdict(table)
+    assert one_off["verdict"] == "inconclusive" and one_off["budgets"][0]["plain"]["beyond"] == 4
+    assert budget_verdict(budget_table(lambda epochs: 0.7))["budgets"][0]["plain"]["p"] == 2.0**-5
 
 
 def test_the_other_verdicts_read_the_largest_budget():

@@ -195,7 +195,8 @@ def norm_finding(norms: dict, context: dict) -> str:
             trend = ", ".join(f"{c['mean_ratio']:.3f} at depth {d}" for d, c in resnet)
             parts.append(
                 f"{stage}: residual blocks' median ratio {trend}; mean |log10 ratio| at depth {compare['depth']} "
-                f"{compare['resnet']:.3f} residual vs {compare['plain']:.3f} plain"
+                f"{compare['resnet']:.3f} residual vs {compare['plain']:.3f} plain (median seed; plain further from "
+                f"1 in {compare['beyond']} of {compare['n']} seeds)"
             )
     return (
         f"**Norm preservation (Zaeemzadeh et al.): {norms['verdict'].replace('_', ' ')}.** The ratio "
@@ -211,8 +212,10 @@ def budget_finding(budget: dict, context: dict) -> str:
     return (
         f"**Training budget: {budget['verdict'].replace('_', ' ')}.** Is the deep plain net only slower? Trained "
         f"for {', '.join(str(b['epochs']) for b in budget['budgets'])} epochs: {budget['reason']}. From "
-        f"{change['from_epochs']} to {change['to_epochs']} epochs the gap changed by {_pts(change['estimate'])} "
-        f"(95 % CI {_pts(change['ci_low'])} to {_pts(change['ci_high'])}). Not shown: budgets beyond "
+        f"{change['from_epochs']} to {change['to_epochs']} epochs the median seed's gap changed by "
+        f"{_pts(change['estimate'])} ({100 * change['ci_coverage']:.1f} % distribution-free interval "
+        f"{_pts(change['ci_low'])} to {_pts(change['ci_high'])}; smaller in {change['beyond']} of {change['n']} "
+        "seeds). Not shown: budgets beyond "
         f"{change['to_epochs']} epochs. {_scale(context)}"
     )
 

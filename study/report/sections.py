@@ -16,6 +16,7 @@ from study.report.document import Document, fmt, pct_ci
 from study.report.findings import findings
 from study.verdicts.agreement import cell_label
 from study.verdicts.analyze import main_experiment
+from study.verdicts.common import LEARNED
 from study.verdicts.inputs import StudyTables
 
 DATA_SHAPES = {"digits": "8x8 grey images", "cifar10": "32x32 colour images", "synthetic": "8x8 synthetic images"}
@@ -206,23 +207,24 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
 
 def relu_skip(doc: Document, rs: dict) -> None:
     doc.heading(f"ReLU or skip: {rs['verdict']}")
-    doc.para(rs["reason"] + ".")
+    doc.para(rs["reason"] + "." + (f" To settle it: {rs['settle']}." if rs.get("settle") else ""))
     if rs["cells"]:
+
+        def net(entry: dict) -> str:
+            below = f"{entry['below']} of {entry['n']} below {100 * LEARNED:.0f} %"
+            return f"{pct_ci(entry['estimate'], entry['ci_low'], entry['ci_high'])}; {below}"
+
         doc.table(
-            ["activation", "norm", "depth", "plain error %", "residual error %", "p (Holm)", "skip helps"],
+            ["activation", "norm", "depth", "plain error %, median seed [distribution-free CI]; seeds learned",
+             "residual error %, median seed [CI]; seeds learned", "plain − residual > 2 points: seeds",
+             "p (sign test)", "skip helps"],
             [
-                [
-                    c["activation"],
-                    c["norm"],
-                    c["depth"],
-                    pct_ci(c["plain"], c["plain_ci_low"], c["plain_ci_high"]),
-                    pct_ci(c["resnet"], c["resnet_ci_low"], c["resnet_ci_high"]),
-                    c["p_holm"],
-                    c["skip_helps"],
-                ]
+                [c["activation"], c["norm"], c["depth"], net(c["plain"]), net(c["resnet"]),
+                 f"{c['skip_helps']['beyond']} of {c['skip_helps']['n']}", c["skip_helps"]["p"],
+                 c["skip_helps"]["shown"]]
                 for c in rs["cells"]
             ],
-        )
+        )  # fmt: skip
     if rs["at_init"]:
         doc.table(
             ["arch", "activation", "norm", "depth", "log10 decay / layer", "first/last layer gradient"],
@@ -238,18 +240,18 @@ def training_budget(doc: Document, budget: dict) -> None:
     if not budget.get("budgets"):
         return
 
-    def gap(entry: dict | None) -> str:
-        return "–" if entry is None else pct_ci(entry["estimate"], entry["ci_low"], entry["ci_high"])
+    def gap(test: dict | None) -> str:
+        if test is None:
+            return "–"
+        return f"{pct_ci(test['estimate'], test['ci_low'], test['ci_high'])}; {test['beyond']} of {test['n']} seeds"
 
     doc.heading(f"Training budget: {budget['verdict']}")
-    doc.para(budget["reason"] + ".")
+    doc.para(budget["reason"] + "." + (f" To settle it: {budget['settle']}." if budget.get("settle") else ""))
     doc.table(
-        ["epochs", "plain gap, points [95% CI]", "p (gap > 2 points)", "residual gap, points [95% CI]"],
-        [
-            [b["epochs"], gap(b["plain"]), (b["plain"] or {}).get("p_above"), gap(b["resnet"])]
-            for b in budget["budgets"]
-        ],
-    )
+        ["epochs", "plain gap, points, median seed [distribution-free CI]; seeds above 2 points",
+         "p (sign test: gap > 2 points)", "residual gap, points [CI]; seeds below 2 points"],
+        [[b["epochs"], gap(b["plain"]), (b["plain"] or {}).get("p"), gap(b["resnet"])] for b in budget["budgets"]],
+    )  # fmt: skip
 
 
 def lesion(doc: Document, figs: Figures, les: dict, table: pd.DataFrame | None) -> None:
@@ -289,7 +291,7 @@ def lesion(doc: Document, figs: Figures, les: dict, table: pd.DataFrame | None) 
 
 def norm_preservation(doc: Document, figs: Figures, nrm: dict, table: pd.DataFrame | None) -> None:
     doc.heading(f"Norm preservation: {nrm['verdict']}")
-    doc.para(nrm["reason"] + ".")
+    doc.para(nrm["reason"] + "." + (f" To settle it: {nrm['settle']}." if nrm.get("settle") else ""))
     rows = [
         [stage, c["arch"], c["depth"], c["n"], c["mean_ratio"], c["deviation"]]
         for stage, entry in nrm["stages"].items()

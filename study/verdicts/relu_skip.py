@@ -1,29 +1,39 @@
 """Is it the ReLU or the identity skip that lets the deep net train?
 
 Trained evidence comes from a study whose grid varies the activation (the ``relu-skip`` config): at
-its deepest depth, per activation and normalization, plain vs residual nets' final training error
-(one-sided Welch of H0 plain − residual <= 2 points, Holm over the cells: does the skip help by more
-than the minimum effect? `skip_helps`), the seed the unit of replication, and whether each net
-learned: a net *learns* when its error's 95 % CI lies below `LEARNED` (50 %; chance is 90 %), *fails*
-when it lies above. With BN (the study's recipe), the answer (`relu_skip_verdict`):
+its deepest depth, per activation and normalization, each net's final training error per seed (the
+unit of replication; several twins' runs of one seed averaged). Every statement is about the typical
+seed, by exact sign tests (`study.verdicts.signs`, valid whatever the distribution; a seed exactly at
+the threshold counts against):
+
+- a net *learns* when more than half of all seeds end below `LEARNED` (50 %; chance is 90 %), and
+  *fails* when more than half end above it;
+- the skip *helps* when more than half of all seeds' plain error exceeds their residual error (the same
+  seed: the same data order) by more than `MARGIN_EFFECT` (2 points).
+
+With BN (the study's recipe), the answer (`relu_skip_verdict`); each is a conjunction of statements,
+each shown at alpha (an intersection-union test: its error at most alpha with no correction), and
+"some other activation fails" a union over the other activations, each shown at alpha over their
+number (Bonferroni):
 
 - *skip*: the plain ReLU net fails, and with every activation the residual net learns and the skip
-  helps (`skip_helps`): the skip, not the ReLU, trains the deep net;
+  helps: the skip, not the ReLU, trains the deep net;
 - *skip_and_relu*: the plain ReLU net fails, the residual ReLU net learns and the skip helps it, and
   the residual net fails with some other activation: the deep net needs both;
 - *relu*: the plain ReLU net learns, and a residual net with another activation fails;
 - *either*: the plain ReLU net learns, and the residual net learns with every activation;
 - *neither*: the plain and the residual ReLU nets both fail;
-- *inconclusive*: otherwise (a CI straddling 50 % decides nothing), or without a trained activation
-  grid — then the report gives the evidence at initialization (`study.measure.gradflow`: how fast the gradient
-  decays per layer) and names the config that answers with trained runs.
+- *inconclusive*: otherwise (with the seeds that would settle it), or without a trained activation
+  grid — then the report gives the evidence at initialization (`study.measure.gradflow`: how fast the
+  gradient decays per layer) and names the config that answers with trained runs.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from study.verdicts.common import LEARNED, MARGIN_EFFECT, Difference, as_float, holm, per_seed, t_interval
+from study.verdicts.common import LEARNED, MARGIN_EFFECT, as_float, per_seed
+from study.verdicts.signs import fewest_seeds, sign_p, sign_test
 
 CONFIG = "relu-skip"
 
@@ -42,73 +52,81 @@ def at_init(gradflow_fit: pd.DataFrame | None) -> list[dict]:
     ]  # fmt: skip
 
 
+def _net(values, alpha: float) -> dict:
+    """One net's errors over the seeds: its median with the distribution-free interval, and the sign
+    tests' p of "learns" (below `LEARNED`) and of "fails" (above it)."""
+    learns = sign_test(values, LEARNED, "below", alpha)
+    fails = sign_test(values, LEARNED, "above", alpha)
+    keep = ("n", "estimate", "ci_low", "ci_high", "ci_coverage", "mean")
+    return {**{key: learns[key] for key in keep}, "below": learns["beyond"], "above": fails["beyond"],
+            "p_learns": learns["p"], "p_fails": fails["p"]}  # fmt: skip
+
+
 def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None = None, alpha: float = 0.05) -> dict:
     """The answer from trained runs where the study has them, with the evidence at initialization."""
-    header = {"alpha": alpha, "metric": "final_train_error", "config": CONFIG, "at_init": at_init(gradflow_fit)}
+    header = {"alpha": alpha, "metric": "final_train_error", "config": CONFIG, "at_init": at_init(gradflow_fit),
+              "learned": LEARNED, "margin_effect": MARGIN_EFFECT,
+              "method": "exact sign tests (the typical seed; study.verdicts.signs)"}  # fmt: skip
     activations = set(results.activation) if "activation" in results else set()
     grid = results.groupby("depth").activation.nunique() if activations else pd.Series(dtype=int)
     depths = [int(d) for d, count in grid.items() if count > 1]
     if not depths or "relu" not in activations:
         reason = f"this study trains one activation; `resnet-study run --config {CONFIG}` answers with trained runs"
-        return {"verdict": "inconclusive", "reason": reason, "trained": False, **header, "cells": []}
+        return {"verdict": "inconclusive", "reason": reason, "settle": None, "trained": False, **header, "cells": []}
     depth = max(depths)
     # The unit of replication is the seed: several twins' runs of one seed count once (their mean).
     data = per_seed(results[results.depth == depth], ["activation", "norm", "arch"], "final_train_error")
     cells = []
     for (activation, norm), group in data.groupby(["activation", "norm"]):
-        plain = group[group.arch == "plain"].final_train_error.to_numpy(float)
-        residual = group[group.arch == "resnet"].final_train_error.to_numpy(float)
-        cell = {
-            "activation": activation,
-            "norm": norm,
-            "depth": depth,
-            "n_plain": len(plain),
-            "n_resnet": len(residual),
-        }
-        for arch, values in (("plain", plain), ("resnet", residual)):
-            estimate = (float(values.mean()), *t_interval(values)) if len(values) else (None, None, None)
-            cell[arch], cell[f"{arch}_ci_low"], cell[f"{arch}_ci_high"] = estimate
-        # Does the skip help by more than the minimum effect? H0 plain − residual <= m (one-sided Welch).
-        p = None
-        if len(plain) >= 2 and len(residual) >= 2:
-            p = Difference.of_means((1.0, plain), (-1.0, residual)).p_above(MARGIN_EFFECT)
-        cell["p"] = p
+        by_arch = {arch: group[group.arch == arch].set_index("seed").final_train_error for arch in ("plain", "resnet")}
+        cell = {"activation": activation, "norm": norm, "depth": depth}
+        for arch, values in by_arch.items():
+            cell[arch] = _net(values.to_numpy(float), alpha)
+        # Does the skip help by more than the minimum effect, seed by seed? (plain − residual > m)
+        gain = (by_arch["plain"] - by_arch["resnet"]).dropna().to_numpy(float)
+        helps = sign_test(gain, MARGIN_EFFECT, "above", alpha)
+        cell["skip_helps"] = {key: helps[key] for key in ("n", "beyond", "estimate", "ci_low", "ci_high", "p", "shown")}
         cells.append(cell)
-    for cell, adjusted in zip(cells, holm([c["p"] for c in cells]), strict=True):
-        cell["p_holm"] = adjusted
-        cell["skip_helps"] = adjusted is not None and adjusted < alpha
     with_bn = [c for c in cells if c["norm"] == "batch"] or cells
     relu = next((c for c in with_bn if c["activation"] == "relu"), None)
-    others = [c for c in with_bn if c["activation"] != "relu"]
-    if relu is None or relu["plain_ci_low"] is None:
-        return {
-            "verdict": "inconclusive",
-            "reason": "too few plain ReLU runs",
-            "trained": True,
-            **header,
-            "cells": cells,
-        }
-    learns = lambda c, arch: c[f"{arch}_ci_high"] is not None and c[f"{arch}_ci_high"] < LEARNED  # noqa: E731
-    fails = lambda c, arch: c[f"{arch}_ci_low"] is not None and c[f"{arch}_ci_low"] > LEARNED  # noqa: E731
-    pts = lambda v: f"{100 * v:.0f} %"  # noqa: E731
+    base = {"trained": True, "depth": depth, **header, "cells": cells}
+    if relu is None or relu["plain"]["n"] == 0 or relu["resnet"]["n"] == 0:
+        return {"verdict": "inconclusive", "reason": "no plain or residual ReLU runs with BN", "settle": None, **base}
+    verdict, settle = _decide(relu, [c for c in with_bn if c is not relu], alpha)
+    pts = lambda v: "–" if v is None else f"{100 * v:.0f} %"  # noqa: E731
     described = "; ".join(
-        f"{c['activation']}{'' if c['norm'] == 'batch' else ' without BN'}: plain {pts(c['plain'])}, residual "
-        f"{pts(c['resnet'])}" for c in cells if c["plain"] is not None and c["resnet"] is not None
+        f"{c['activation']}{'' if c['norm'] == 'batch' else ' without BN'}: plain {pts(c['plain']['estimate'])}, "
+        f"residual {pts(c['resnet']['estimate'])}" for c in cells
     )  # fmt: skip
-    residual_learns = [learns(c, "resnet") for c in [relu, *others]]
-    other_fails = any(fails(c, "resnet") for c in others)
-    skip_helps = all(c["skip_helps"] for c in [relu, *others])
-    if fails(relu, "plain") and all(residual_learns) and skip_helps:
-        verdict = "skip"
-    elif fails(relu, "plain") and learns(relu, "resnet") and relu["skip_helps"] and other_fails:
-        verdict = "skip_and_relu"
-    elif learns(relu, "plain") and other_fails:
-        verdict = "relu"
-    elif learns(relu, "plain") and all(residual_learns):
-        verdict = "either"
-    elif fails(relu, "plain") and fails(relu, "resnet"):
-        verdict = "neither"
-    else:
-        verdict = "inconclusive"
-    reason = f"final training error at depth {depth}: {described}"
-    return {"verdict": verdict, "reason": reason, "trained": True, "depth": depth, **header, "cells": cells}
+    reason = f"final training error at depth {depth}, median seed: {described}"
+    return {"verdict": verdict, "reason": reason, "settle": settle, **base}
+
+
+def _decide(relu: dict, others: list[dict], alpha: float) -> tuple[str, str | None]:
+    """The verdict (module docstring) and, when inconclusive, what would settle it."""
+    each = alpha / max(1, len(others))  # "some other activation fails": a union, Bonferroni
+    learns = lambda c, arch, level=alpha: c[arch]["p_learns"] <= level  # noqa: E731
+    fails = lambda c, arch, level=alpha: c[arch]["p_fails"] <= level  # noqa: E731
+    helps = lambda c: c["skip_helps"]["p"] <= alpha  # noqa: E731
+    every = [relu, *others]
+    other_fails = any(fails(c, "resnet", each) for c in others)
+    if fails(relu, "plain") and all(learns(c, "resnet") for c in every) and all(helps(c) for c in every):
+        return "skip", None
+    if fails(relu, "plain") and learns(relu, "resnet") and helps(relu) and other_fails:
+        return "skip_and_relu", None
+    if learns(relu, "plain") and other_fails:
+        return "relu", None
+    if learns(relu, "plain") and all(learns(c, "resnet") for c in every):
+        return "either", None
+    if fails(relu, "plain") and fails(relu, "resnet"):
+        return "neither", None
+    n = min(min(c["plain"]["n"], c["resnet"]["n"]) for c in every)
+    smallest = sign_p(n, n)
+    if smallest > alpha:
+        return "inconclusive", (f"{n} seeds cannot show any statement (the smallest p of {n} seeds is "
+                                f"{smallest:.3g} > alpha); at least {fewest_seeds(alpha)} seeds per net, "
+                                f"{fewest_seeds(each)} for a failing other activation")  # fmt: skip
+    if smallest > each and not other_fails:
+        return "inconclusive", (f"a failing other activation needs at least {fewest_seeds(each)} seeds "
+                                f"(alpha/{len(others)} each); {n} ran")  # fmt: skip
+    return "inconclusive", "the seeds straddle the thresholds: more seeds per net would decide"
