@@ -1,6 +1,6 @@
 """What the verdicts share: the confidence level, the thresholds of "learned" and of a meaningful
-effect, the difference of two means with Welch's standard error, one-sided tests against a
-threshold, Holm's correction, and JSON-safe numbers.
+effect, Holm's correction, the t interval of a mean (described beside the medians, never decided on),
+and JSON-safe numbers.
 
 Every verdict is a decision on the seed as the unit of replication: where both twins trained a
 network of one seed, the two count as one network (`per_seed`), never as two samples.
@@ -9,7 +9,6 @@ network of one seed, the two count as one network (`per_seed`), never as two sam
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -43,56 +42,6 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
         for i, p in zip(defined, values, strict=True):
             adjusted[i] = float(p)
     return adjusted
-
-
-@dataclass(frozen=True)
-class Difference:
-    """An estimated difference (of two means, or a contrast of several) with its standard error and
-    degrees of freedom (Welch-Satterthwaite). se == 0: every run of every group ended at one value,
-    so the difference is known exactly."""
-
-    estimate: float
-    se: float
-    df: float
-
-    @classmethod
-    def of_means(cls, *groups: tuple[float, np.ndarray]) -> Difference:
-        """sum(weight * mean(values)) over (weight, values) groups, e.g. ((1, deep), (-1, shallow))."""
-        estimate = sum(w * float(np.mean(v)) for w, v in groups)
-        parts = [(w**2 * float(np.var(v, ddof=1)) / len(v), len(v) - 1) for w, v in groups]
-        var = sum(p for p, _ in parts)
-        if var == 0:
-            return cls(estimate, 0.0, math.inf)
-        df = var**2 / sum(p**2 / n for p, n in parts if p > 0)
-        return cls(estimate, math.sqrt(var), df)
-
-    def p_above(self, threshold: float) -> float:
-        """One-sided p of H0: difference <= threshold against H1: difference > threshold."""
-        if self.se == 0:
-            return 0.0 if self.estimate > threshold else 1.0
-        return float(stats.t.sf((self.estimate - threshold) / self.se, self.df))
-
-    def p_below(self, threshold: float) -> float:
-        """One-sided p of H0: difference >= threshold against H1: difference < threshold."""
-        if self.se == 0:
-            return 0.0 if self.estimate < threshold else 1.0
-        return float(stats.t.cdf((self.estimate - threshold) / self.se, self.df))
-
-    def interval(self, level: float = CI_LEVEL) -> tuple[float, float]:
-        half = 0.0 if self.se == 0 else float(stats.t.ppf(0.5 + level / 2, self.df)) * self.se
-        return self.estimate - half, self.estimate + half
-
-    def power_above(self, threshold: float, alpha: float, true: float) -> float:
-        """Power of `p_above(threshold) < alpha` when the true difference is `true`, at this se and df
-        (the noncentral t)."""
-        if self.se == 0:
-            return float(true > threshold)
-        critical = stats.t.ppf(1 - alpha, self.df)
-        return float(stats.nct.sf(critical, self.df, (true - threshold) / self.se))
-
-    def to_dict(self) -> dict:
-        low, high = self.interval()
-        return {"estimate": self.estimate, "se": self.se, "df": as_float(self.df), "ci_low": low, "ci_high": high}
 
 
 def per_seed(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
