@@ -42,35 +42,33 @@ def deviation(norms: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby(keys, dropna=False).log_ratio.mean().rename("deviation").reset_index()
 
 
-def _paired(data: pd.DataFrame, arch: str, depth: int) -> pd.Series:
-    return data[(data.arch == arch) & (data.depth == depth)].set_index("seed").deviation
-
-
 def _stage(data: pd.DataFrame, ratios: pd.Series, alpha: float, reversed_level: float) -> dict:
-    cells = [{"arch": arch, "depth": int(depth), "n": len(g), "deviation": float(g.deviation.mean()),
-              "median_deviation": float(g.deviation.median()), "mean_ratio": as_float(ratios.get((arch, depth)))}
-             for (arch, depth), g in data.groupby(["arch", "depth"])]  # fmt: skip
+    summary = data.groupby(["arch", "depth"]).deviation.agg(["size", "mean", "median"])
+    cells = [{"arch": arch, "depth": int(depth), "n": int(row["size"]), "deviation": float(row["mean"]),
+              "median_deviation": float(row["median"]), "mean_ratio": as_float(ratios.get((arch, depth)))}
+             for (arch, depth), row in summary.iterrows()]  # fmt: skip
     depths = sorted(set(data.depth[data.arch == "resnet"]) & set(data.depth[data.arch == "plain"]))
     entry = {"cells": cells, "tests": {}}
     if len(depths) < 2:
         entry["reason"] = "fewer than 2 depths with both archs"
         return entry
     low, high = depths[0], depths[-1]
+    wide = data.pivot(index="seed", columns=["arch", "depth"], values="deviation")  # one row per seed
     quantities = {
-        "residual_approaches": (_paired(data, "resnet", high) - _paired(data, "resnet", low)).dropna(),
-        "plain_further": (_paired(data, "plain", high) - _paired(data, "resnet", high)).dropna(),
+        "residual_approaches": wide[("resnet", high)] - wide[("resnet", low)],
+        "plain_further": wide[("plain", high)] - wide[("resnet", high)],
     }
     for name, values in quantities.items():
+        values = values.dropna().to_numpy(float)
         direction, opposite, _ = CLAIMS[name]
-        test = sign_test(values.to_numpy(float), 0.0, direction, alpha)
-        against = sign_test(values.to_numpy(float), 0.0, opposite, reversed_level)
+        test = sign_test(values, 0.0, direction, alpha)
+        against = sign_test(values, 0.0, opposite, reversed_level)
         test["reversed"] = {key: against[key] for key in ("beyond", "p", "level", "shown")}
         entry["tests"][name] = test | {"depths": [int(low), int(high)]}
-    deepest = data[data.depth == high]
     entry["tests"]["plain_further"] |= {
         "depth": int(high),
-        "plain": as_float(deepest[deepest.arch == "plain"].deviation.median()),
-        "resnet": as_float(deepest[deepest.arch == "resnet"].deviation.median()),
+        "plain": as_float(wide[("plain", high)].median()),
+        "resnet": as_float(wide[("resnet", high)].median()),
     }
     return entry
 
@@ -86,10 +84,9 @@ def norm_verdict(norms: pd.DataFrame | None, alpha: float = 0.05) -> dict:
     networks = deviation(norms).groupby(["stage", "arch", "depth", "seed"], as_index=False).deviation.mean()
     present = [stage for stage in STAGES if (networks.stage == stage).any()]
     reversed_level = alpha / (len(CLAIMS) * max(1, len(present)))  # Bonferroni over the ways the claim can fail
-    stages = {}
-    for stage in present:
-        ratios = norms[norms.stage == stage].groupby(["arch", "depth"]).ratio.median()
-        stages[stage] = _stage(networks[networks.stage == stage], ratios, alpha, reversed_level)
+    ratios = norms.groupby(["stage", "arch", "depth"]).ratio.median()
+    stages = {stage: _stage(networks[networks.stage == stage], ratios[stage], alpha, reversed_level)
+              for stage in present}  # fmt: skip
     return {**_decide(stages, alpha, reversed_level), **header, "stages": stages}
 
 
