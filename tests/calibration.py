@@ -29,9 +29,12 @@ import pandas as pd
 from scipy import stats
 
 from study.verdicts.agreement import agreement
-from study.verdicts.common import MARGIN_EFFECT
+from study.verdicts.budget import budget_verdict
+from study.verdicts.common import LEARNED, MARGIN_EFFECT
 from study.verdicts.degradation import degradation
 from study.verdicts.lesion import GRACEFUL, lesion_verdict
+from study.verdicts.norm_preservation import norm_verdict
+from study.verdicts.relu_skip import relu_skip_verdict
 from study.verdicts.signs import power as sign_power
 from study.verdicts.signs import tost_power
 
@@ -171,6 +174,7 @@ def study_cells(plain: dict, resnet: dict) -> dict:
 
 
 LEARNS = skewed(0.003, rho=0.5)  # a net that learns: a few tenths of a point, skewed
+LEARNS_1D = lambda rng, n: LEARNS(rng, n)[0]  # noqa: E731  (one value per seed: the first twin's)
 DEFAULT_PLAIN = {8: LEARNS, 20: LEARNS, 56: bimodal(0.9, 0.05, 0.78, rho=0.3)}
 
 
@@ -261,6 +265,88 @@ def degradation_cells(plain_deep, resnet_deep, plain_shallow=None, resnet_shallo
     zero = twin_cell(lambda rng, n: np.zeros(n))
     return {("plain", 8): plain_shallow or zero, ("plain", 56): plain_deep, ("resnet", 8): resnet_shallow or zero,
             ("resnet", 56): resnet_deep}  # fmt: skip
+
+
+def norm_claim(trend, gap, verdict: str, seeds: int = SEEDS) -> Callable:
+    """Norms tables at depths 8 and 56, one block per network, one backend. After training, per seed:
+    the residual deviation (mean |log10 ratio|) at 56 is its deviation at 8 (0.2, a little noise) plus
+    `trend`, the plain deviation at 56 the residual one plus `gap`; at initialization both claims hold
+    by 0.1 in every seed. Deviations are kept positive (which keeps each seed's side)."""
+
+    def run(rng):
+        rows = []
+        for stage in ("init", "trained"):
+            shallow = 0.2 + 0.01 * rng.standard_normal(seeds)
+            if stage == "trained":
+                deep_res = np.maximum(shallow + trend(rng, seeds), 1e-4)
+                deep_plain = np.maximum(deep_res + gap(rng, seeds), 1e-4)
+            else:
+                deep_res, deep_plain = shallow - 0.1, shallow + 0.1 * (1 + rng.random(seeds))
+            networks = {("resnet", 8): shallow, ("plain", 8): shallow + 0.1, ("resnet", 56): deep_res,
+                        ("plain", 56): deep_plain}  # fmt: skip
+            for (arch, depth), deviations in networks.items():
+                for seed in range(seeds):
+                    rows.append({"stage": stage, "run_key": f"lightning-{arch}{depth}-s{seed}", "backend": "lightning",
+                                 "arch": arch, "depth": depth, "seed": seed, "block": "b0",
+                                 "ratio": 10.0 ** deviations[seed]})  # fmt: skip
+        return norm_verdict(pd.DataFrame(rows), alpha=ALPHA)["verdict"] == verdict
+
+    return run
+
+
+def relu_skip_claim(draw, verdict: str, seeds: int = SEEDS) -> Callable:
+    """Results at depth 56 with BN: draw(rng, n)[(arch, activation)] is each net's error per seed."""
+
+    def run(rng):
+        rows = []
+        for (arch, activation), errors in draw(rng, seeds).items():
+            for seed in range(seeds):
+                error = float(np.clip(errors[seed], 0, 1))
+                rows.append({"run_key": f"lightning-{arch}56-{activation}-s{seed}", "backend": "lightning",
+                             "arch": arch, "depth": 56, "seed": seed, "activation": activation, "norm": "batch",
+                             "final_train_error": error, "final_test_error": error, "best_test_error": error,
+                             "diverged": False})  # fmt: skip
+        return relu_skip_verdict(pd.DataFrame(rows), alpha=ALPHA)["verdict"] == verdict
+
+    return run
+
+
+def activations(plain: dict, resnet: dict, paired: dict | None = None):
+    """(rng, n) -> errors per (arch, activation): plain[a] and resnet[a] draw n values; paired[a], where
+    given, draws the per-seed plain − residual difference (the plain error is residual + it)."""
+
+    def draw(rng, n):
+        out = {}
+        for activation in ("relu", "tanh", "sigmoid"):
+            out[("resnet", activation)] = resnet[activation](rng, n)
+            if paired and activation in paired:
+                out[("plain", activation)] = out[("resnet", activation)] + paired[activation](rng, n)
+            else:
+                out[("plain", activation)] = plain[activation](rng, n)
+        return out
+
+    return draw
+
+
+def budget_claim(gaps: dict, verdict: str, seeds: int = SEEDS) -> Callable:
+    """Results at depths 20 and 56 trained 15, 30 and 60 epochs: each seed's plain gap (its error at 56
+    minus at 20, which is 0) drawn by gaps[epochs]; residual nets learn."""
+
+    def run(rng):
+        rows = []
+        for epochs, gap in gaps.items():
+            errors = {("plain", 20): np.zeros(seeds), ("plain", 56): gap(rng, seeds),
+                      ("resnet", 20): np.zeros(seeds), ("resnet", 56): LEARNS(rng, seeds)[0]}  # fmt: skip
+            for (arch, depth), values in errors.items():
+                for seed in range(seeds):
+                    error = float(np.clip(values[seed], 0, 1))
+                    rows.append({"run_key": f"lightning-{arch}{depth}-e{epochs}-s{seed}", "backend": "lightning",
+                                 "arch": arch, "depth": depth, "seed": seed, "epochs": epochs,
+                                 "final_train_error": error, "final_test_error": error, "best_test_error": error,
+                                 "diverged": False})  # fmt: skip
+        return budget_verdict(pd.DataFrame(rows), alpha=ALPHA)["verdict"] == verdict
+
+    return run
 
 
 AGREE_SEEDS = 10  # the agreement's nulls need seeds enough to claim at all (Holm over 12 tests: 2^-n <= 0.05/12)
@@ -364,6 +450,108 @@ def conditions() -> list[Condition]:
         Condition("plain rise 50 points, residual 3", "lesion", "power", "holds",
                   lesion_claim(normal(0.5, 0.05, 0.5), normal(0.03, 0.01, 0.5), "holds")),
     ]  # fmt: skip
+    return out + norm_conditions() + relu_skip_conditions() + budget_conditions()
+
+
+def constant(value: float):
+    return lambda rng, n: np.full(n, value)
+
+
+def norm_conditions() -> list[Condition]:
+    approaches, further = constant(-0.1), constant(0.1)  # both claims hold by 0.1 in every seed
+    out = []
+    for shape in SHAPES:
+        out.append(Condition(f"residual deviation at 56 minus at 8: median exactly 0, {shape}", "norm preservation",
+                             "null", "holds", norm_claim(at_median(shape, 0.0), further, "holds")))  # fmt: skip
+    for shape in ("right-skewed", "heavy", "identical"):
+        out.append(Condition(f"plain minus residual deviation at 56: median exactly 0, {shape}", "norm preservation",
+                             "null", "holds", norm_claim(approaches, at_median(shape, 0.0), "holds")))  # fmt: skip
+    trend_sd = 0.03
+    q = float(stats.norm.cdf(0.05 / trend_sd))  # P(a seed's residual deviation falls with depth)
+    out += [
+        Condition("residual deviation at 56 minus at 8: median exactly 0 (left-skewed), 7 seeds", "norm preservation",
+                  "null", "does_not_hold", norm_claim(at_median("left-skewed", 0.0), further, "does_not_hold",
+                                                      seeds=7)),
+        Condition("residual deviation falls by 0.05 with depth (normal, sd 0.03), plain further by 0.1",
+                  "norm preservation", "power", "holds",
+                  norm_claim(lambda rng, n: -0.05 + trend_sd * rng.standard_normal(n), further, "holds"),
+                  stated=(sign_power(q, SEEDS, ALPHA),) * 2),
+    ]  # fmt: skip
+    return out
+
+
+RELU_SEEDS = 6  # the relu-skip config's: a failing other activation is shown at alpha/2
+
+
+def relu_skip_conditions() -> list[Condition]:
+    fail, learn = constant(0.85), constant(0.02)
+    noisy = lambda at: lambda rng, n: at + 0.02 * rng.standard_normal(n)  # noqa: E731
+    skip_truth = {"plain": {a: noisy(0.8) for a in ("relu", "tanh", "sigmoid")},
+                  "resnet": {a: noisy(0.02) for a in ("relu", "tanh", "sigmoid")}}  # fmt: skip
+    out = []
+    for shape in SHAPES:  # "skip" with the plain ReLU net's typical seed exactly at 50 %
+        plain = {**skip_truth["plain"], "relu": at_median(shape, LEARNED, 0.05)}
+        out.append(Condition(f"plain ReLU error: median exactly 50 %, {shape}; the skip trains the rest",
+                             "relu-skip", "null", "skip",
+                             relu_skip_claim(activations(plain, skip_truth["resnet"]), "skip")))  # fmt: skip
+    for shape in ("left-skewed", "heavy", "identical"):  # "skip" with the residual tanh net exactly at 50 %
+        resnet = {**skip_truth["resnet"], "tanh": at_median(shape, LEARNED, 0.05)}
+        out.append(Condition(f"residual tanh error: median exactly 50 %, {shape}; plain nets fail", "relu-skip",
+                             "null", "skip",
+                             relu_skip_claim(activations(skip_truth["plain"], resnet), "skip")))  # fmt: skip
+    # "skip" with the skip's help exactly at 2 points (a residual tanh net at 0 in every seed: the plain
+    # error minus it is the drawn difference exactly, with no rounding off the threshold)
+    for shape in ("right-skewed", "bimodal", "identical"):
+        out.append(Condition(f"tanh: plain − residual error, median exactly 2 points, {shape}; residual at 0",
+                             "relu-skip", "null", "skip",
+                             relu_skip_claim(activations(skip_truth["plain"], {**skip_truth["resnet"],
+                                                                               "tanh": constant(0.0)},
+                                                         {"tanh": at_median(shape, MARGIN_EFFECT, 0.05)}),
+                                             "skip")))  # fmt: skip
+    both_at = {"relu": learn, "tanh": at_median("right-skewed", LEARNED, 0.05),
+               "sigmoid": at_median("right-skewed", LEARNED, 0.05)}  # fmt: skip
+    out += [
+        Condition("residual tanh and sigmoid errors: median exactly 50 % (right-skewed); ReLU nets learn, 6 seeds",
+                  "relu-skip", "null", "relu",
+                  relu_skip_claim(activations({a: learn for a in both_at}, both_at), "relu", seeds=RELU_SEEDS)),
+        Condition("the relu-skip study's truth (plain ReLU fails, residual sigmoid fails), 6 seeds", "relu-skip",
+                  "power", "skip_and_relu",
+                  relu_skip_claim(activations({"relu": noisy(0.75), "tanh": noisy(0.8), "sigmoid": fail},
+                                              {"relu": LEARNS_1D, "tanh": noisy(0.46), "sigmoid": fail}),
+                                  "skip_and_relu", seeds=RELU_SEEDS)),
+    ]  # fmt: skip
+    return out
+
+
+def budget_conditions() -> list[Condition]:
+    wide = constant(0.7)
+    out = []
+    for shape in SHAPES:  # gap_persists with the 60-epoch gap's typical seed exactly at 2 points
+        out.append(
+            Condition(
+                f"plain gap at 60 epochs: median exactly 2 points, {shape}; 70 before",
+                "budget",
+                "null",
+                "gap_persists",
+                budget_claim({15: wide, 30: wide, 60: at_median(shape, MARGIN_EFFECT)}, "gap_persists"),
+            )
+        )
+    for shape in ("right-skewed", "identical"):
+        out.append(
+            Condition(
+                f"plain gap at 60 epochs: median exactly 2 points, {shape}; 70 before",
+                "budget",
+                "null",
+                "gap_closes",
+                budget_claim({15: wide, 30: wide, 60: at_median(shape, MARGIN_EFFECT)}, "gap_closes"),
+            )
+        )
+    gap_sd = 0.03
+    q = float(stats.norm.sf((MARGIN_EFFECT - 0.06) / gap_sd))
+    out.append(Condition("plain gap 70, 50 and 6 points (the last normal, sd 3)", "budget", "power", "gap_persists",
+                         budget_claim({15: wide, 30: constant(0.5),
+                                       60: lambda rng, n: 0.06 + gap_sd * rng.standard_normal(n)}, "gap_persists"),
+                         stated=(sign_power(q, SEEDS, ALPHA),) * 2))  # fmt: skip
     return out
 
 
