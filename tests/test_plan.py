@@ -104,7 +104,7 @@ def test_plan_counts_every_run_and_gpu_hours():
     config = get_config("paper")
     table = planning.load_throughput(ASSUMED_GPU)
     one, eight = (plan_study(config, table, gpus=n) for n in (1, 8))
-    assert len(one.runs) == len(config.points()) == 60
+    assert len(one.runs) == len(config.points()) == 100  # 5 depths x 2 archs x 2 twins x 5 seeds
     assert one.busy_s == pytest.approx(eight.busy_s)  # the same work
     assert eight.wall_s < one.wall_s / 4  # spread over 8 GPUs
     longest = max(r.train_s + r.probe_s for r in one.runs)
@@ -112,10 +112,10 @@ def test_plan_counts_every_run_and_gpu_hours():
     data = eight.to_dict()
     assert data["device_hours_busy"] == pytest.approx(one.busy_s / 3600)
     assert data["device_hours_held"] == pytest.approx(8 * eight.wall_s / 3600)
-    assert sum(c["runs"] for c in data["per_run"]) == 60
+    assert sum(c["runs"] for c in data["per_run"]) == 100
     # two runs sharing a GPU share its throughput (each at half its rate), not their fixed 5 s start
     shared = plan_study(config, table, gpus=4, runs_per_gpu=2)
-    assert shared.busy_s == pytest.approx(2 * one.busy_s - 60 * 5.0, rel=1e-9)
+    assert shared.busy_s == pytest.approx(2 * one.busy_s - 100 * 5.0, rel=1e-9)
 
 
 def test_the_shipped_table_predicts_the_default_study_on_this_machines_workers():
