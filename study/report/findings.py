@@ -145,7 +145,9 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
         )
     if rs.get("trained"):
         return (
-            f"**ReLU or skip: {ANSWERS.get(rs['verdict'], rs['verdict'])}.** Trained: {rs['reason']}. {at_init} "
+            f"**ReLU or skip: {ANSWERS.get(rs['verdict'], rs['verdict'])}.** Trained: {rs['reason']}"
+            + (f"; {rs['settle']}" if rs.get("settle") else "")
+            + f". {at_init} "
             f"Not shown: other normalizations, initializations or optimizers. {_scale(context)}"
         )
     return (

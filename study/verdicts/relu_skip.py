@@ -33,7 +33,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.verdicts.common import LEARNED, MARGIN_EFFECT, as_float, per_seed
-from study.verdicts.signs import fewest_seeds, sign_p, sign_test
+from study.verdicts.signs import fewest_seeds, seeds_for, sign_p, sign_test
 
 CONFIG = "relu-skip"
 
@@ -102,31 +102,59 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
     return {"verdict": verdict, "reason": reason, "settle": settle, **base}
 
 
-def _decide(relu: dict, others: list[dict], alpha: float) -> tuple[str, str | None]:
-    """The verdict (module docstring) and, when inconclusive, what would settle it."""
-    each = alpha / max(1, len(others))  # "some other activation fails": a union, Bonferroni
-    learns = lambda c, arch, level=alpha: c[arch]["p_learns"] <= level  # noqa: E731
-    fails = lambda c, arch, level=alpha: c[arch]["p_fails"] <= level  # noqa: E731
-    helps = lambda c: c["skip_helps"]["p"] <= alpha  # noqa: E731
+def _statements(relu: dict, others: list[dict], alpha: float) -> dict[str, list[tuple]]:
+    """Each answer as its statements: (what it says, the sign test's seeds beyond, n, p, level). "Some
+    other activation fails" stands as the other whose residual net fails in most seeds, at alpha over
+    the number of others (Bonferroni)."""
+    each = alpha / max(1, len(others))
+
+    def say(c: dict, arch: str, kind: str, level: float = alpha) -> tuple:
+        net = "plain" if arch == "plain" else "residual"
+        if kind == "helps":
+            test = c["skip_helps"]
+            return (f"the skip helps {c['activation']} by more than {100 * MARGIN_EFFECT:.0f} points", test["beyond"],
+                    test["n"], test["p"], level)  # fmt: skip
+        entry = c[arch]
+        beyond = entry["below"] if kind == "learns" else entry["above"]
+        return (f"the {net} {c['activation']} net {kind}", beyond, entry["n"], entry[f"p_{kind}"], level)
+
     every = [relu, *others]
-    other_fails = any(fails(c, "resnet", each) for c in others)
-    if fails(relu, "plain") and all(learns(c, "resnet") for c in every) and all(helps(c) for c in every):
-        return "skip", None
-    if fails(relu, "plain") and learns(relu, "resnet") and helps(relu) and other_fails:
-        return "skip_and_relu", None
-    if learns(relu, "plain") and other_fails:
-        return "relu", None
-    if learns(relu, "plain") and all(learns(c, "resnet") for c in every):
-        return "either", None
-    if fails(relu, "plain") and fails(relu, "resnet"):
-        return "neither", None
-    n = min(min(c["plain"]["n"], c["resnet"]["n"]) for c in every)
-    smallest = sign_p(n, n)
-    if smallest > alpha:
-        return "inconclusive", (f"{n} seeds cannot show any statement (the smallest p of {n} seeds is "
-                                f"{smallest:.3g} > alpha); at least {fewest_seeds(alpha)} seeds per net, "
-                                f"{fewest_seeds(each)} for a failing other activation")  # fmt: skip
-    if smallest > each and not other_fails:
-        return "inconclusive", (f"a failing other activation needs at least {fewest_seeds(each)} seeds "
-                                f"(alpha/{len(others)} each); {n} ran")  # fmt: skip
-    return "inconclusive", "the seeds straddle the thresholds: more seeds per net would decide"
+    failing = [say(max(others, key=lambda c: c["resnet"]["above"]), "resnet", "fails", each)] if others else []
+    learn_all = [say(c, "resnet", "learns") for c in every]
+    return {
+        "skip": [say(relu, "plain", "fails"), *learn_all, *(say(c, "resnet", "helps") for c in every)],
+        "skip_and_relu": [say(relu, "plain", "fails"), say(relu, "resnet", "learns"), say(relu, "resnet", "helps"),
+                          *failing],
+        "relu": [say(relu, "plain", "learns"), *failing],
+        "either": [say(relu, "plain", "learns"), *learn_all],
+        "neither": [say(relu, "plain", "fails"), say(relu, "resnet", "fails")],
+    }  # fmt: skip
+
+
+def _decide(relu: dict, others: list[dict], alpha: float) -> tuple[str, str | None]:
+    """The first answer (module docstring order) whose every statement is shown at its level; else
+    "inconclusive", naming the nearest answer (fewest statements the seeds lean against, then fewest
+    open), what is open and the seeds that would show each at its observed share of seeds (Laplace's
+    rule) — or that none would."""
+    answers = _statements(relu, others, alpha)
+    for answer, statements in answers.items():
+        if all(p <= level for _, _, _, p, level in statements):
+            return answer, None
+
+    def distance(statements: list[tuple]) -> tuple[int, int]:  # statements the seeds lean against, then open
+        against = sum(2 * beyond <= n for _, beyond, n, _, _ in statements)
+        return against, sum(p > level for _, _, _, p, level in statements)
+
+    nearest, statements = min(answers.items(), key=lambda item: distance(item[1]))
+    open_parts = []
+    for what, beyond, n, p, level in statements:
+        if p <= level:
+            continue
+        if n and sign_p(n, n) > level:
+            need = f"{n} seeds cannot show it at {level:.3g}: it needs at least {fewest_seeds(level)} seeds"
+        elif (seeds := seeds_for((beyond + 1) / (n + 2), level)) is not None:
+            need = f"about {seeds} seeds would give it 80 % power at the observed share"
+        else:
+            need = "no number of seeds would show it at the observed share"
+        open_parts.append(f"{what}: {beyond} of {n} seeds ({need})")
+    return "inconclusive", f"nearest answer '{nearest}'; open: " + "; ".join(open_parts)
