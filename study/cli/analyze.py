@@ -33,10 +33,15 @@ def analyze(args: argparse.Namespace) -> int:
 
 
 def print_verdict(verdict: dict, out: Path, as_json: bool) -> None:
-    """verdict.json on stdout, or the two main verdicts and where the report is."""
+    """verdict.json on stdout, or the two main verdicts (and the question a relu-skip or budget study
+    asks, where it trained for it) and where the report is."""
     if as_json:
         print(json.dumps(verdict))
         return
-    for name in ("degradation", "agreement"):
-        print(f"{name}: {verdict[name]['verdict']} - {verdict[name]['reason']}")
+    names = ["degradation", "agreement"]
+    names += ["relu_vs_skip"] if verdict.get("relu_vs_skip", {}).get("trained") else []
+    names += ["training_budget"] if verdict.get("training_budget", {}).get("budgets") else []
+    for name in names:
+        settle = verdict[name].get("settle")
+        print(f"{name}: {verdict[name]['verdict']} - {verdict[name]['reason']}" + (f" ({settle})" if settle else ""))
     print(f"report: {out / REPORT_MD} (and {REPORT_HTML}, {VERDICT})")
