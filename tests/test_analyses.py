@@ -114,6 +114,7 @@ def test_residual_blocks_approaching_ratio_1_with_depth_holds():
         assert test["beyond"] == test["n"] == 6 and test["p"] == 2.0**-6
     five = norm_verdict(norms_table(lambda depth: 1 + 2 / depth, lambda depth: 1.35, seeds=5))
     assert five["verdict"] == "holds"  # all four at alpha (an intersection-union test): no correction
+    assert "left open: 5 of 5 seeds do not exclude that up to 45 % of seeds go the other way in" in five["reason"]
 
 
 def test_one_seed_against_the_trend_keeps_five_from_holding():
@@ -182,6 +183,8 @@ def test_relu_or_skip_needs_the_seeds_its_statements_need(seeds, answer):
                                                  seeds=tuple(range(seeds))))  # fmt: skip
     assert verdict["verdict"] == answer, verdict["reason"]
     assert (verdict["settle"] is not None) == (answer == "inconclusive")
+    if seeds == 5:  # a claim names what its seeds leave open
+        assert "left open: 5 of 5 seeds do not exclude that up to 45 % of seeds go against" in verdict["reason"]
     if answer == "inconclusive":  # the nearest answer, and what its statements need
         assert verdict["settle"].startswith("nearest answer 'skip'") and "at least 5 seeds" in verdict["settle"]
 

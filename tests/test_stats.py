@@ -359,6 +359,7 @@ def test_a_gap_that_stays_persists_and_one_that_closes_closes():
     """Is plain-56 only slower? The budget config trains 15, 30 and 60 epochs."""
     stays = budget_verdict(budget_table(lambda epochs: 0.7))
     assert stays["verdict"] == "gap_persists" and "closing" not in stays["reason"], stays["reason"]
+    assert "left open: 5 of 5 seeds do not exclude that up to 45 % of seeds have a gap" in stays["reason"]
     closing = budget_verdict(budget_table(lambda epochs: {15: 0.7, 30: 0.5, 60: 0.25}[epochs]))
     assert closing["verdict"] == "gap_persists" and "it is closing" in closing["reason"], closing["reason"]
     closes = budget_verdict(budget_table(lambda epochs: {15: 0.7, 30: 0.2, 60: 0.0}[epochs]))

@@ -26,7 +26,7 @@ import pandas as pd
 
 from study.verdicts.common import MARGIN_EFFECT, per_seed
 from study.verdicts.degradation import seed_rises
-from study.verdicts.signs import family_seeds, seeds_for, sign_test
+from study.verdicts.signs import family_seeds, open_text, seeds_for, sign_test
 
 CONFIG = "budget"
 
@@ -74,11 +74,15 @@ def budget_verdict(results: pd.DataFrame, alpha: float = 0.05) -> dict:
     persists = [entry["plain"] for entry in by_budget.values()]
     if all(test["shown"] for test in persists):
         verdict, settle = "gap_persists", None
+        epochs, weakest = max(((e, entry["plain"]) for e, entry in by_budget.items()),
+                              key=lambda item: item[1]["tail_bound"])  # fmt: skip
         reason = (f"the gap is above {m} points in the typical seed at every budget up to {last} epochs (each at "
-                  f"alpha); {numbers}{trend}")  # fmt: skip
+                  f"alpha); {numbers}{trend}; left open: "
+                  + open_text(weakest, f"have a gap of {m} points or less at {epochs} epochs"))  # fmt: skip
     elif by_budget[last]["plain_closed"]["shown"]:
         verdict, settle = "gap_closes", None
-        reason = f"the gap is below {m} points in the typical seed at {last} epochs; {numbers}"
+        reason = (f"the gap is below {m} points in the typical seed at {last} epochs; {numbers}; left open: "
+                  + open_text(by_budget[last]["plain_closed"], f"keep a gap of {m} points or more"))  # fmt: skip
     else:
         verdict = "inconclusive"
         reason = f"neither shown at every budget nor closed at the largest; {numbers}{trend}"

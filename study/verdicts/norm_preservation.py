@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from study.verdicts.common import as_float
-from study.verdicts.signs import family_seeds, fewest_seeds, sign_test
+from study.verdicts.signs import family_seeds, fewest_seeds, open_text, sign_test
 
 STAGES = ("init", "trained")
 CLAIMS = {  # test -> (direction it claims, opposite, what its opposite shows)
@@ -108,9 +108,13 @@ def _decide(stages: dict, alpha: float, reversed_level: float) -> dict:
     summary = "; ".join(words)
     tests = [test for stage_tests in tested.values() for test in stage_tests.values()]
     if all(test["shown"] for test in tests):
+        named = [(f"{name} ({stage})", test) for stage, stage_tests in tested.items()
+                 for name, test in stage_tests.items()]  # fmt: skip
+        label, weakest = max(named, key=lambda item: item[1]["tail_bound"])  # the claim that leaves the most open
         return {"verdict": "holds", "settle": None,
                 "reason": f"residual blocks approach norm preservation with depth, plain blocks do not in the typical "
-                          f"seed, each shown at alpha ({summary})"}  # fmt: skip
+                          f"seed, each shown at alpha ({summary}); left open: "
+                          + open_text(weakest, f"go the other way in {label}")}  # fmt: skip
     for name, (_, _, failure) in CLAIMS.items():
         if any(stage_tests[name]["reversed"]["shown"] for stage_tests in tested.values()):
             return {

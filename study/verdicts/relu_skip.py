@@ -33,7 +33,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.verdicts.common import LEARNED, MARGIN_EFFECT, as_float, per_seed
-from study.verdicts.signs import fewest_seeds, seeds_for, sign_p, sign_test
+from study.verdicts.signs import fewest_seeds, seeds_for, sign_p, sign_test, tail_bound
 
 CONFIG = "relu-skip"
 
@@ -92,13 +92,14 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
     base = {"trained": True, "depth": depth, **header, "cells": cells}
     if relu is None or relu["plain"]["n"] == 0 or relu["resnet"]["n"] == 0:
         return {"verdict": "inconclusive", "reason": "no plain or residual ReLU runs with BN", "settle": None, **base}
-    verdict, settle = _decide(relu, [c for c in with_bn if c is not relu], alpha)
+    verdict, note = _decide(relu, [c for c in with_bn if c is not relu], alpha)
+    settle = note if verdict == "inconclusive" else None
     pts = lambda v: "–" if v is None else f"{100 * v:.0f} %"  # noqa: E731
     described = "; ".join(
         f"{c['activation']}{'' if c['norm'] == 'batch' else ' without BN'}: plain {pts(c['plain']['estimate'])}, "
         f"residual {pts(c['resnet']['estimate'])}" for c in cells
     )  # fmt: skip
-    reason = f"final training error at depth {depth}, median seed: {described}"
+    reason = f"final training error at depth {depth}, median seed: {described}" + ("" if settle else f"; {note}")
     return {"verdict": verdict, "reason": reason, "settle": settle, **base}
 
 
@@ -131,15 +132,19 @@ def _statements(relu: dict, others: list[dict], alpha: float) -> dict[str, list[
     }  # fmt: skip
 
 
-def _decide(relu: dict, others: list[dict], alpha: float) -> tuple[str, str | None]:
-    """The first answer (module docstring order) whose every statement is shown at its level; else
+def _decide(relu: dict, others: list[dict], alpha: float) -> tuple[str, str]:
+    """The first answer (module docstring order) whose every statement is shown at its level, with what
+    its weakest statement leaves open; else
     "inconclusive", naming the nearest answer (fewest statements the seeds lean against, then fewest
     open), what is open and the seeds that would show each at its observed share of seeds (Laplace's
     rule) — or that none would."""
     answers = _statements(relu, others, alpha)
     for answer, statements in answers.items():
         if all(p <= level for _, _, _, p, level in statements):
-            return answer, None
+            what, beyond, n, _, _ = min(statements, key=lambda s: (s[1] / max(1, s[2]), s[2]))  # the weakest
+            bound = tail_bound(n - beyond, n)
+            return answer, (f"left open: {beyond} of {n} seeds do not exclude that up to {100 * bound:.0f} % of seeds "
+                            f"go against '{what}'")  # fmt: skip
 
     def distance(statements: list[tuple]) -> tuple[int, int]:  # statements the seeds lean against, then open
         against = sum(2 * beyond <= n for _, beyond, n, _, _ in statements)
