@@ -145,7 +145,7 @@ def test_compare_json_rows_become_rates(tmp_path):
     result = cli("plan", "--config", "paper", "--backends", "lightning", "--throughput", str(path), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["runs"] == 30 and data["gpus"] == 0 and data["wall_s"] > 0
+    assert data["runs"] == 50 and data["gpus"] == 0 and data["wall_s"] > 0  # 5 depths x 2 archs x 5 seeds
 
 
 @pytest.mark.parametrize(
