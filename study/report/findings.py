@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from study.configs import get_config
 from study.verdicts.agreement import cell_label
 
 ANSWERS = {  # study.verdicts.relu_skip's verdicts, in words
@@ -153,7 +154,8 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
     return (
         f"**ReLU or skip: answered at initialization only in this study.** {at_init} Trained runs answer it: "
         f"`resnet-study run --config {rs['config']}` (every activation, with and without BN, plain and residual at "
-        f"depth 56; about 8 minutes). Not shown here: whether what holds at initialization still holds after "
+        f"depth 56: {len(get_config(rs['config']).points())} runs; `resnet-study plan --config {rs['config']}` "
+        f"predicts their time on your machine). Not shown here: whether what holds at initialization still holds after "
         f"training."
     )
 
