@@ -26,7 +26,7 @@ import pandas as pd
 
 from study.verdicts.common import MARGIN_EFFECT, per_seed
 from study.verdicts.degradation import seed_rises
-from study.verdicts.signs import family_seeds, open_text, seeds_for, sign_test
+from study.verdicts.signs import family_seeds, open_text, sign_test
 
 CONFIG = "budget"
 
@@ -87,8 +87,7 @@ def budget_verdict(results: pd.DataFrame, alpha: float = 0.05) -> dict:
         verdict = "inconclusive"
         reason = f"neither shown at every budget nor closed at the largest; {numbers}{trend}"
         persist_seeds = family_seeds(persists)
-        closed = by_budget[last]["plain_closed"]
-        close_seeds = seeds_for((closed["beyond"] + 1) / (closed["n"] + 2), alpha)
+        close_seeds = by_budget[last]["plain_closed"]["seeds_needed"]  # the sign test's own, at Laplace's share
         options = [f"about {s} seeds would give '{name}' 80 % power at the observed shares"
                    for s, name in ((persist_seeds, "gap_persists"), (close_seeds, "gap_closes")) if s]  # fmt: skip
         settle = "; ".join(options) or None

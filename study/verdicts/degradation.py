@@ -188,14 +188,14 @@ def degradation(results: pd.DataFrame, alpha: float = 0.05, metric: str = "final
         verdict, reason = next(iter(verdicts.values())), f"all backends: {listing}"
     else:
         verdict, reason = "inconclusive", f"backends differ: {listing}" if len(set(verdicts.values())) > 1 else listing
-    settle = None if verdict != "inconclusive" else as_decided(backends, alpha)
+    settle = None if verdict != "inconclusive" else as_decided(backends)
     return {"verdict": verdict, "reason": reason, "settle": settle, "metric": metric, "alpha": alpha,
             "margin_effect": MARGIN_EFFECT,
             "method": "exact sign tests on the per-seed rise (the typical seed; study.verdicts.signs)",
             "backends": backends}  # fmt: skip
 
 
-def as_decided(backends: dict, alpha: float, wanted: float = 0.8) -> str | None:
+def as_decided(backends: dict, wanted: float = 0.8) -> str | None:
     """The seeds that give "holds" as it is decided — `plain_rise` and `residual_flat` of every backend
     — `wanted` power at the observed shares (`study.verdicts.signs.family_seeds`). None where a test's
     typical seed lies on the other side (no seeds would show it)."""
