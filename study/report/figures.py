@@ -104,9 +104,8 @@ def figure_agreement(agreement: dict, path: Path) -> Path:
             test = cell["tests"][metric]
             if test["median_diff"] is None:
                 continue
-            color = {"equivalent": "tab:green", "undecided": "tab:orange", "differs": "tab:red"}.get(
-                cell["verdict"], "grey"
-            )
+            color = {"equivalent": "tab:green", "undecided": "tab:orange", "differs": "tab:red",
+                     "chaotic": "tab:gray"}.get(cell["verdict"], "grey")  # fmt: skip
             low, high = (test["ci_low"], test["ci_high"]) if test["ci_low"] is not None else (None, None)
             ax.plot(100 * test["median_diff"], row, "o", color=color)
             if low is not None:

@@ -60,7 +60,7 @@ from scipy import stats
 from study.core.twin import BACKENDS
 from study.files import EXACTNESS_PERTURBATION, EXACTNESS_ROUNDING_LIMIT, EXACTNESS_TOLERANCE
 from study.verdicts.common import as_float
-from study.verdicts.outcomes import outcome_cells, second_look
+from study.verdicts.outcomes import outcome_cells, second_look, tost_family
 from study.verdicts.signs import MAX_SEEDS, shares, tost_seeds
 
 METRICS = ("final_train_error", "final_test_error")
@@ -163,6 +163,18 @@ def replay_status(exactness: dict | None, pairs: list[tuple[str, str]]) -> dict:
     return {"status": status, "worst": worst, "ill_conditioned": chaotic}
 
 
+def chaotic_cells(exactness: dict | None) -> dict[tuple[str, int], float]:
+    """(arch, depth) -> rounding sensitivity of every replayed network that amplifies rounding beyond
+    `EXACTNESS_ROUNDING_LIMIT`: its study cell is compared in distribution (`study.verdicts.outcomes`).
+    A cell the replay did not cover is compared seed by seed, as one that was shown not to be chaotic."""
+    found = {}
+    for network in (exactness or {}).get("networks", []):
+        sensitivity = rounding_sensitivity(network)
+        if sensitivity is not None and not sensitivity[0] <= EXACTNESS_ROUNDING_LIMIT and "arch" in network:
+            found[(str(network["arch"]), int(network["depth"]))] = float(sensitivity[0])
+    return found
+
+
 def _exactness_summary(exactness: dict | None, replay: dict) -> dict:
     status = replay["status"]
     if exactness is None or not status:
@@ -239,30 +251,36 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
                         "on the per-seed differences (the typical seed), Holm over all cells and metrics"}  # fmt: skip
     replay = replay_status(exactness, pairs)
     exact = _exactness_summary(exactness, replay)
+    chaotic = chaotic_cells(exactness)
     if settle is None:
-        cells = outcome_cells(results, pairs, metrics, margin, alpha, power)
+        cells = outcome_cells(results, pairs, metrics, margin, alpha, power, chaotic)
         diverging = divergence(results, pairs, alpha)
     else:  # look 1 on the grid seeds, look 2 on the cells it left undecided, each at alpha/2
         grid = results[results.seed.isin(settle["grid_seeds"])]
-        cells = outcome_cells(grid, pairs, metrics, margin, alpha / 2, power)
+        cells = outcome_cells(grid, pairs, metrics, margin, alpha / 2, power, chaotic)
         second_look(cells, results, settle, metrics, margin, alpha / 2, power)
         diverging = divergence(grid, pairs, alpha)
         header["design"] += (
             f"; sequential (declared --settle {len(settle['extra_seeds'])}): look 1 on seeds "
             f"{_seed_range(settle['grid_seeds'])} at α/2 (Holm), look 2 on the cells it left undecided with "
             f"seeds {_seed_range(settle['extra_seeds'])} added, at α/2 (Bonferroni over the same "
-            f"{len(cells) * len(metrics)} tests)"
+            f"{tost_family(cells, metrics)} tests)"
         )
+    if chaotic:
+        header["design"] += ("; a chaotic cell (its net amplifies rounding in the float64 replay) is compared in "
+                             "distribution: difference tests only, never called equivalent")  # fmt: skip
 
     def named(verdict):
         return [cell_label(c, pairs) for c in cells if c["verdict"] == verdict]
 
-    equivalent, differ, undecided = (named(v) for v in ("equivalent", "differs", "undecided"))
+    equivalent, differ, undecided, alike = (named(v) for v in ("equivalent", "differs", "undecided", "chaotic"))
     pts = f"±{100 * margin:.1f} points"
+    reproducible = [c for c in cells if "rounding_sensitivity" not in c]
     shown = (
         (
-            f"{len(equivalent)} of {len(cells)} cells equivalent within {pts}"
-            + (f": {', '.join(equivalent)}" if equivalent else "")
+            f"{len(equivalent)} of {len(reproducible)} {'reproducible ' if chaotic else ''}cells equivalent "
+            f"within {pts}" + (f": {', '.join(equivalent)}" if equivalent else "")
+            + (f"; chaotic, compared in distribution, no difference shown: {', '.join(alike)}" if alike else "")
         )
         if cells
         else "no cell was run by two backends"
@@ -293,6 +311,11 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
         verdict, reason = "inconclusive", f"{exact['summary']}; outcomes: {shown}"
         settle = ("replay shallower networks (`StudyConfig.exactness_depths`; on digits, plain and residual nets of "
                   "depth 8 and 20 stay within the limit)")  # fmt: skip
+    elif not reproducible:
+        verdict = "exact_outcomes_undecided"
+        reason = (f"the recipe is exact in float64; {shown}; every cell is chaotic, so no outcome is shown "
+                  "equivalent seed by seed")  # fmt: skip
+        settle = "add a depth whose nets do not amplify rounding (on digits: 8 or 20), replayed by the study"
     elif undecided:
         verdict = "exact_outcomes_undecided"
         reason = f"the recipe is exact in float64; {shown}; undecided: {', '.join(undecided)} (see not excluded)"

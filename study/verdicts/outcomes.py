@@ -2,6 +2,17 @@
 (arch, depth) cell, pair of backends and metric, the paired tests on the per-seed differences, their
 Holm correction over all cells and metrics, each cell's verdict, and look 2 of a sequential
 (`--settle`) study. The procedure: agreement's module docstring and docs/design.md.
+
+A *chaotic* cell (its network amplifies rounding: the float64 replay's rounding sensitivity beyond
+`EXACTNESS_ROUNDING_LIMIT`) is compared in distribution only: correct twins' runs of one seed there are
+two draws of one distribution, not one number computed twice, so equivalence seed by seed is not
+asked of it (its TOST leaves the Holm family, which the reproducible cells' claims keep). If the twins
+compute the same thing, a seed's two runs are exchangeable and the sign of their difference is a fair
+coin however chaotic the net: the two-sided exact sign test on the difference of the training error
+(`DISTRIBUTION_METRIC`, the metric that is chaotic) keeps its level and catches one twin's
+distribution shifted (it fails more often, say). A false "differs" can then come from either kind
+of cell, so α is split: the reproducible cells' difference tests at α/2 (Holm), the chaotic cells'
+at α/2 (Holm over them).
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from study.verdicts.signs import (
     tost_seeds,
 )
 
+DISTRIBUTION_METRIC = "final_train_error"  # a chaotic cell's comparison (the first metric where it is not run)
+
 
 def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: bool = True) -> dict:
     """The tests of one cell and metric on the per-seed differences `d` (see the module docstring);
@@ -35,7 +48,7 @@ def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: 
     level = alpha / max(1, family)  # Holm's first step: the power stated is at least the procedure's
     out = {"n": n, "mean_diff": float(d.mean()) if n else None, "median_diff": float(np.median(d)) if n else None}
     out |= dict.fromkeys(("sd", "ci_low", "ci_high", "ci_coverage", "p_tost", "p_diff", "p_beyond", "bound",
-                          "tost_power", "inside", "tail_bound"))  # fmt: skip
+                          "higher_first", "higher_second", "tost_power", "inside", "tail_bound"))  # fmt: skip
     out |= {"tost_power_at_alpha": None, "seeds_needed": None, "level": level, "note": None,
             "method": "exact sign tests (the typical seed)"}  # fmt: skip
     if n < 2:
@@ -54,6 +67,8 @@ def paired_test(d: np.ndarray, margin: float, alpha: float, family: int, power: 
         "p_beyond": min(1.0, 2 * min(sign_p(int(np.count_nonzero(d > margin)), n),
                                      sign_p(int(np.count_nonzero(d < -margin)), n))),
         "bound": equivalence_bound(d, level),
+        "higher_first": int(np.count_nonzero(d > 0)),
+        "higher_second": int(np.count_nonzero(d < 0)),
         "inside": inside,
         "below": below,
         "above": above,
@@ -127,9 +142,31 @@ def cell_verdict(tests: dict, alpha: float, margin: float, adjusted: str = "Holm
     return "undecided", "; ".join(f"{m}: not shown within ±{pts(margin)}; {what(tests[m])}" for m in open_metrics)
 
 
-def outcome_cells(results: pd.DataFrame, pairs: list, metrics, margin: float, alpha: float, power: bool) -> list[dict]:
+def chaotic_verdict(tests: dict, distribution: tuple[str, dict], alpha: float, sensitivity: float) -> tuple[str, str]:
+    """A chaotic cell's verdict: *differs* (one twin's runs shifted: the two-sided sign test on
+    `distribution`'s metric, adjusted) or *chaotic* (compared in distribution, no shift shown; never
+    called equivalent)."""
+    pts = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    if any(t["p_tost"] is None for t in tests.values()):
+        return "undecided", "fewer than 2 seeds run by both twins"
+    metric, test = distribution
+    medians = (f"{metric}: medians {pts(test['median_first'])} and {pts(test['median_second'])} %, the median "
+               f"seed's difference {pts(test['median_diff'])} points; the first twin higher in {test['higher_first']} "
+               f"of {test['n']} seeds, lower in {test['higher_second']} (two-sided sign test p = "
+               f"{test['p_distribution']:.2g}, adjusted)")  # fmt: skip
+    why = f"rounding alone moves this net by {sensitivity:.1g} in the float64 replay"
+    if test["p_distribution"] < alpha:
+        return "differs", f"chaotic ({why}), compared in distribution: one twin's runs are shifted ({medians})"
+    return "chaotic", (f"chaotic ({why}): its runs are compared in distribution, not seed by seed; no shift shown "
+                       f"({medians}); not claimed equivalent")  # fmt: skip
+
+
+def outcome_cells(results: pd.DataFrame, pairs: list, metrics, margin: float, alpha: float, power: bool,
+                  chaotic: dict | None = None) -> list[dict]:  # fmt: skip
     """Every (arch, depth) cell both backends of a pair ran, with its paired tests per metric (Holm over
-    all of them) and its verdict."""
+    all of them) and its verdict. `chaotic` maps (arch, depth) to the rounding sensitivity of a cell
+    compared in distribution only (the module docstring): its equivalence tests leave the family."""
+    chaotic = chaotic or {}
     metrics = list(metrics)
     wide = results.pivot_table(index=["arch", "depth", "seed"], columns="backend", values=metrics, aggfunc="first")
     values, column = wide.to_numpy(float), {key: j for j, key in enumerate(wide.columns)}
@@ -156,29 +193,53 @@ def outcome_cells(results: pd.DataFrame, pairs: list, metrics, margin: float, al
                 both = block[:, [column[(metric, first)], column[(metric, second)]]]
                 both = both[~np.isnan(both).any(axis=1)]
                 cell["tests"][metric] = {"a": both[:, 0], "b": both[:, 1], "unpaired_runs": sum(counts) - 2 * len(both)}
+            if (arch, depth) in chaotic:
+                cell["rounding_sensitivity"] = float(chaotic[(arch, depth)])
             cells.append(cell)
-    family = len(cells) * len(metrics)
+    family = tost_family(cells, metrics)
     for cell in cells:
         for metric, pair in cell["tests"].items():
             a, b = pair.pop("a"), pair.pop("b")
             cell["tests"][metric] = paired_test(a - b, margin, alpha, family, power) | {
                 "pair_correlation": _correlation(a, b),
+                "median_first": float(np.median(a)) if len(a) else None,
+                "median_second": float(np.median(b)) if len(b) else None,
                 **pair,
             }
-    tests = [test for cell in cells for test in cell["tests"].values()]
+    judged = [test for cell in cells if "rounding_sensitivity" not in cell for test in cell["tests"].values()]
+    wild = [cell for cell in cells if "rounding_sensitivity" in cell]
+    split = 2.0 if wild else 1.0  # with chaotic cells, half of alpha for each kind's difference tests
+    for cell in wild:
+        for test in cell["tests"].values():
+            test |= {"p_tost_holm": None, "p_diff_holm": None, "p_beyond_holm": None}
     for kind in ("p_tost", "p_diff", "p_beyond"):
-        for test, adjusted in zip(tests, holm([test[kind] for test in tests]), strict=True):
-            test[f"{kind}_holm"] = adjusted
+        times = 1.0 if kind == "p_tost" else split
+        for test, adjusted in zip(judged, holm([test[kind] for test in judged]), strict=True):
+            test[f"{kind}_holm"] = None if adjusted is None else min(1.0, times * adjusted)
+    metric = DISTRIBUTION_METRIC if DISTRIBUTION_METRIC in metrics else metrics[0]
+    for cell, adjusted in zip(wild, holm([cell["tests"][metric]["p_diff"] for cell in wild]), strict=True):
+        test = cell["tests"][metric]
+        test["p_distribution"] = None if adjusted is None else min(1.0, split * adjusted)
     for cell in cells:
-        cell["verdict"], cell["reason"] = cell_verdict(cell["tests"], alpha, margin)
+        if "rounding_sensitivity" in cell:
+            cell["distribution_metric"] = metric
+            cell["verdict"], cell["reason"] = chaotic_verdict(cell["tests"], (metric, cell["tests"][metric]), alpha,
+                                                              cell["rounding_sensitivity"])  # fmt: skip
+        else:
+            cell["verdict"], cell["reason"] = cell_verdict(cell["tests"], alpha, margin)
     return cells
+
+
+def tost_family(cells: list[dict], metrics) -> int:
+    """The equivalence tests' Holm family: every metric of every cell not compared in distribution only."""
+    return max(1, sum(1 for cell in cells if "rounding_sensitivity" not in cell) * len(list(metrics)))
 
 
 def second_look(cells: list[dict], results: pd.DataFrame, settle: dict, metrics, margin: float, alpha: float,
                  power: bool) -> None:  # fmt: skip
     """Look 2 of a sequential study (module docstring), in place: each cell undecided at look 1 that
     `settle` chose, on all its seeds, at alpha (already halved) with Bonferroni over look 1's K tests."""
-    family = len(cells) * len(metrics)
+    family, every_test = tost_family(cells, metrics), max(1, len(cells) * len(list(metrics)))
     chosen = {(c["arch"], int(c["depth"])) for c in settle["cells"]}
     seeds = [*settle["grid_seeds"], *settle["extra_seeds"]]
     for cell in cells:
@@ -197,10 +258,11 @@ def second_look(cells: list[dict], results: pd.DataFrame, settle: dict, metrics,
         tests = {}
         for metric in metrics:
             a, b = (ran[(metric, backend)].to_numpy(float) for backend in cell["backends"])
-            test = paired_test(a - b, margin, alpha, family, power) | {"pair_correlation": _correlation(a, b),
-                                                                       "unpaired_runs": 0}  # fmt: skip
-            for kind in ("p_tost", "p_diff", "p_beyond"):
-                test[f"{kind}_holm"] = None if test[kind] is None else min(1.0, family * test[kind])
+            test = paired_test(a - b, margin, alpha, family, power) | {
+                "pair_correlation": _correlation(a, b), "median_first": float(np.median(a)),
+                "median_second": float(np.median(b)), "unpaired_runs": 0}  # fmt: skip
+            for kind, size in (("p_tost", family), ("p_diff", every_test), ("p_beyond", every_test)):
+                test[f"{kind}_holm"] = None if test[kind] is None else min(1.0, size * test[kind])
             tests[metric] = test
         verdict, reason = cell_verdict(tests, alpha, margin, "Bonferroni")
         cell |= {"look": 2, "look_one": {"verdict": cell["verdict"], "reason": cell["reason"]}, "tests": tests,
