@@ -3,9 +3,13 @@
 Input: lesion.csv (`study.measure.lesion`): every trained network's test error intact, with each
 block deleted in turn, and with k random blocks deleted. The unit of replication is the seed: the
 twins' networks of one seed (same initial weights, same batches) count as one network, their values
-averaged. At the deepest depth whose plain nets learned (mean intact test error below `LEARNED`),
-per seed the mean rise of test error over single-block deletions. Every claim is about the typical
-seed, by an exact sign test (`study.verdicts.signs`: valid whatever the distribution of the rises):
+averaged. Per seed the mean rise of test error over single-block deletions, each arch judged where
+its claim lives: the residual nets at the deepest depth whose residual nets learned (Veit et al.'s
+claim is about deep residual nets: the more blocks, the less each one matters), the plain nets at the
+deepest depth whose plain nets learned (mean intact test error below `LEARNED`; a net that never
+learned has nothing to lose). Both are a seed's networks (same seed, same data order), so a seed's
+plain rise and residual rise are one pair. Every claim is about the typical seed, by an exact sign
+test (`study.verdicts.signs`: valid whatever the distribution of the rises):
 
 - ``difference``: the seed's plain rise exceeds its residual rise in more than half of all seeds;
 - ``graceful``: the residual rise stays below `GRACEFUL` in more than half of all seeds;
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from study.core.spec import ARCHS
 from study.verdicts.common import LEARNED, per_seed, t_interval
 from study.verdicts.signs import fewest_seeds, open_text, sign_test
 
@@ -79,29 +84,33 @@ def lesion_verdict(lesion: pd.DataFrame, alpha: float = 0.05) -> dict:
         {"arch": r.arch, "depth": int(r.depth), "k": int(r.k), "test_error": float(r.test_error)}
         for r in curves.itertuples()
     ]
-    learned = [d for d in depths if "plain" in d and "resnet" in d and d["plain"]["intact_error"] < LEARNED]
-    if not learned:
-        reason = "no depth with both archs whose plain nets learned (mean intact test error below 50 %)"
+    learned = {arch: [d for d in depths if arch in d and d[arch]["intact_error"] < LEARNED] for arch in ARCHS}
+    if not learned["plain"] or not learned["resnet"]:
+        missing = " and ".join(a for a in ARCHS if not learned[a])
+        reason = f"no depth whose {missing} nets learned (mean intact test error below {100 * LEARNED:.0f} %)"
         return {"verdict": "inconclusive", "reason": reason, **header, "depths": depths, "depth": None}
-    reference = learned[-1]
-    cell = seeds[seeds.depth == reference["depth"]]
-    plain, residual = (cell[cell.arch == a].set_index("seed").rise.astype(float) for a in ("plain", "resnet"))
-    test = {"depth": reference["depth"], "n_plain": len(plain), "n_resnet": len(residual),
+    at = {arch: learned[arch][-1]["depth"] for arch in ARCHS}
+    plain, residual = (seeds[(seeds.arch == a) & (seeds.depth == at[a])].set_index("seed").rise.astype(float)
+                       for a in ARCHS)  # fmt: skip
+    reference = learned["resnet"][-1]
+    test = {"depth": at["resnet"], "plain_depth": at["plain"], "n_plain": len(plain), "n_resnet": len(residual),
             "plain_rise": float(plain.mean()), "resnet_rise": float(residual.mean()),
             "resnet_ci_low": reference["resnet"]["ci_low"],
             "resnet_ci_high": reference["resnet"]["ci_high"]}  # fmt: skip
     if len(plain) < 2 or len(residual) < 2:
         return {"verdict": "inconclusive", "reason": "fewer than 2 seeds per arch", **header, "depths": depths,
-                "depth": reference["depth"], "test": test}  # fmt: skip
+                "depth": at["resnet"], "test": test}  # fmt: skip
     test |= _tests(plain, residual, alpha)
     verdict, reason = _decide(test, alpha)
-    return {"verdict": verdict, "reason": reason, **header, "depths": depths, "depth": reference["depth"], "test": test}
+    return {"verdict": verdict, "reason": reason, **header, "depths": depths, "depth": at["resnet"], "test": test}
 
 
 def _decide(test: dict, alpha: float) -> tuple[str, str]:
     pts = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    where = (f"at depth {test['depth']}" if test["plain_depth"] == test["depth"] else
+             f"at depth {test['depth']} (plain nets at {test['plain_depth']}, the deepest where they learned)")  # fmt: skip
     summary = (
-        f"at depth {test['depth']} one deleted block raises residual nets' test error by "
+        f"{where} one deleted block raises residual nets' test error by "
         f"{pts(test['resnet_rise'])} points on average, plain nets' by {pts(test['plain_rise'])} "
         f"({test['n_resnet']} and {test['n_plain']} seeds)"
     )
