@@ -41,7 +41,7 @@ def test_correct_twins_replay_the_recipe_exactly():
     assert evidence["recipe"]["augment"] is True and evidence["n_train"] == 320
     for network in evidence["networks"]:  # a shallow net does not amplify rounding: judged
         rounding = network["rounding"]
-        assert rounding["backend"] == "keras" and rounding["replayable"], rounding
+        assert rounding["backend"] == "lightning" and rounding["replayable"], rounding  # the evaluator twin
         assert 0 < max(rounding["errors"].values()) < 1e-11, rounding  # moved by the perturbation, not beyond
 
 
