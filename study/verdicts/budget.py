@@ -12,7 +12,9 @@ against):
   intersection-union test) — within these budgets more training does not close it;
 - *gap_closes*: the plain gap is shown below m at the largest budget (at alpha): given enough epochs
   the deep plain net catches up — it was only slower;
-- *inconclusive*: neither, with the seeds that would settle it.
+- *inconclusive*: neither, with the seeds that would settle it;
+- *not_asked*: a study that trains one budget (it reads the question from its epochs instead:
+  degradation's `over_training`).
 
 It also reports how each seed's gap changed from the smallest to the largest budget (the median with
 its distribution-free interval) and whether it is shown to close (the change below 0 in the typical
@@ -38,8 +40,9 @@ def budget_verdict(results: pd.DataFrame, alpha: float = 0.05) -> dict:
     budgets = sorted(int(e) for e in results.epochs.unique()) if "epochs" in results else []
     depths = sorted(set(results.depth[results.arch == "plain"]) & set(results.depth[results.arch == "resnet"]))
     if len(budgets) < 2 or len(depths) < 2:
-        reason = f"this study trains one budget; `resnet-study run --config {CONFIG}` trains 15, 30 and 60 epochs"
-        return {"verdict": "inconclusive", "reason": reason, "settle": None, **header, "budgets": []}
+        reason = (f"not asked: this study trains one budget; `resnet-study run --config {CONFIG}` trains 15, 30 and "
+                  "60 epochs")  # fmt: skip
+        return {"verdict": "not_asked", "reason": reason, "settle": None, **header, "budgets": []}
     ends = [depths[0], depths[-1]]
     seeds = per_seed(results, ["epochs", "arch", "depth"], "final_train_error")
     entries, gaps = [], {}

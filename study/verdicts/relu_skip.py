@@ -23,9 +23,10 @@ number (Bonferroni):
 - *relu*: the plain ReLU net learns, and a residual net with another activation fails;
 - *either*: the plain ReLU net learns, and the residual net learns with every activation;
 - *neither*: the plain and the residual ReLU nets both fail;
-- *inconclusive*: otherwise (with the seeds that would settle it), or without a trained activation
-  grid — then the report gives the evidence at initialization (`study.measure.gradflow`: how fast the
-  gradient decays per layer) and names the config that answers with trained runs.
+- *not_asked*: a study that trains one activation: the report gives the evidence at initialization
+  (`study.measure.gradflow`: how fast the gradient decays per layer), a measurement, not a verdict,
+  and names the config that answers with trained runs.
+- *inconclusive*: otherwise (with the seeds that would settle it).
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def relu_skip_verdict(results: pd.DataFrame, gradflow_fit: pd.DataFrame | None =
     grid = results.groupby("depth").activation.nunique() if activations else pd.Series(dtype=int)
     depths = [int(d) for d, count in grid.items() if count > 1]
     if not depths or "relu" not in activations:
-        reason = f"this study trains one activation; `resnet-study run --config {CONFIG}` answers with trained runs"
-        return {"verdict": "inconclusive", "reason": reason, "settle": None, "trained": False, **header, "cells": []}
+        reason = (f"not asked: this study trains one activation; `resnet-study run --config {CONFIG}` answers with "
+                  "trained runs (here: the gradient at initialization, a measurement)")  # fmt: skip
+        return {"verdict": "not_asked", "reason": reason, "settle": None, "trained": False, **header, "cells": []}
     depth = max(depths)
     # The unit of replication is the seed: several twins' runs of one seed count once (their mean).
     data = per_seed(results[results.depth == depth], ["activation", "norm", "arch"], "final_train_error")
