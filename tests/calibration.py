@@ -46,6 +46,12 @@ PASSED = {  # a float64 replay that passed, for the agreement verdict
     "networks": [{"spec": "resnet-8", "pairs": [{"backends": list(BACKENDS), "errors": {"step_losses": 1e-15}}]}],
     "recipe": {"epochs": 4},
 }
+CHAOTIC = {  # the same replay, also covering plain-56, whose rounding sensitivity marks it chaotic
+    **PASSED,
+    "networks": [*PASSED["networks"], {"spec": "plain-56", "arch": "plain", "depth": 56,
+                                       "rounding": {"errors": {"test_loss": 0.3}},
+                                       "pairs": [{"backends": list(BACKENDS), "errors": {"step_losses": 0.1}}]}],
+}  # fmt: skip
 
 
 # -- noise: one value per twin and seed, sharing `rho` of its variance between the twins ----------------
@@ -211,6 +217,19 @@ def agreement_cell_claim(cells: dict, cell: tuple, verdict: str, seeds: int = SE
     return run
 
 
+def chaotic_claim(cells: dict, cell: tuple | None, verdict: str, seeds: int = SEEDS) -> Callable:
+    """The agreement with plain-56 chaotic (`CHAOTIC`): the cell's verdict, or the overall one (cell None)."""
+
+    def run(rng):
+        result = agreement(results_table(cells, rng, seeds), alpha=ALPHA, margin=MARGIN, exactness=CHAOTIC,
+                           power=False)  # fmt: skip
+        if cell is None:
+            return result["verdict"] == verdict
+        return next(c for c in result["cells"] if (c["arch"], c["depth"]) == cell)["verdict"] == verdict
+
+    return run
+
+
 def agreement_claim(cells: dict, verdict: str, diverge: float | None = None) -> Callable:
     def run(rng):
         table = results_table(cells, rng)
@@ -242,19 +261,27 @@ def sequential_cell_claim(cells: dict, cell: tuple, verdict: str, settle: int = 
     return run
 
 
-def lesion_claim(plain_rise, resnet_rise, verdict: str) -> Callable:
-    """Lesion tables at depth 20 (plain nets learned) whose per-network rise is drawn per twin and seed."""
+def lesion_claim(plain_rise, resnet_rise, verdict: str, resnet_depth: int = 20) -> Callable:
+    """Lesion tables whose per-network rise is drawn per twin and seed: plain nets at depth 20, where
+    they learned; residual nets at `resnet_depth` (deeper: plain nets there never learned, intact at
+    chance, and the verdict must judge the residual nets at their depth, the plain ones at 20)."""
 
     def run(rng):
         rows = []
-        for arch, draw in (("plain", plain_rise), ("resnet", resnet_rise)):
-            rises = np.clip(draw(rng, SEEDS), 0, 1)
+        nets = [("plain", 20, plain_rise), ("resnet", resnet_depth, resnet_rise)]
+        if resnet_depth != 20:
+            nets += [("plain", resnet_depth, None), ("resnet", 20, resnet_rise)]
+        for arch, depth, draw in nets:
+            rises = np.zeros((2, SEEDS)) if draw is None else np.clip(draw(rng, SEEDS), 0, 1)
+            intact = 0.9 if draw is None else 0.0
             for b, backend in enumerate(BACKENDS):
                 for seed in range(SEEDS):
-                    ident = {"run_key": f"{backend}-{arch}-{seed}", "backend": backend, "arch": arch, "depth": 20,
-                             "seed": seed, "activation": "relu", "norm": "batch", "k": 0, "draw": 0}  # fmt: skip
-                    rows.append(ident | {"kind": "intact", "blocks": "", "test_error": 0.0})
-                    rows.append(ident | {"kind": "single", "k": 1, "blocks": "b0", "test_error": rises[b, seed]})
+                    ident = {"run_key": f"{backend}-{arch}{depth}-{seed}", "backend": backend, "arch": arch,
+                             "depth": depth, "seed": seed, "activation": "relu", "norm": "batch", "k": 0,
+                             "draw": 0}  # fmt: skip
+                    rows.append(ident | {"kind": "intact", "blocks": "", "test_error": intact})
+                    rows.append(ident | {"kind": "single", "k": 1, "blocks": "b0",
+                                         "test_error": intact + rises[b, seed]})  # fmt: skip
         return lesion_verdict(pd.DataFrame(rows), alpha=ALPHA)["verdict"] == verdict
 
     return run
@@ -440,6 +467,33 @@ def conditions() -> list[Condition]:
                           min(1.0, tost_power(side, side, SEEDS, ALPHA / 2)
                               + tost_power(side, side, SEEDS + SETTLE, ALPHA / (2 * family))))),
     ]  # fmt: skip
+    # agreement with a chaotic cell (plain-56: rounding alone moves it), compared in distribution
+    reproducible = {key: learned[8] for key in (("plain", 8), ("resnet", 8), ("resnet", 56))}
+    chaos = bimodal(0.5, 0.05, 0.78, rho=0.0)  # each run fails or learns as a coin falls, the twins alike
+    skewed_chaos = lambda rng, n: 0.4 + at_median("right-skewed", 0.0, 0.1)(rng, n) + 0.1 * rng.standard_normal(
+        (2, n))  # noqa: E731  (a seed's share, skewed, and each run's own chaos)
+    heavy_chaos = lambda rng, n: 0.4 + 0.1 * rng.standard_normal(n) + 0.05 * rng.standard_t(2, (2, n))  # noqa: E731
+    for name, draw in (("alike, bimodal (a coin per run)", chaos), ("alike, right-skewed", skewed_chaos),
+                       ("alike, heavy-tailed", heavy_chaos),
+                       ("identical", twin_cell(lambda rng, n: bimodal(0.5, 0.05, 0.78)(rng, n)[0]))):  # fmt: skip
+        out.append(Condition(f"chaotic plain-56, twins {name}, 7 seeds", "agreement (chaotic cell)", "null",
+                             "plain-56 differs", chaotic_claim({**reproducible, ("plain", 56): draw}, ("plain", 56),
+                                                               "differs", seeds=7)))  # fmt: skip
+    out += [
+        Condition("chaotic plain-56, one twin always fails (78 %), the other learns in 60 % of seeds, 7 seeds",
+                  "agreement (chaotic cell)", "reported", "plain-56 differs",
+                  chaotic_claim({**reproducible, ("plain", 56): lambda rng, n: np.stack([
+                      bimodal(1.0, 0.05, 0.78)(rng, n)[0], bimodal(0.4, 0.05, 0.78)(rng, n)[0]])}, ("plain", 56),
+                      "differs", seeds=7)),
+        Condition("chaotic plain-56, one twin fails in 90 % of seeds, the other in 10 %, 7 seeds",
+                  "agreement (chaotic cell)", "reported", "plain-56 differs",
+                  chaotic_claim({**reproducible, ("plain", 56): lambda rng, n: np.stack([
+                      bimodal(0.9, 0.05, 0.78)(rng, n)[0], bimodal(0.1, 0.05, 0.78)(rng, n)[0]])}, ("plain", 56),
+                      "differs", seeds=7)),
+        Condition("reproducible cells alike (sd 1 point), chaotic plain-56 a coin per run, 7 seeds",
+                  "agreement (chaotic cell)", "power", "agree",
+                  chaotic_claim({**reproducible, ("plain", 56): chaos}, None, "agree", seeds=7)),
+    ]  # fmt: skip
     for shape in ("right-skewed", "heavy", "identical"):  # lesion: the graceful bound at its boundary
         out.append(Condition(f"residual lesion rise: median exactly 10 points, {shape}; plain 50", "lesion", "null",
                              "holds", lesion_claim(twin_cell(lambda rng, n: 0.5 + 0.05 * rng.standard_normal(n)),
@@ -452,6 +506,12 @@ def conditions() -> list[Condition]:
                                                     twin_cell(rare(0.1, 0.9, 0.02)), "holds")),
         Condition("plain rise 50 points, residual 3", "lesion", "power", "holds",
                   lesion_claim(normal(0.5, 0.05, 0.5), normal(0.03, 0.01, 0.5), "holds")),
+        Condition("residual-56 lesion rise: median exactly 10 points (right-skewed); plain-20 50, plain-56 unlearned",
+                  "lesion", "null", "holds",
+                  lesion_claim(twin_cell(lambda rng, n: 0.5 + 0.05 * rng.standard_normal(n)),
+                               twin_cell(at_median("right-skewed", GRACEFUL, 0.03)), "holds", resnet_depth=56)),
+        Condition("residual-56 rise 3 points, plain-20 50 (plain-56 unlearned)", "lesion", "power", "holds",
+                  lesion_claim(normal(0.5, 0.05, 0.5), normal(0.03, 0.01, 0.5), "holds", resnet_depth=56)),
     ]  # fmt: skip
     return out + norm_conditions() + relu_skip_conditions() + budget_conditions()
 

@@ -55,7 +55,17 @@ def break_procedure(condition: Condition, monkeypatch) -> None:
     kind = condition.verdict.split()[0]
     favours = ONE_WAY.get((kind, condition.claim), ("above", "below"))
     exact = signs.SignTest.beyond.fget
-    if "identical" in condition.name:
+    if condition.verdict == "agreement (chaotic cell)":  # the distribution test 64 times too lenient, ties a shift
+        paired = outcomes.paired_test
+
+        def broken(d, margin, *args, **kwargs):
+            out = paired(d, margin, *args, **kwargs)
+            if out["p_diff"] is not None:
+                out["p_diff"] = min(out["p_diff"] / 64, signs.sign_p(int(np.count_nonzero(d >= 0)), len(d)))
+            return out
+
+        monkeypatch.setattr(outcomes, "paired_test", broken)
+    elif "identical" in condition.name:
 
         def tie(self):
             if self.direction not in favours:
