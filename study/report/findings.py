@@ -1,6 +1,7 @@
 """The report's opening: one paragraph per question the study exists for, generated from the verdicts.
 
-Each paragraph gives the verdict, the numbers behind it and what the result does not show. Nothing
+Each paragraph opens with its answer in one plain sentence (`study.report.headlines`), then the
+numbers behind it and what the result does not show, in about 120 words at most. Nothing
 here is written per run by hand: `findings(verdict, context)` reads `verdict.json`'s content and a
 little context about the study (data set, epochs, depths).
 """
@@ -10,15 +11,9 @@ from __future__ import annotations
 import math
 
 from study.configs import get_config
+from study.report import headlines
 from study.verdicts.agreement import cell_label
 
-ANSWERS = {  # study.verdicts.relu_skip's verdicts, in words
-    "skip": "the skip",
-    "skip_and_relu": "both — the skip and the ReLU",
-    "relu": "the ReLU",
-    "either": "either one",
-    "neither": "neither",
-}
 PAPER = "`resnet-study run --config paper --data-dir <CIFAR-10>` is the full-scale run (CIFAR-10, 164 epochs)"
 
 
@@ -55,53 +50,41 @@ def degradation_finding(deg: dict, context: dict) -> str:
         low, high = depths[0], depths[-1]
         plain = tests["plain_rise"]
         over = entry.get("over_training") or {}
-        held = (
-            f"; the gap is shown above {_pts(deg['margin_effect'])} from epoch {over['shown_from_epoch']} of "
-            f"{over['last_epoch']} on, so plain nets are not merely slower within this budget"
-            if over.get("shown_from_epoch")
-            else ""
-        )
+        held = (f"; the gap holds from epoch {over['shown_from_epoch']} of {over['last_epoch']} on"
+                if over.get("shown_from_epoch") else "")  # fmt: skip
         parts.append(
-            f"{backend}: plain nets end at {_pts(cells[('plain', low)]['mean'])} training error at depth {low} and "
-            f"{_pts(cells[('plain', high)]['mean'])} at depth {high} on average (the median seed's rise "
-            f"{_pts(plain['estimate'])}, {100 * plain['ci_coverage']:.1f} % distribution-free interval "
-            f"{_pts(plain['ci_low'])} to {_pts(plain['ci_high'])}; {plain['beyond']} of {plain['n']} seeds above "
-            f"{_pts(deg['margin_effect'])}, sign test p = {plain['p']:.2g}); residual nets "
-            f"{_pts(cells[('resnet', low)]['mean'])} and {_pts(cells[('resnet', high)]['mean'])}{held}"
+            f"{backend}: plain nets {_pts(cells[('plain', low)].get('median'))} → "
+            f"{_pts(cells[('plain', high)].get('median'))} training error from depth {low} to {high} (median seed; "
+            f"{plain['beyond']} of {plain['n']} seeds rise by more than {_pts(deg['margin_effect'])}, p = "
+            f"{plain['p']:.2g}), residual nets {_pts(cells[('resnet', low)].get('median'))} → "
+            f"{_pts(cells[('resnet', high)].get('median'))}{held}"
         )
     return (
-        f"**Degradation: {deg['verdict'].replace('_', ' ')}.** Do deeper plain nets train worse while residual nets "
-        f"do not? Measured on the training error, so a rise is a failure to optimise, not overfitting. "
-        f"{'; '.join(parts)}. {deg['reason'][0].upper()}{deg['reason'][1:]}. Not shown: whether the same holds at "
-        f"CIFAR-10 scale. {_scale(context)}"
+        f"**Degradation.** {headlines.degradation(deg)} {'; '.join(parts)}. Training error, so a rise is a failure "
+        f"to optimise, not overfitting. Not shown: why, or that it holds at CIFAR-10 scale."
     )
 
 
 def agreement_finding(agr: dict, context: dict) -> str:
-    text = f"**The twins: {agr['verdict']}.** Proved exactly: {agr['proved']}. Shown statistically: {agr['shown']}."
+    exact = agr.get("exactness") or {}
+    pair = next((p for p in exact.get("pairs", []) if p.get("largest_difference") is not None), None)
+    proved = (f" In float64 the recipe's replay gives the same losses, metrics and weights in every twin (largest "
+              f"relative difference {pair['largest_difference']:.1e}, tolerance {exact['tolerance']:.0e})."
+              if exact.get("status") == "passed" and pair else f" Float64 replay: {agr['proved']}.")  # fmt: skip
+    text = f"**The twins.** {headlines.agreement(agr)}{proved} Trained in float32: {agr['shown']}."
     open_cells = []
     for cell in agr["cells"]:
         tests = [t for t in cell["tests"].values() if t["bound"] is not None]
         if cell["verdict"] == "undecided" and tests:
             seeds = [t["seeds_needed"] for t in tests]
             needed = f"about {max(seeds)}" if all(seeds) else "more than can be run"
-            inside = min(tests, key=lambda t: t["inside"] / t["n"])
-            open_cells.append(
-                f"{cell_label(cell, agr['pairs'])} (differences beyond ±{_pts(max(t['bound'] for t in tests))} are "
-                f"excluded in the typical seed; {inside['inside']} of {inside['n']} seeds within the margin; "
-                f"{needed} seeds would settle the margin)"
-            )
+            open_cells.append(f"{cell_label(cell, agr['pairs'])} (beyond ±{_pts(max(t['bound'] for t in tests))} "
+                              f"excluded; {needed} seeds would settle it)")  # fmt: skip
     if open_cells:
         text += " Not excluded: smaller differences in " + "; ".join(open_cells) + "."
     if looked := [cell_label(c, agr["pairs"]) for c in agr["cells"] if c.get("look") == 2]:
-        text += (f" Decided at the second look of the declared `--settle` design (two looks at α/2 each): "
-                 f"{', '.join(looked)}.")  # fmt: skip
-    if agr.get("settle"):
-        text += f" To settle it: {agr['settle']}."
-    return (
-        text + " What this does not show: that the twins run equally fast or behave alike on a GPU (bf16, TF32), "
-        "which docs/benchmarks.md measures."
-    )
+        text += f" Decided at the declared `--settle` design's second look: {', '.join(looked)}."
+    return text + " Not shown: that the twins run equally fast (docs/benchmarks.md measures it)."
 
 
 def relu_skip_finding(rs: dict, context: dict) -> str:
@@ -146,17 +129,14 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
         )
     if rs.get("trained"):
         return (
-            f"**ReLU or skip: {ANSWERS.get(rs['verdict'], rs['verdict'])}.** Trained: {rs['reason']}"
+            f"**ReLU or skip.** {headlines.relu_vs_skip(rs)} Trained: {rs['reason']}"
             + (f"; {rs['settle']}" if rs.get("settle") else "")
-            + f". {at_init} "
-            f"Not shown: other normalizations, initializations or optimizers. {_scale(context)}"
+            + f". {at_init} Not shown: other normalizations, initializations or optimizers."
         )
     return (
-        f"**ReLU or skip: answered at initialization only in this study.** {at_init} Trained runs answer it: "
-        f"`resnet-study run --config {rs['config']}` (every activation, with and without BN, plain and residual at "
-        f"depth 56: {len(get_config(rs['config']).points())} runs; `resnet-study plan --config {rs['config']}` "
-        f"predicts their time on your machine). Not shown here: whether what holds at initialization still holds after "
-        f"training."
+        f"**ReLU or skip.** {headlines.relu_vs_skip(rs)} Measured instead, not decided: {at_init} Trained runs "
+        f"answer it: `resnet-study run --config {rs['config']}` ({len(get_config(rs['config']).points())} runs; "
+        f"`resnet-study plan --config {rs['config']}` predicts their time)."
     )
 
 
@@ -164,69 +144,57 @@ def lesion_finding(lesion: dict, context: dict) -> str:
     test = lesion.get("test") or {}
     curves = {(c["arch"], c["depth"], c["k"]): c["test_error"] for c in lesion.get("curves", [])}
     deepest = max((c["depth"] for c in lesion.get("curves", []) if c["arch"] == "resnet"), default=None)
-    ks = sorted(k for (arch, depth, k) in curves if arch == "resnet" and depth == deepest)
+    ks = sorted(k for (arch, depth, k) in curves if arch == "resnet" and depth == deepest and k >= 2)
     curve = ", ".join(f"k = {k}: {_pts(curves[('resnet', deepest, k)])}" for k in ks)
-    numbers = (
-        f" ({test['n_resnet']} residual and {test['n_plain']} plain seeds, each seed's networks (one per twin) "
-        f"evaluated with every block deleted in turn and averaged.)"
-        if test.get("n_resnet")
-        else ""
-    )
-    reference = test.get("depth")
+    reference = test.get("plain_depth", test.get("depth"))
     unlearned = [d["depth"] for d in lesion.get("depths", []) if reference and d["depth"] > reference and "plain" in d]
+    reason = lesion["reason"].split("; left open")[0]
     return (
-        f"**Lesion (Veit et al.): {lesion['verdict'].replace('_', ' ')}.** Delete blocks of a trained network at "
-        f"test time: do residual nets degrade gracefully where plain nets collapse? {lesion['reason']}.{numbers}"
-        + (f" Residual nets at depth {deepest}, test error with k blocks deleted at random: {curve}." if curve else "")
+        f"**Lesion (Veit et al.).** {headlines.lesion(lesion)} {reason[0].upper()}{reason[1:]}."
+        + (f" Residual-{deepest} with k random blocks deleted: {curve}." if curve else "")
         + " Not shown: "
-        + (
-            f"the comparison at depth {', '.join(map(str, unlearned))}, where the plain nets did not learn and have "
-            "nothing left to lose; "
-            if unlearned
-            else ""
-        )
-        + f"a deleted downsampling block keeps only its parameter-free shortcut. {_scale(context)}"
+        + (f"plain nets at depth {', '.join(map(str, unlearned))}, which never learned; " if unlearned else "")
+        + "a deleted downsampling block keeps only its parameter-free shortcut."
     )
 
 
 def norm_finding(norms: dict, context: dict) -> str:
     parts = []
     for stage, entry in norms.get("stages", {}).items():
-        compare = entry.get("tests", {}).get("plain_vs_residual")
-        cells = {(c["arch"], c["depth"]): c for c in entry.get("cells", [])}
-        resnet = sorted((d, c) for (a, d), c in cells.items() if a == "resnet")
-        if compare and resnet:
-            trend = ", ".join(f"{c['mean_ratio']:.3f} at depth {d}" for d, c in resnet)
+        tests = entry.get("tests", {})
+        approach, further = tests.get("residual_approaches"), tests.get("plain_further")
+        if approach and further and further.get("plain") is not None:
+            low, high = approach["depths"][0], approach["depths"][-1]
             parts.append(
-                f"{stage}: residual blocks' median ratio {trend}; mean |log10 ratio| at depth {compare['depth']} "
-                f"{compare['resnet']:.3f} residual vs {compare['plain']:.3f} plain (median seed; plain further from "
-                f"1 in {compare['beyond']} of {compare['n']} seeds)"
+                f"{'at initialization' if stage == 'init' else 'trained'}: residual blocks nearer 1 at depth {high} "
+                f"than at {low} in {approach['beyond']} of {approach['n']} seeds, plain blocks further off at {high} "
+                f"(mean |log10 ratio| {further['plain']:.3f} vs {further['resnet']:.3f}) in {further['beyond']} of "
+                f"{further['n']}"
             )
     return (
-        f"**Norm preservation (Zaeemzadeh et al.): {norms['verdict'].replace('_', ' ')}.** The ratio "
-        f"‖∂L/∂x_in‖ / ‖∂L/∂x_out‖ of every block (1: the block passes the gradient on with its norm): do residual "
-        f"blocks approach 1 as the net gets deeper, and plain blocks not? "
+        f"**Norm preservation (Zaeemzadeh et al.).** {headlines.norm_preservation(norms)} The ratio "
+        f"‖∂L/∂x_in‖ / ‖∂L/∂x_out‖ of every block (1: the gradient passes with its norm). "
         + ("; ".join(parts) + ". " if parts else f"{norms['reason']}. ")
-        + f"Not shown: the ratios of deeper nets (110, 1202 layers) than this study trains. {_scale(context)}"
+        + "Not shown: nets deeper than this study's, or that norm preservation causes trainability."
     )
 
 
 def budget_finding(budget: dict, context: dict) -> str:
     change = budget["change"]
     return (
-        f"**Training budget: {budget['verdict'].replace('_', ' ')}.** Is the deep plain net only slower? Trained "
+        f"**Training budget.** {headlines.training_budget(budget)} Trained "
         f"for {', '.join(str(b['epochs']) for b in budget['budgets'])} epochs: {budget['reason']}. From "
         f"{change['from_epochs']} to {change['to_epochs']} epochs the median seed's gap changed by "
         f"{_pts(change['estimate'])} ({100 * change['ci_coverage']:.1f} % distribution-free interval "
         f"{_pts(change['ci_low'])} to {_pts(change['ci_high'])}; smaller in {change['beyond']} of {change['n']} "
-        "seeds). Not shown: budgets beyond "
-        f"{change['to_epochs']} epochs. {_scale(context)}"
+        f"seeds). Not shown: budgets beyond {change['to_epochs']} epochs."
     )
 
 
 def findings(verdict: dict, context: dict) -> list[str]:
-    """One paragraph per question: degradation, the twins, ReLU or skip, lesion, norm preservation, and
-    the training budget where the study varied it."""
+    """One paragraph per question, each opening with its answer in one plain sentence
+    (`study.report.headlines`): degradation, the twins, ReLU or skip, lesion, norm preservation, the
+    training budget where the study varied it; then the scale every answer shares."""
     paragraphs = [
         degradation_finding(verdict["degradation"], context),
         agreement_finding(verdict["agreement"], context),
@@ -236,4 +204,4 @@ def findings(verdict: dict, context: dict) -> list[str]:
     ]
     if verdict.get("training_budget", {}).get("change"):
         paragraphs.append(budget_finding(verdict["training_budget"], context))
-    return paragraphs
+    return [*paragraphs, f"*Scale.* {_scale(context)}"]

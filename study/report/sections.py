@@ -14,6 +14,7 @@ from study.files import FIGURES
 from study.report import figures
 from study.report.document import Document, fmt, pct_ci
 from study.report.findings import findings
+from study.report.headlines import headline, words
 from study.verdicts.agreement import cell_label
 from study.verdicts.analyze import main_experiment
 from study.verdicts.common import LEARNED
@@ -65,7 +66,8 @@ QUESTIONS = (  # (verdict key, the question, what its verdict does not show)
      "why (the metric is the training error, so not overfitting, but not which optimization failure); nor the "
      "paper's numbers: this data set, recipe and depths only"),
     ("agreement", "Do the twins compute the same thing?",
-     "that they run equally fast (`bench`, `compare`); undecided cells' outcomes beyond what they exclude"),
+     "that they run equally fast (`bench`, `compare`); undecided cells' outcomes beyond what they exclude; "
+     "chaotic cells' outcomes seed by seed (compared in distribution only)"),
     ("relu_vs_skip", "Is it the ReLU or the skip?",
      "other activations or normalizations than the study's; a mechanism, only trained errors"),
     ("training_budget", "Is the deep plain net only slower?",
@@ -78,17 +80,38 @@ QUESTIONS = (  # (verdict key, the question, what its verdict does not show)
 
 
 def verdict_table(doc: Document, verdict: dict) -> None:
-    """One row per question the verdict answers: its verdict, the one-line evidence, what it does not show."""
-    rows = [
-        [question, verdict[name]["verdict"], verdict[name]["reason"], caveat]
-        for name, question, caveat in QUESTIONS
-        if name in verdict and not (name == "training_budget" and not verdict[name].get("budgets"))
-    ]
-    doc.table(["question", "verdict", "evidence", "what it does not show"], rows)
+    """One row per question the study asked: the answer in one plain sentence
+    (`study.report.headlines`), the one-line evidence, what it does not show. A question the study's
+    grid cannot answer (one activation, one budget) is not a row: a line after the table names the
+    config that asks it and what that costs."""
+    asked = [(name, question, caveat) for name, question, caveat in QUESTIONS
+             if name in verdict and verdict[name]["verdict"] != "not_asked"]  # fmt: skip
+    rows = [[question, headline(name, verdict[name]), verdict[name]["reason"], caveat]
+            for name, question, caveat in asked]  # fmt: skip
+    doc.table(["question", "answer", "evidence", "what it does not show"], rows)
+    for name, question, _ in QUESTIONS:
+        if name in verdict and verdict[name]["verdict"] == "not_asked":
+            doc.para(f"Not asked by this study: {question} {not_asked(verdict[name])}")
+
+
+def not_asked(entry: dict) -> str:
+    """Which config asks a question this study does not, and what that costs (its runs, and the time
+    `plan` predicts from the shipped 2-core throughput table)."""
+    from study.configs import get_config
+    from study.experiment.plan import plan_study
+    from study.experiment.throughput import load_throughput
+
+    config = get_config(entry["config"])
+    try:
+        minutes = f", about {plan_study(config, load_throughput(None), workers=2).wall_s / 60:.0f} min on a 2-core CPU"
+    except Exception:  # noqa: BLE001 (a missing or unreadable table only drops the estimate)
+        minutes = ""
+    return (f"`resnet-study run --config {config.name}` asks it ({len(config.points())} runs{minutes}; "
+            f"`resnet-study plan --config {config.name}` predicts its time on your machine).")  # fmt: skip
 
 
 def degradation(doc: Document, figs: Figures, deg: dict, tables: StudyTables, alpha: float) -> None:
-    doc.heading(f"Degradation: {deg['verdict']}")
+    doc.heading(f"Degradation: {words(deg['verdict'])}")
     doc.para(
         f"{deg['reason']}. Metric: {deg['metric']}; minimum effect {100 * deg['margin_effect']:.0f} points. Holds when "
         f"plain_rise and residual_flat are both shown at alpha = {alpha} (an intersection-union test); does not hold "
@@ -99,7 +122,7 @@ def degradation(doc: Document, figs: Figures, deg: dict, tables: StudyTables, al
     if deg.get("settle"):
         doc.para(f"To settle it: {deg['settle']}.")
     for backend, b in deg["backends"].items():
-        doc.heading(f"{backend}: {b['verdict']}", 3)
+        doc.heading(f"{backend}: {words(b['verdict'])}", 3)
         doc.para(b["reason"] + (f". To settle it: {b['settle']}" if b.get("settle") else ""))
         doc.table(
             [
@@ -148,7 +171,7 @@ def degradation(doc: Document, figs: Figures, deg: dict, tables: StudyTables, al
 
 
 def agreement(doc: Document, figs: Figures, agr: dict) -> None:
-    doc.heading(f"Agreement of the twins: {agr['verdict']}")
+    doc.heading(f"Agreement of the twins: {words(agr['verdict'])}")
     doc.para(agr["reason"] + (f" What would settle it: {agr['settle']}." if agr["settle"] else ""))
     doc.para(f"Proved exactly: {agr['proved']}.")
     doc.para(
@@ -170,7 +193,7 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
                     t["n"],
                     pct_ci(t["median_diff"], t["ci_low"], t["ci_high"]),
                     t["p_tost_holm"],
-                    t["p_diff_holm"],
+                    t["p_diff_holm"] if t["p_diff_holm"] is not None else t.get("p_distribution"),
                     None if t["bound"] is None else f"±{100 * t['bound']:.1f}",
                     None if t["inside"] is None else f"{t['inside']} of {t['n']}",
                     t["pair_correlation"],
@@ -186,7 +209,7 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
             f"{' − '.join(agr['pairs'][0]) if len(agr['pairs']) == 1 else 'difference'}, median seed, points "
             "[distribution-free CI]",
             "p TOST (adjusted)" if sequential else "p TOST (Holm)",
-            "p diff (adjusted)" if sequential else "p diff (Holm)",
+            "p diff (adjusted)" if sequential else "p diff (Holm; chaotic cells: in distribution)",
             "excluded beyond",
             "seeds within the margin",
             "seed pairing r",
@@ -206,7 +229,7 @@ def agreement(doc: Document, figs: Figures, agr: dict) -> None:
 
 
 def relu_skip(doc: Document, rs: dict) -> None:
-    doc.heading(f"ReLU or skip: {rs['verdict']}")
+    doc.heading(f"ReLU or skip: {words(rs['verdict'])}")
     doc.para(rs["reason"] + "." + (f" To settle it: {rs['settle']}." if rs.get("settle") else ""))
     if rs["cells"]:
 
@@ -245,7 +268,7 @@ def training_budget(doc: Document, budget: dict) -> None:
             return "–"
         return f"{pct_ci(test['estimate'], test['ci_low'], test['ci_high'])}; {test['beyond']} of {test['n']} seeds"
 
-    doc.heading(f"Training budget: {budget['verdict']}")
+    doc.heading(f"Training budget: {words(budget['verdict'])}")
     doc.para(budget["reason"] + "." + (f" To settle it: {budget['settle']}." if budget.get("settle") else ""))
     doc.table(
         ["epochs", "plain gap, points, median seed [distribution-free CI]; seeds above 2 points",
@@ -255,7 +278,7 @@ def training_budget(doc: Document, budget: dict) -> None:
 
 
 def lesion(doc: Document, figs: Figures, les: dict, table: pd.DataFrame | None) -> None:
-    doc.heading(f"Lesion: {les['verdict']}")
+    doc.heading(f"Lesion: {words(les['verdict'])}")
     doc.para(les["reason"] + ".")
     if les["depths"]:
         doc.table(
@@ -290,7 +313,7 @@ def lesion(doc: Document, figs: Figures, les: dict, table: pd.DataFrame | None) 
 
 
 def norm_preservation(doc: Document, figs: Figures, nrm: dict, table: pd.DataFrame | None) -> None:
-    doc.heading(f"Norm preservation: {nrm['verdict']}")
+    doc.heading(f"Norm preservation: {words(nrm['verdict'])}")
     doc.para(nrm["reason"] + "." + (f" To settle it: {nrm['settle']}." if nrm.get("settle") else ""))
     rows = [
         [stage, c["arch"], c["depth"], c["n"], c["mean_ratio"], c["deviation"]]
