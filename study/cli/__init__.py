@@ -10,14 +10,28 @@ from __future__ import annotations
 import os
 import sys
 
-from study.cli import agree, analyze, bench, collect, compare, describe, explore, gradflow, plan, study, sweep, train
+from study.cli import (
+    agree,
+    analyze,
+    bench,
+    collect,
+    compare,
+    describe,
+    design,
+    explore,
+    gradflow,
+    plan,
+    study,
+    sweep,
+    train,
+)
 from study.cli.flags import ArgumentParser
 from study.core.errors import UserError
 from study.experiment.memory import keep_freed_memory
 
 PROG = "resnet-study"
 # in `--help` order
-COMMANDS = (describe, agree, train, study, plan, sweep, collect, analyze, explore, bench, compare, gradflow)
+COMMANDS = (describe, agree, train, study, plan, design, sweep, collect, analyze, explore, bench, compare, gradflow)
 
 
 def make_parser() -> ArgumentParser:
