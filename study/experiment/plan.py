@@ -117,6 +117,20 @@ class Plan:
         }
 
 
+REPLAY_PER_LAYER = 0.131  # a replayed depth's cost over depth 8's grows by this per layer (measured below)
+
+
+def replay_scale(config: StudyConfig) -> float:
+    """The float64 replay's seconds relative to the tables' (measured on studies replaying depth 8):
+    each replayed depth costs 1 + `REPLAY_PER_LAYER` x (depth - 8) depth-8 replays — Keras's float64
+    replay of plain/resnet-8 5.4 s and of -32 20.6 s, Lightning's 1.0 s and 5.0 s, each network replayed
+    by both twins and once more by Lightning for its rounding sensitivity (2-core development machine,
+    one thread each)."""
+    from study.measure.exactness import replayed_depths
+
+    return sum(1 + REPLAY_PER_LAYER * (depth - 8) for depth in replayed_depths(config))
+
+
 def plan_study(config: StudyConfig, table: Throughput, *, workers: int = 1, gpus: int = 0, runs_per_gpu: int = 1,
                executor: str = "local") -> Plan:  # fmt: skip
     """The predicted wall time of `config` on `workers` CPU workers, or on `gpus` GPUs with
@@ -138,7 +152,8 @@ def plan_study(config: StudyConfig, table: Throughput, *, workers: int = 1, gpus
     window = slots if executor == "local" else math.inf
     wall = study_s.get("start", 0.0) + study_s.get("analysis", 0.0)
     groups = process_groups(config.backends, config.probe_backend)
-    replay = [study_s.get("replay", 0.0) / len(groups)] if len(config.backends) > 1 else []  # one per group
+    replay_s = study_s.get("replay", 0.0) * replay_scale(config)
+    replay = [replay_s / len(groups)] if len(config.backends) > 1 else []  # one per group
     for index, group in enumerate(groups):
         head = replay + ([study_s.get("gradflow", 0.0)] if index == 0 else [])
         mine = [(r.train_s, r.probe_s) for r in runs if r.point.backend in group]

@@ -209,10 +209,16 @@ def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
     }
 
 
+def replayed_depths(config: StudyConfig) -> tuple[int, ...]:
+    """The depths the replay covers: `exactness_depths`, by default the study's shallowest, at most
+    `DEEPEST_DEFAULT`."""
+    return tuple(config.exactness_depths) or (min(*config.depths, DEEPEST_DEFAULT),)
+
+
 def networks(config: StudyConfig, dataset: Dataset) -> list[NetworkSpec]:
     """The study's networks the replay covers: every arch at every `exactness_depths` depth (by default
     the study's shallowest, at most `DEEPEST_DEFAULT`)."""
-    depths = config.exactness_depths or (min(*config.depths, DEEPEST_DEFAULT),)
+    depths = replayed_depths(config)
     return [
         GridPoint(config, config.backends[0], arch, depth, config.seeds[0])
         .network_spec()
