@@ -48,7 +48,7 @@ def test_simulate_ray_probes_inside_the_task_and_submits_everything():
 def test_the_runner_starts_the_costliest_runs_first(tmp_path):
     from study.experiment.runner import LocalEngine, StudyRun
 
-    config = get_config("default")
+    config = get_config("classic")
     order = longest_first(config.points())
     costs = [p.network_spec().macs for p in order]
     assert costs == sorted(costs, reverse=True) and order[0].depth == 56 and order[-1].depth == 8
@@ -118,9 +118,10 @@ def test_plan_counts_every_run_and_gpu_hours():
     assert shared.busy_s == pytest.approx(2 * one.busy_s - 100 * 5.0, rel=1e-9)
 
 
-def test_the_shipped_table_predicts_the_default_study_on_this_machines_workers():
-    plan = plan_study(get_config("default"), planning.load_throughput(None), workers=2)
-    assert all(run.measured for run in plan.runs)  # every network of the default study was measured
+@pytest.mark.parametrize("name", ["default", "classic"])
+def test_the_shipped_table_predicts_the_default_study_on_this_machines_workers(name):
+    plan = plan_study(get_config(name), planning.load_throughput(None), workers=2)
+    assert all(run.measured for run in plan.runs)  # every network of the two studies was measured
     assert 60 < plan.wall_s < 3600
 
 

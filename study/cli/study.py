@@ -41,7 +41,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         default="default",
-        help="study config: default (digits, CPU), paper (CIFAR-10, GPU), relu-skip or budget (digits, CPU)",
+        help="study config: default (digits, CPU, ~5 min), classic (the earlier default), paper (CIFAR-10, GPU), "
+        "relu-skip or budget (digits, CPU)",
     )
     parser.add_argument("--dataset", help="override the config's data set")
     add_data_dir(parser)
