@@ -56,10 +56,15 @@ def log_model(run, name: str, checkpoint: Path, metadata: dict) -> str:
 
 def verdict_summary(verdict: dict) -> dict:
     """The verdicts and the statistics a dashboard user compares, as flat summary keys."""
+    from study.report.headlines import HEADLINES, headline
+
     summary = {}
     for name in ("degradation", "agreement"):
         summary[f"{name}/verdict"] = verdict[name]["verdict"]
         summary[f"{name}/reason"] = verdict[name]["reason"]
+    for name in HEADLINES:  # every answer in the one plain sentence the report opens it with
+        if name in verdict:
+            summary[f"{name}/answer"] = headline(name, verdict[name])
     for backend, entry in verdict["degradation"]["backends"].items():
         summary[f"degradation/{backend}/verdict"] = entry["verdict"]
         for test, values in entry["tests"].items():

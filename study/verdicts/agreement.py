@@ -25,15 +25,20 @@ Two levels of evidence, one verdict (docs/design.md, "How the verdicts are reach
    seeds where exactly one twin diverged are tested for asymmetry (exact two-sided sign test over all
    cells of a pair).
 
-Per cell: *equivalent* (TOST after Holm), *differs* (beyond the margin after Holm), *undecided*
-(neither, or fewer than two seeds both twins ran). Every undecided cell states `bound` (the
+A cell whose network the replay found chaotic (`chaotic_cells`) is compared in distribution only,
+never called equivalent (`study.verdicts.outcomes`): its equivalence tests leave the Holm family.
+
+Per cell: *equivalent* (TOST after Holm), *differs* (beyond the margin after Holm; a chaotic cell:
+one twin's runs shifted), *chaotic* (compared in distribution, no shift shown), *undecided* (neither,
+or fewer than two seeds both twins ran). Every undecided cell states `bound` (the
 differences the sign TOST excludes for the typical seed at the family's level alpha/K, at most 100
 points), `inside`/`below`/`above` (its seeds within and beyond each side of the margin) and
 `seeds_needed` (seeds for 80 % power of its sign TOST at level alpha/K at the observed shares, by
 Laplace's rule, exactly over the trinomial).
 
 Overall: *disagree* when a replay failed, a cell differs, or the twins diverge asymmetrically;
-*agree* only when every pair's replay passed and every cell is equivalent; *exact_outcomes_undecided*
+*agree* only when every pair's replay passed, every reproducible cell is equivalent and no chaotic
+cell differs; *exact_outcomes_undecided*
 when the replays passed and no cell differs but some are undecided (named, with their bounds and
 what would settle them); *inconclusive* otherwise (a pair without a replay, one backend, no cell run
 by two backends).
