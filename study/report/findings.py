@@ -55,7 +55,7 @@ def degradation_finding(deg: dict, context: dict) -> str:
         parts.append(
             f"{backend}: plain nets {_pts(cells[('plain', low)].get('median'))} → "
             f"{_pts(cells[('plain', high)].get('median'))} training error from depth {low} to {high} (median seed; "
-            f"{plain['beyond']} of {plain['n']} seeds rise by more than {_pts(deg['margin_effect'])}, p = "
+            f"{plain['beyond']} of {plain['n']} seeds rise by more than {100 * deg['margin_effect']:.0f} points, p = "
             f"{plain['p']:.2g}), residual nets {_pts(cells[('resnet', low)].get('median'))} → "
             f"{_pts(cells[('resnet', high)].get('median'))}{held}"
         )
