@@ -401,3 +401,40 @@ def test_the_added_seeds_enter_no_verdict_but_the_agreement():
         assert sequential[name] == grid[name], name
     assert analyze(frame, exactness=PASSED)["degradation"] != grid["degradation"]  # the check can fail
     assert len(sequential["diverged"]["by_cell"]) == 12 and sequential["agreement"]["verdict"] == "agree"
+
+
+def chaotic_study(shift: float) -> pd.DataFrame:
+    """Seven seeds at depths 8 and 56 (tables.DEPTHS' outer two): the twins alike within 0.2 points
+    everywhere except plain-56, where each seed's two runs are far apart, the sign of their difference
+    alternating from seed to seed — plus `shift` for the first twin."""
+    results = table(seeds=tuple(range(7)))
+    results = results[results.depth.isin((8, 56))].copy()
+    chaotic = (results.arch == "plain") & (results.depth == 56)
+    first = chaotic & (results.backend == "keras")
+    apart = np.where(results.seed % 2 == 0, 0.3, -0.3)
+    for column in ("final_train_error", "final_test_error"):
+        results.loc[first, column] = np.clip(results.loc[first, column] + apart[first] + shift, 0, 1)
+    return results
+
+
+def test_a_chaotic_cell_is_compared_in_distribution_and_never_called_equivalent():
+    chaotic = [network("resnet-8"), network("plain-8"), network("resnet-56", sensitivity=3e-10),
+               network("plain-56", sensitivity=0.3)]  # fmt: skip
+    result = agreement(chaotic_study(0.0), exactness=evidence(networks=chaotic))
+    cells = {(c["arch"], c["depth"]): c for c in result["cells"]}
+    assert result["verdict"] == "agree", result["reason"]
+    assert cells[("plain", 56)]["verdict"] == "chaotic" and "compared in distribution" in cells[("plain", 56)]["reason"]
+    assert {c["verdict"] for key, c in cells.items() if key != ("plain", 56)} == {"equivalent"}
+    test = cells[("plain", 56)]["tests"]["final_train_error"]
+    assert test["p_tost_holm"] is None and test["higher_first"] == 4 and test["higher_second"] == 3
+    assert test["p_distribution"] == 1.0  # 4 seeds one way, 3 the other
+    # the three reproducible cells' six equivalence tests alone form the Holm family: 7 seeds pass it
+    assert cells[("plain", 8)]["tests"]["final_train_error"]["level"] == pytest.approx(ALPHA / 6)
+    # without the replay's knowledge, plain-56 is asked to be equivalent seed by seed, and cannot be
+    judged = agreement(chaotic_study(0.0), exactness=evidence(networks=chaotic[:3]))
+    assert judged["verdict"] == "exact_outcomes_undecided" and "plain-56" in judged["reason"]
+    # one twin's chaotic runs shifted up by 40 points in every seed: caught in distribution
+    shifted = agreement(chaotic_study(0.4), exactness=evidence(networks=chaotic))
+    plain56 = next(c for c in shifted["cells"] if (c["arch"], c["depth"]) == ("plain", 56))
+    assert shifted["verdict"] == "disagree" and plain56["verdict"] == "differs", shifted["reason"]
+    assert plain56["tests"]["final_train_error"]["p_distribution"] == pytest.approx(2 * 2 / 2**7)  # alpha/2 share

@@ -11,13 +11,14 @@ from tables import table
 import keras_impl.models
 import keras_impl.training
 import lightning_impl.data
+import lightning_impl.models
 import lightning_impl.training
-from study.configs import StudyConfig
+from study.configs import CONFIGS, StudyConfig
 from study.core.data import load_dataset
 from study.core.recipe import TrainSpec
 from study.files import EXACTNESS
 from study.files import EXACTNESS_QUANTITIES as QUANTITIES
-from study.measure.exactness import networks, replay_study, run_replay
+from study.measure.exactness import networks, replay_study, replayed_depths, run_replay
 from study.verdicts.agreement import agreement
 from study.verdicts.inputs import ExactnessError, load_exactness
 
@@ -53,6 +54,8 @@ def test_the_replay_defaults_to_the_shallowest_depth_at_most_20():
         assert sorted({spec.depth for spec in networks(config, DATA)}) == replayed
     config = dataclasses.replace(CONFIG, depths=(56,), exactness_depths=(56,))
     assert {spec.depth for spec in networks(config, DATA)} == {56}  # a config can still ask for it
+    # the default study replays both its depths: its agreement knows which of its cells are chaotic
+    assert replayed_depths(CONFIGS["default"]) == tuple(CONFIGS["default"].depths) == (8, 32)
 
 
 def test_correct_twins_on_a_chaotic_net_are_not_judged_by_the_replay():
@@ -112,7 +115,23 @@ def lightning_tests_with_batch_statistics(monkeypatch):
     monkeypatch.setattr(lightning_impl.training.ClassifierModule, "validation_step", train_mode_bn)
 
 
+def keras_weight_decay_doubled(monkeypatch):
+    original = keras_impl.training.make_optimizer
+
+    def doubled(train_spec, steps_per_epoch, dtype, track=()):
+        return original(dataclasses.replace(train_spec, weight_decay=2 * train_spec.weight_decay), steps_per_epoch,
+                        dtype, track)  # fmt: skip
+
+    monkeypatch.setattr(keras_impl.training, "make_optimizer", doubled)
+
+
+def lightning_bn_epsilon(monkeypatch):
+    monkeypatch.setattr(lightning_impl.models, "BN_EPSILON", 1e-3)  # Keras's own default, not torch's 1e-5
+
+
 FAULTS = {
+    "keras weight decay doubled": (keras_weight_decay_doubled, "final_weights"),
+    "lightning BN epsilon 1e-3": (lightning_bn_epsilon, "step_losses"),
     "keras LR drops one epoch late": (keras_lr_drops_one_epoch_late, "step_losses"),
     "lightning warm-up one epoch longer": (lightning_warmup_one_epoch_longer, "step_losses"),
     "keras BN momentum 0.2": (keras_bn_momentum, "final_bn_stats"),
