@@ -134,7 +134,8 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
             + f". {at_init} Not shown: other normalizations, initializations or optimizers."
         )
     return (
-        f"**ReLU or skip.** {headlines.relu_vs_skip(rs)} Measured instead, not decided: {at_init} Trained runs "
+        f"**ReLU or skip.** {headlines.relu_vs_skip(rs)} Measured instead, not decided: "
+        f"{at_init[:1].lower()}{at_init[1:]} Trained runs "
         f"answer it: `resnet-study run --config {rs['config']}` ({len(get_config(rs['config']).points())} runs; "
         f"`resnet-study plan --config {rs['config']}` predicts their time)."
     )
@@ -174,7 +175,7 @@ def norm_finding(norms: dict, context: dict) -> str:
     return (
         f"**Norm preservation (Zaeemzadeh et al.).** {headlines.norm_preservation(norms)} The ratio "
         f"‖∂L/∂x_in‖ / ‖∂L/∂x_out‖ of every block (1: the gradient passes with its norm). "
-        + ("; ".join(parts) + ". " if parts else f"{norms['reason']}. ")
+        + ("; ".join(parts)[:1].upper() + "; ".join(parts)[1:] + ". " if parts else f"{norms['reason']}. ")
         + "Not shown: nets deeper than this study's, or that norm preservation causes trainability."
     )
 
