@@ -239,7 +239,8 @@ def second_look(cells: list[dict], results: pd.DataFrame, settle: dict, metrics,
                  power: bool) -> None:  # fmt: skip
     """Look 2 of a sequential study (module docstring), in place: each cell undecided at look 1 that
     `settle` chose, on all its seeds, at alpha (already halved) with Bonferroni over look 1's K tests."""
-    family, every_test = tost_family(cells, metrics), max(1, len(cells) * len(list(metrics)))
+    family = tost_family(cells, metrics)  # look 1's families: the reproducible cells' tests, the difference
+    every_test = family * (2 if any("rounding_sensitivity" in c for c in cells) else 1)  # ones at alpha/2 there
     chosen = {(c["arch"], int(c["depth"])) for c in settle["cells"]}
     seeds = [*settle["grid_seeds"], *settle["extra_seeds"]]
     for cell in cells:
