@@ -101,8 +101,8 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
             evidence.append(f"{label}: " + ", ".join(row))
     depth = next(iter(init.values()))["depth"] if init else None
     at_init = (
-        f"At initialization (depth {depth}, the gradient norm of the first layer over the last one's: 1 is "
-        f"preserved, above 1 grows towards the input, below vanishes): " + "; ".join(evidence) + "."
+        f"At initialization (depth {depth}; the first layer's gradient norm over the last one's, 1 preserved): "
+        + "; ".join(evidence) + "."
         if evidence
         else ""
     )
@@ -135,9 +135,8 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
         )
     return (
         f"**ReLU or skip.** {headlines.relu_vs_skip(rs)} Measured instead, not decided: "
-        f"{at_init[:1].lower()}{at_init[1:]} Trained runs "
-        f"answer it: `resnet-study run --config {rs['config']}` ({len(get_config(rs['config']).points())} runs; "
-        f"`resnet-study plan --config {rs['config']}` predicts their time)."
+        f"{at_init[:1].lower()}{at_init[1:]} Trained runs answer it ({len(get_config(rs['config']).points())} "
+        "runs)."
     )
 
 
