@@ -38,7 +38,7 @@ class StudyConfig:
     activations: tuple[str, ...] = ("relu",)  # a grid axis, like depths (the relu-skip config varies it)
     norms: tuple[str, ...] = ("batch",)  # a grid axis: "batch" and/or "none"
     gradflow_depths: tuple[int, ...] = ()  # depths probed by `gradflow` for the report; () = `depths`
-    exactness_depths: tuple[int, ...] = ()  # float64 replay depths; () = the shallowest, <= 20
+    exactness_depths: tuple[int, ...] = ()  # float64 replay depths (those the grid trains); () = the shallowest, <= 20
     probe_backend: str = "lightning"  # the twin that evaluates every trained network (study.experiment.post_run)
     budgets: tuple[int, ...] = ()  # a grid axis of training epochs (the budget config); () = the recipe's
     settle: int = 0  # seeds added to each cell the agreement leaves undecided at look 1 (`run --settle`)

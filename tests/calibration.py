@@ -470,9 +470,13 @@ def conditions() -> list[Condition]:
     # agreement with a chaotic cell (plain-56: rounding alone moves it), compared in distribution
     reproducible = {key: learned[8] for key in (("plain", 8), ("resnet", 8), ("resnet", 56))}
     chaos = bimodal(0.5, 0.05, 0.78, rho=0.0)  # each run fails or learns as a coin falls, the twins alike
-    skewed_chaos = lambda rng, n: 0.4 + at_median("right-skewed", 0.0, 0.1)(rng, n) + 0.1 * rng.standard_normal(
-        (2, n))  # noqa: E731  (a seed's share, skewed, and each run's own chaos)
-    heavy_chaos = lambda rng, n: 0.4 + 0.1 * rng.standard_normal(n) + 0.05 * rng.standard_t(2, (2, n))  # noqa: E731
+
+    def skewed_chaos(rng, n):  # a seed's share, skewed, and each run's own chaos
+        return 0.4 + at_median("right-skewed", 0.0, 0.1)(rng, n) + 0.1 * rng.standard_normal((2, n))
+
+    def heavy_chaos(rng, n):
+        return 0.4 + 0.1 * rng.standard_normal(n) + 0.05 * rng.standard_t(2, (2, n))
+
     for name, draw in (("alike, bimodal (a coin per run)", chaos), ("alike, right-skewed", skewed_chaos),
                        ("alike, heavy-tailed", heavy_chaos),
                        ("identical", twin_cell(lambda rng, n: bimodal(0.5, 0.05, 0.78)(rng, n)[0]))):  # fmt: skip

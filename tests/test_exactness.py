@@ -56,6 +56,7 @@ def test_the_replay_defaults_to_the_shallowest_depth_at_most_20():
     assert {spec.depth for spec in networks(config, DATA)} == {56}  # a config can still ask for it
     # the default study replays both its depths: its agreement knows which of its cells are chaotic
     assert replayed_depths(CONFIGS["default"]) == tuple(CONFIGS["default"].depths) == (8, 32)
+    assert replayed_depths(CONFIGS["default"].with_overrides(depths=(8,))) == (8,)  # `--depths 8`: its own only
 
 
 def test_correct_twins_on_a_chaotic_net_are_not_judged_by_the_replay():

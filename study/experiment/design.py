@@ -86,8 +86,7 @@ def load_pilot(folder: Path) -> Pilot:
     lesion = tables.lesion[tables.lesion.kind.isin(["intact", "single"])]
     keys = ["run_key", "backend", "arch", "depth", "seed", "kind", "k"]
     lesion = lesion.groupby(keys, as_index=False).test_error.mean()
-    norms = tables.norms.dropna(subset=["ratio"]).assign(
-        log_ratio=lambda f: np.abs(np.log10(f.ratio.astype(float))))
+    norms = tables.norms.dropna(subset=["ratio"]).assign(log_ratio=lambda f: np.abs(np.log10(f.ratio.astype(float))))
     norms = norms.groupby(["stage", "run_key", "backend", "arch", "depth", "seed"], dropna=False,
                           as_index=False).log_ratio.mean()  # fmt: skip
     norms["ratio"] = 10.0**norms.log_ratio  # one row per network: |log10 ratio| is its deviation
@@ -103,8 +102,8 @@ class Draws:
     def __init__(self, pilot: Pilot, depths, backends):
         self.tables = []
         for tables in (pilot.results, pilot.lesion, pilot.norms):
-            frames = [tables[s][tables[s].depth.isin(depths) & (tables[s].backend.isin(backends) |
-                                                                tables[s].backend.isna())] for s in pilot.seeds]  # fmt: skip
+            keep = lambda f: f.depth.isin(depths) & (f.backend.isin(backends) | f.backend.isna())  # noqa: E731
+            frames = [tables[s][keep(tables[s])] for s in pilot.seeds]
             frame = pd.concat(frames, ignore_index=True)
             ends = np.cumsum([0] + [len(f) for f in frames])
             rows = {s: np.arange(ends[i], ends[i + 1]) for i, s in enumerate(pilot.seeds)}
@@ -237,4 +236,3 @@ def seeds_list(text: str) -> list[int]:
     if not values or any(not 2 <= v <= 64 for v in values):
         raise UserError(f"--seed-counts must be between 2 and 64; got {text!r}")
     return values
-

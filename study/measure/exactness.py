@@ -210,9 +210,10 @@ def compare_replays(config: StudyConfig, parts: list[dict]) -> dict:
 
 
 def replayed_depths(config: StudyConfig) -> tuple[int, ...]:
-    """The depths the replay covers: `exactness_depths`, by default the study's shallowest, at most
-    `DEEPEST_DEFAULT`."""
-    return tuple(config.exactness_depths) or (min(*config.depths, DEEPEST_DEFAULT),)
+    """The depths the replay covers: those of `exactness_depths` the study trains (a grid narrowed by
+    `--depths` replays only its own), by default the study's shallowest, at most `DEEPEST_DEFAULT`."""
+    named = tuple(d for d in config.exactness_depths if d in config.depths)
+    return named or (min(*config.depths, DEEPEST_DEFAULT),)
 
 
 def networks(config: StudyConfig, dataset: Dataset) -> list[NetworkSpec]:

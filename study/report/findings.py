@@ -83,7 +83,7 @@ def agreement_finding(agr: dict, context: dict) -> str:
     if open_cells:
         text += " Not excluded: smaller differences in " + "; ".join(open_cells) + "."
     if looked := [cell_label(c, agr["pairs"]) for c in agr["cells"] if c.get("look") == 2]:
-        text += f" Decided at the declared `--settle` design's second look: {', '.join(looked)}."
+        text += f" Decided at the second look of the declared `--settle` design: {', '.join(looked)}."
     return text + " Not shown: that the twins run equally fast (docs/benchmarks.md measures it)."
 
 
@@ -102,7 +102,8 @@ def relu_skip_finding(rs: dict, context: dict) -> str:
     depth = next(iter(init.values()))["depth"] if init else None
     at_init = (
         f"At initialization (depth {depth}; the first layer's gradient norm over the last one's, 1 preserved): "
-        + "; ".join(evidence) + "."
+        + "; ".join(evidence)
+        + "."
         if evidence
         else ""
     )

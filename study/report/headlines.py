@@ -33,7 +33,7 @@ def agreement(entry: dict) -> str:
     spared = (f" Where training is chaotic ({chaotic}) their runs are compared in distribution, and no difference "
               "shows.") if chaotic else ""  # fmt: skip
     if verdict == "agree":
-        return ("Yes: the twins compute the same numbers, and the nets they train end equally good." + spared)
+        return "Yes: the twins compute the same numbers, and the nets they train end equally good." + spared
     if verdict == "disagree":
         if entry.get("exactness", {}).get("status") == "failed":
             return "No: the twins compute different numbers (the float64 replay differs)."
@@ -78,7 +78,8 @@ RELU_SKIP = {
 def relu_vs_skip(entry: dict) -> str:
     verdict = entry["verdict"]
     if verdict == "not_asked":
-        return f"Not asked here: this study trains one activation; `--config {entry.get('config', 'relu-skip')}` asks it."
+        config = entry.get("config", "relu-skip")
+        return f"Not asked here: this study trains one activation; `--config {config}` asks it."
     return RELU_SKIP.get(verdict, NOT_SETTLED)
 
 

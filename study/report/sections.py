@@ -95,19 +95,13 @@ def verdict_table(doc: Document, verdict: dict) -> None:
 
 
 def not_asked(entry: dict) -> str:
-    """Which config asks a question this study does not, and what that costs (its runs, and the time
-    `plan` predicts from the shipped 2-core throughput table)."""
+    """Which config asks a question this study does not, and what that costs: its runs (the report is
+    a pure function of the folder's tables, so the time is `plan`'s to predict on the reader's machine)."""
     from study.configs import get_config
-    from study.experiment.plan import plan_study
-    from study.experiment.throughput import load_throughput
 
     config = get_config(entry["config"])
-    try:
-        minutes = f", about {plan_study(config, load_throughput(None), workers=2).wall_s / 60:.0f} min on a 2-core CPU"
-    except Exception:  # noqa: BLE001 (a missing or unreadable table only drops the estimate)
-        minutes = ""
-    return (f"`resnet-study run --config {config.name}` asks it ({len(config.points())} runs{minutes}; "
-            f"`resnet-study plan --config {config.name}` predicts its time on your machine).")  # fmt: skip
+    return (f"`resnet-study run --config {config.name}` asks it ({len(config.points())} runs; "
+            f"`resnet-study plan --config {config.name}` predicts their time on your machine).")  # fmt: skip
 
 
 def degradation(doc: Document, figs: Figures, deg: dict, tables: StudyTables, alpha: float) -> None:

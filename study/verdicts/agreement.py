@@ -284,7 +284,8 @@ def agreement(results: pd.DataFrame, alpha: float = 0.05, margin: float = 0.05, 
     shown = (
         (
             f"{len(equivalent)} of {len(reproducible)} {'reproducible ' if chaotic else ''}cells equivalent "
-            f"within {pts}" + (f": {', '.join(equivalent)}" if equivalent else "")
+            f"within {pts}"
+            + (f": {', '.join(equivalent)}" if equivalent else "")
             + (f"; chaotic, compared in distribution, no difference shown: {', '.join(alike)}" if alike else "")
         )
         if cells

@@ -107,8 +107,9 @@ def lesion_verdict(lesion: pd.DataFrame, alpha: float = 0.05) -> dict:
 
 def _decide(test: dict, alpha: float) -> tuple[str, str]:
     pts = lambda v: f"{100 * v:.1f}"  # noqa: E731
-    where = (f"at depth {test['depth']}" if test["plain_depth"] == test["depth"] else
-             f"at depth {test['depth']} (plain nets at {test['plain_depth']}, the deepest where they learned)")  # fmt: skip
+    where = f"at depth {test['depth']}"
+    if test["plain_depth"] != test["depth"]:
+        where += f" (plain nets at {test['plain_depth']}, the deepest where they learned)"
     summary = (
         f"{where} one deleted block raises residual nets' test error by "
         f"{pts(test['resnet_rise'])} points on average, plain nets' by {pts(test['plain_rise'])} "
