@@ -223,8 +223,9 @@ CONFIGS = {
     ),
     # The default study until it was chosen by design: depths 8 / 20 / 56, five seeds, 15 epochs with
     # two warm-up epochs at LR 0.01 (at 10 epochs and one warm-up epoch resnet-56 sometimes stalls at
-    # 50 % for a while), while plain-56 stays far behind (50-75 %). It leaves the twins' deep cells and
-    # the lesion at depth 56 undecided (docs/benchmarks.md); kept to compare against.
+    # 50 % for a while), while plain-56 stays far behind (50-75 %). Twice the default's time, and its five
+    # seeds leave the twins' float32 outcomes undecided (Holm over 12 tests needs eight; docs/benchmarks.md);
+    # kept to compare against.
     "classic": StudyConfig(
         name="classic",
         dataset="digits",
