@@ -33,12 +33,13 @@ def analyze(args: argparse.Namespace) -> int:
 
 
 def print_verdict(verdict: dict, out: Path, as_json: bool) -> None:
-    """verdict.json on stdout, or the two main verdicts (and the question a relu-skip or budget study
-    asks, where it trained for it) and where the report is."""
+    """verdict.json on stdout, or every question the study asked (a relu-skip or budget study's own
+    where it trained for it) with its verdict and evidence, and where the report is."""
     if as_json:
         print(json.dumps(verdict))
         return
-    names = ["degradation", "agreement"]
+    names = ["degradation", "agreement", "lesion", "norm_preservation"]
+    names = [name for name in names if name in verdict]
     names += ["relu_vs_skip"] if verdict.get("relu_vs_skip", {}).get("trained") else []
     names += ["training_budget"] if verdict.get("training_budget", {}).get("budgets") else []
     for name in names:
