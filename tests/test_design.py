@@ -89,3 +89,10 @@ def test_design_refuses_a_folder_that_is_not_a_pilot(tmp_path):
 def test_design_refuses_bad_seed_counts(counts):
     with pytest.raises(design.UserError, match="--seed-counts"):
         design.seeds_list(counts)
+
+
+@pytest.mark.parametrize("flags", [["--power", "1"], ["--wall-budget", "0"], ["--cpu-budget", "nan"]])
+def test_design_refuses_bad_budgets_and_power_in_one_line(flags):
+    done = subprocess.run([sys.executable, "-m", "study", "design", str(PILOT), *flags], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and flags[0] in done.stderr, done.stderr

@@ -8,18 +8,10 @@ import argparse
 import json
 from pathlib import Path
 
-from study.cli.flags import add_json, positive_int
+from study.cli.flags import add_json, finite, positive_int, probability
 from study.core.errors import UserError
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+seconds = finite(0.0, low_open=True)
 
 
 def register(commands) -> None:
@@ -30,9 +22,9 @@ def register(commands) -> None:
                         help="finished study folders to resample (docs/data/pilot-*)")  # fmt: skip
     design.add_argument("--seed-counts", default="5,6,7,8", help="seeds per cell to try (default 5,6,7,8)")
     design.add_argument("--studies", type=positive_int, default=200, help="simulated studies per candidate")
-    design.add_argument("--wall-budget", type=_positive_float, default=300.0, help="seconds of wall time (predicted)")
-    design.add_argument("--cpu-budget", type=_positive_float, default=550.0, help="seconds of CPU time (predicted)")
-    design.add_argument("--power", type=float, default=0.9, help="the power every question asked must reach")
+    design.add_argument("--wall-budget", type=seconds, default=300.0, help="seconds of wall time (predicted)")
+    design.add_argument("--cpu-budget", type=seconds, default=550.0, help="seconds of CPU time (predicted)")
+    design.add_argument("--power", type=probability, default=0.9, help="the power every question asked must reach")
     design.add_argument("--throughput", type=Path, metavar="SOURCE",
                         help="measured rates, as for `plan` (default: the shipped 2-core table)")  # fmt: skip
     design.add_argument("--top", type=positive_int, default=12, help="rows of the table")
@@ -44,8 +36,6 @@ def run_design(args: argparse.Namespace) -> int:
     from study.experiment.design import describe, search, seeds_list
     from study.experiment.throughput import load_throughput
 
-    if not 0 < args.power < 1:
-        raise UserError(f"--power must be between 0 and 1; got {args.power}")
     for folder in args.pilots:
         if not folder.is_dir():
             raise UserError(f"pilot {folder} is not a study folder")
