@@ -30,13 +30,13 @@ import pandas as pd
 
 from study.configs import CONFIGS, StudyConfig
 from study.core.errors import UserError
-from study.experiment.plan import plan_study, replay_scale
+from study.experiment.plan import plan_study, replay_seconds
 from study.experiment.throughput import Throughput
 from study.verdicts.agreement import agreement
 from study.verdicts.degradation import degradation
 from study.verdicts.inputs import read_study_folder
 from study.verdicts.lesion import lesion_verdict
-from study.verdicts.norm_preservation import norm_verdict
+from study.verdicts.norm_preservation import deviation, norm_verdict
 
 QUESTIONS = ("degradation", "agreement", "lesion", "norm_preservation")
 SCORED = 1.25  # candidates predicted within this multiple of the budget are simulated; the rest only costed
@@ -86,10 +86,8 @@ def load_pilot(folder: Path) -> Pilot:
     lesion = tables.lesion[tables.lesion.kind.isin(["intact", "single"])]
     keys = ["run_key", "backend", "arch", "depth", "seed", "kind", "k"]
     lesion = lesion.groupby(keys, as_index=False).test_error.mean()
-    norms = tables.norms.dropna(subset=["ratio"]).assign(log_ratio=lambda f: np.abs(np.log10(f.ratio.astype(float))))
-    norms = norms.groupby(["stage", "run_key", "backend", "arch", "depth", "seed"], dropna=False,
-                          as_index=False).log_ratio.mean()  # fmt: skip
-    norms["ratio"] = 10.0**norms.log_ratio  # one row per network: |log10 ratio| is its deviation
+    networks = deviation(tables.norms)  # one row per network: its mean |log10 ratio|, as the verdict reads it
+    norms = networks.assign(ratio=10.0**networks.deviation)  # the one ratio whose |log10| is that deviation
     seeds = sorted(int(s) for s in tables.results.seed.unique())
     split = lambda frame: {s: frame[frame.seed == s] for s in seeds}  # noqa: E731
     return Pilot(folder.name, config, tables.exactness, seeds, split(tables.results), split(lesion), split(norms))
@@ -164,8 +162,7 @@ def cost(candidate: Candidate, base: StudyConfig, table: Throughput, workers: in
     """`plan`'s predicted wall time, and CPU time: the runs' seconds plus the study's fixed phases."""
     config = candidate.config(base)
     plan = plan_study(config, table, workers=workers)
-    replay = table.study_s.get("replay", 0.0) * replay_scale(config) if len(config.backends) > 1 else 0.0
-    fixed = replay + sum(table.study_s.get(k, 0.0) for k in ("start", "gradflow", "analysis"))
+    fixed = replay_seconds(config, table) + sum(table.study_s.get(k, 0.0) for k in ("start", "gradflow", "analysis"))
     return {"runs": len(plan.runs), "wall_s": plan.wall_s, "cpu_s": plan.busy_s + fixed}
 
 
@@ -197,15 +194,11 @@ def search(pilots: list[Path], seeds: list[int], studies: int, table: Throughput
             near = costed["wall_s"] <= SCORED * wall_budget and costed["cpu_s"] <= SCORED * cpu_budget
             scored = score(pilot, candidate, studies) if near else dict.fromkeys(QUESTIONS)
             asked = {q: s["power"] for q, s in scored.items() if s is not None}
-            if not near:
-                rows.append({"candidate": candidate, "scores": scored, **costed, "within_budget": False,
-                             "asked": 0, "decided": 0, "weakest": 0.0, "simulated": False})  # fmt: skip
-                continue
             rows.append({
                 "candidate": candidate, "scores": scored, **costed,
                 "within_budget": costed["wall_s"] <= wall_budget and costed["cpu_s"] <= cpu_budget,
                 "asked": len(asked), "decided": sum(p >= wanted for p in asked.values()),
-                "weakest": min(asked.values()) if asked else 0.0, "simulated": True,
+                "weakest": min(asked.values()) if asked else 0.0, "simulated": near,
             })  # fmt: skip
     meets = lambda r: r["within_budget"] and r["decided"] == r["asked"]  # noqa: E731
     return sorted(rows, key=lambda r: (not meets(r), -r["asked"] if meets(r) else 0, r["cpu_s"] if meets(r) else

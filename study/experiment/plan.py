@@ -131,6 +131,11 @@ def replay_scale(config: StudyConfig) -> float:
     return sum(1 + REPLAY_PER_LAYER * (depth - 8) for depth in replayed_depths(config))
 
 
+def replay_seconds(config: StudyConfig, table: Throughput) -> float:
+    """The float64 replay's seconds for `config` (none with one backend: nothing to compare)."""
+    return table.study_s.get("replay", 0.0) * replay_scale(config) if len(config.backends) > 1 else 0.0
+
+
 def plan_study(config: StudyConfig, table: Throughput, *, workers: int = 1, gpus: int = 0, runs_per_gpu: int = 1,
                executor: str = "local") -> Plan:  # fmt: skip
     """The predicted wall time of `config` on `workers` CPU workers, or on `gpus` GPUs with
@@ -152,8 +157,7 @@ def plan_study(config: StudyConfig, table: Throughput, *, workers: int = 1, gpus
     window = slots if executor == "local" else math.inf
     wall = study_s.get("start", 0.0) + study_s.get("analysis", 0.0)
     groups = process_groups(config.backends, config.probe_backend)
-    replay_s = study_s.get("replay", 0.0) * replay_scale(config)
-    replay = [replay_s / len(groups)] if len(config.backends) > 1 else []  # one per group
+    replay = [replay_seconds(config, table) / len(groups)] if len(config.backends) > 1 else []  # one per group
     for index, group in enumerate(groups):
         head = replay + ([study_s.get("gradflow", 0.0)] if index == 0 else [])
         mine = [(r.train_s, r.probe_s) for r in runs if r.point.backend in group]
