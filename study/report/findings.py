@@ -175,7 +175,7 @@ def norm_finding(norms: dict, context: dict) -> str:
     return (
         f"**Norm preservation (Zaeemzadeh et al.).** {headlines.norm_preservation(norms)} The ratio "
         f"‖∂L/∂x_in‖ / ‖∂L/∂x_out‖ of every block (1: the gradient passes with its norm). "
-        + ("; ".join(parts)[:1].upper() + "; ".join(parts)[1:] + ". " if parts else f"{norms['reason']}. ")
+        + (f"{measured[:1].upper()}{measured[1:]}. " if (measured := "; ".join(parts)) else f"{norms['reason']}. ")
         + "Not shown: nets deeper than this study's, or that norm preservation causes trainability."
     )
 

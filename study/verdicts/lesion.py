@@ -89,14 +89,13 @@ def lesion_verdict(lesion: pd.DataFrame, alpha: float = 0.05) -> dict:
         missing = " and ".join(a for a in ARCHS if not learned[a])
         reason = f"no depth whose {missing} nets learned (mean intact test error below {100 * LEARNED:.0f} %)"
         return {"verdict": "inconclusive", "reason": reason, **header, "depths": depths, "depth": None}
-    at = {arch: learned[arch][-1]["depth"] for arch in ARCHS}
+    at = {arch: learned[arch][-1]["depth"] for arch in ARCHS}  # each arch's deepest depth that learned
     plain, residual = (seeds[(seeds.arch == a) & (seeds.depth == at[a])].set_index("seed").rise.astype(float)
                        for a in ARCHS)  # fmt: skip
-    reference = learned["resnet"][-1]
+    resnet = learned["resnet"][-1]["resnet"]
     test = {"depth": at["resnet"], "plain_depth": at["plain"], "n_plain": len(plain), "n_resnet": len(residual),
             "plain_rise": float(plain.mean()), "resnet_rise": float(residual.mean()),
-            "resnet_ci_low": reference["resnet"]["ci_low"],
-            "resnet_ci_high": reference["resnet"]["ci_high"]}  # fmt: skip
+            "resnet_ci_low": resnet["ci_low"], "resnet_ci_high": resnet["ci_high"]}  # fmt: skip
     if len(plain) < 2 or len(residual) < 2:
         return {"verdict": "inconclusive", "reason": "fewer than 2 seeds per arch", **header, "depths": depths,
                 "depth": at["resnet"], "test": test}  # fmt: skip
