@@ -19,6 +19,9 @@ from keras_impl.layers import BatchNormalization
 from keras_impl.models import torch_name
 from study.core.errors import CheckpointError
 
+CHECKPOINT = "model.keras"  # the trained model, compiled, with its optimizer state: written when training ends
+RESUME_POINT = "resume.npz"  # the training state after the last completed epoch, while a run trains
+
 # Keras variable -> torch state-dict suffix, per layer type (docs/design.md, convention 3: kernel layouts).
 _BN_VARIABLES = (
     ("gamma", "weight"),
@@ -130,10 +133,8 @@ def checkpoint_state(path) -> dict[str, np.ndarray]:
 
 
 def resume_problem(out_dir) -> tuple[Path, str] | None:
-    """The run's resume point (`keras_impl.training.RESUME_POINT`) if it cannot be loaded safely (a NumPy
+    """The run's resume point (`RESUME_POINT`) if it cannot be loaded safely (a NumPy
     archive read without pickles: its arrays and its records' JSON), and why."""
-    from keras_impl.training import RESUME_POINT
-
     path = Path(out_dir) / RESUME_POINT
     if not path.exists():
         return None

@@ -25,7 +25,7 @@ from keras_impl.data import train_batches
 from keras_impl.layers import FLOAT64_DEMOTED, reduce_mean
 from keras_impl.models import keras_name
 from keras_impl.optim import make_optimizer
-from keras_impl.port import load_torch_state, save_checkpoint
+from keras_impl.port import CHECKPOINT, RESUME_POINT, load_torch_state, save_checkpoint
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.init import initial_state
@@ -33,8 +33,6 @@ from study.core.recipe import TrainSpec
 from study.core.records import FLOAT64, EpochRecord, RunContext, TrainOutcome, weighted_layer_names
 from study.core.spec import NetworkSpec
 
-CHECKPOINT = "model.keras"  # the trained model, compiled, with its optimizer state: written when training ends
-RESUME_POINT = "resume.npz"  # the training state after the last completed epoch, while a run trains
 DTYPE_POLICY = {"32": "float32", "bf16": "mixed_bfloat16", FLOAT64: "float64"}  # run.precision -> Keras'
 
 

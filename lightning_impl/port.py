@@ -14,6 +14,8 @@ from torch import nn
 
 from study.core.errors import CheckpointError
 
+CHECKPOINT = "model.ckpt"  # the run's checkpoint, saved every epoch: the resume point and the result
+
 
 def to_torch_state(model: nn.Module) -> dict[str, np.ndarray]:
     """Parameters and BN statistics as NumPy arrays (``num_batches_tracked`` left out)."""
@@ -49,8 +51,6 @@ def load_checkpoint(path) -> dict:
 
 def resume_problem(out_dir) -> tuple[Path, str] | None:
     """The run's checkpoint (its resume point) if it cannot be loaded safely, and why."""
-    from lightning_impl.training import CHECKPOINT
-
     path = Path(out_dir) / CHECKPOINT
     if not path.exists():
         return None

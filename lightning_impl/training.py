@@ -28,7 +28,7 @@ from torch import nn
 
 from lightning_impl.data import StudyDataModule
 from lightning_impl.optim import make_optimizer
-from lightning_impl.port import load_torch_state
+from lightning_impl.port import CHECKPOINT, load_torch_state
 from study.core import data as datasets
 from study.core.init import initial_state
 from study.core.recipe import TrainSpec
@@ -37,7 +37,6 @@ from study.core.spec import NetworkSpec
 
 TRAINER_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", FLOAT64: "64-true"}  # run.precision -> Trainer's
 RECORDS = ".epoch-records.json"  # multi-process runs: rank 0's records for the main process
-CHECKPOINT = "model.ckpt"  # the run's checkpoint, saved every epoch: the resume point and the result
 
 
 class ClassifierModule(pl.LightningModule):
