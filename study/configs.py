@@ -12,13 +12,12 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from study.core.errors import UserError
 from study.core.recipe import MAX_SEED, TrainSpec
+from study.core.records import run_determinants
 from study.core.spec import ARCHS, NetworkSpec
 from study.core.twin import BACKENDS, process_groups
-from study.experiment.training_run import RunRequest
 
 RECIPE_FIELDS = tuple(field.name for field in dataclasses.fields(TrainSpec) if field.name != "seed")
 STUDY_RECIPE = ("epochs", "warmup_epochs", "batch_size")  # what a study config states (`StudyConfig.to_dict`)
@@ -176,13 +175,9 @@ class GridPoint:
     def train_spec(self) -> TrainSpec:
         return dataclasses.replace(self.study.recipe, seed=self.seed, epochs=self.epochs or self.study.recipe.epochs)
 
-    def request(self, out: Path, **how) -> RunRequest:
-        """The point's training run, into `out`; `how` are RunRequest's other fields (data_dir, ...)."""
-        return RunRequest(self.network_spec(), self.train_spec(), self.backend, self.study.dataset, out, **how)
-
     def config(self) -> dict:
         """Everything that determines the run's result (not where or how fast it runs)."""
-        return self.request(Path()).determinants()
+        return run_determinants(self.backend, self.study.dataset, self.network_spec(), self.train_spec())
 
     @property
     def run_key(self) -> str:

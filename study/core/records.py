@@ -25,6 +25,12 @@ DTYPES = ("float64", "float32")  # what a twin builds a network in (`Twin.build`
 STEP_METRIC = "epoch"  # the W&B x-axis of every per-epoch metric: 1-based, the same for every twin
 
 
+def run_determinants(backend: str, dataset: str, spec: NetworkSpec, train_spec: TrainSpec) -> dict:
+    """What determines a training run's result (not where or how fast it runs): run.json's identity
+    starts with it and a study grid point's run key hashes it."""
+    return {"backend": backend, "dataset": dataset, "spec": spec.to_dict(), "train_spec": train_spec.to_dict()}
+
+
 def weighted_layer_names(spec: NetworkSpec) -> list[str]:
     """Main-path convolutions and the classifier, input to output: one gradient norm each."""
     return [layer.name for layer in spec.layers() if layer.main_path] + ["fc"]

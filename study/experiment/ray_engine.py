@@ -38,7 +38,7 @@ from study.experiment.run_archive import land_run, pack, remove_dead_landings
 from study.experiment.runner import thread_environment
 from study.experiment.study_folder import locked, update_tables
 from study.experiment.timings import timed
-from study.experiment.training_run import run_training
+from study.experiment.training_run import RunRequest, run_training
 from study.files import BLOCK_RATIOS, LESION, RUNS, SUMMARY, atomic_write, atomic_write_text
 from study.tracking.dashboard import model_artifact_name
 from study.verdicts.inputs import load_summary
@@ -145,9 +145,9 @@ def train_remote(point: GridPoint, run_dir: str, run_dir_abs: str, study_id: str
     os.environ.pop("WANDB_DIR", None)  # the run's W&B folder travels inside the run folder
     with tempfile.TemporaryDirectory(prefix="resnet-study-run-") as root:
         staging = Path(root) / point.run_key
-        request = point.request(
-            staging, data_dir=data_dir, wandb_mode=wandb_mode, device=device, study=study_id, log_model=log_model,
-            artifact_name=model_artifact_name(point.run_key), verbose=0,
+        request = RunRequest.for_point(
+            point, staging, data_dir=data_dir, wandb_mode=wandb_mode, device=device, study=study_id,
+            log_model=log_model, artifact_name=model_artifact_name(point.run_key), verbose=0,
         )  # fmt: skip
         summary, *train_s = timed(run_training, request)
         probe_s, note = None, None

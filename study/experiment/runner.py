@@ -27,7 +27,7 @@ from study.experiment.post_run import is_probed, probe_run
 from study.experiment.settle import describe, look_one
 from study.experiment.study_folder import is_finished, locked, open_study, update_tables
 from study.experiment.timings import Timings, timed
-from study.experiment.training_run import run_training
+from study.experiment.training_run import RunRequest, run_training
 from study.files import (
     EXACTNESS,
     RUNS,
@@ -53,9 +53,9 @@ def run_point(
         if (run_dir / SUMMARY).exists():
             return json.loads((run_dir / SUMMARY).read_text())
         # An interrupted attempt's folder is resumed from its last completed epoch (study.experiment.training_run).
-        request = point.request(
-            run_dir, data_dir=data_dir, wandb_mode=wandb_mode, device=device, study=study_id, log_model=log_model,
-            artifact_name=model_artifact_name(point.run_key), verbose=0,
+        request = RunRequest.for_point(
+            point, run_dir, data_dir=data_dir, wandb_mode=wandb_mode, device=device, study=study_id,
+            log_model=log_model, artifact_name=model_artifact_name(point.run_key), verbose=0,
         )  # fmt: skip
         summary = run_training(request)
     update_tables(out)

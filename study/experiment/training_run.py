@@ -18,10 +18,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from study.configs import GridPoint
 from study.core import data as datasets
 from study.core.errors import UserError
 from study.core.recipe import TrainSpec
-from study.core.records import EpochRecord, RunContext
+from study.core.records import EpochRecord, RunContext, run_determinants
 from study.core.spec import NetworkSpec
 from study.core.twin import Twin, check_devices, load, request_cpu_devices
 from study.experiment.placement import where
@@ -118,7 +119,7 @@ def claim_out_dir(out: Path, identity: dict) -> dict:
 @dataclass(frozen=True)
 class RunRequest:
     """One training run as asked for: what it trains (the first four fields determine its result) and
-    where and how. `train` and every study grid point (`study.configs.GridPoint.request`) build one."""
+    where and how. `train` and every study grid point (`for_point`) build one."""
 
     spec: NetworkSpec
     train_spec: TrainSpec
@@ -137,10 +138,14 @@ class RunRequest:
     artifact_name: str | None = None  # its name (default: made of the run's name and W&B id)
     verbose: int = 1
 
+    @classmethod
+    def for_point(cls, point: GridPoint, out: Path, **how) -> RunRequest:
+        """A study grid point's training run, into `out`; `how` are the other fields (data_dir, ...)."""
+        return cls(point.network_spec(), point.train_spec(), point.backend, point.study.dataset, out, **how)
+
     def determinants(self) -> dict:
-        """What determines the run's result (not where or how fast it runs); a grid point's run key hashes it."""
-        return {"backend": self.backend, "dataset": self.dataset, "spec": self.spec.to_dict(),
-                "train_spec": self.train_spec.to_dict()}  # fmt: skip
+        """What determines the run's result (`run_determinants`)."""
+        return run_determinants(self.backend, self.dataset, self.spec, self.train_spec)
 
     def identity(self) -> dict:
         """What run.json records: a restart with the same identity resumes the run, another is refused."""
