@@ -12,7 +12,7 @@ import pytest
 
 from study.configs import CONFIGS
 from study.experiment import design
-from study.experiment.throughput import load_throughput
+from study.experiment.throughput_tables import load_throughput
 
 PILOT = Path(__file__).parent.parent / "docs" / "data" / "pilot-e10"
 DEFAULT = design.Candidate("pilot-e10", 10, (8, 32), 7, ("keras", "lightning"))

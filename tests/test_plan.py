@@ -11,7 +11,7 @@ import pytest
 
 from study.configs import get_config, longest_first
 from study.core.presets import parse_spec
-from study.experiment import throughput as planning
+from study.experiment import throughput_tables as planning
 from study.experiment.plan import plan_study, simulate
 from study.experiment.throughput import Rate, Throughput, lesion_evaluations
 

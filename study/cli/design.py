@@ -34,7 +34,7 @@ def register(commands) -> None:
 
 def run_design(args: argparse.Namespace) -> int:
     from study.experiment.design import describe, search, seeds_list
-    from study.experiment.throughput import load_throughput
+    from study.experiment.throughput_tables import load_throughput
 
     for folder in args.pilots:
         if not folder.is_dir():

@@ -40,7 +40,7 @@ def register(commands) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     from study.experiment.plan import describe_plan, plan_study
-    from study.experiment.throughput import load_throughput
+    from study.experiment.throughput_tables import load_throughput
 
     config = study_config_from_args(args, reads_data=False)
     if args.gpus is None and args.runs_per_gpu != 1:

@@ -1,28 +1,22 @@
 """Measured throughput for `resnet-study plan` (`study.experiment.plan`): what one run of a network
-costs on a backend and device, and where those numbers come from.
+costs on a backend and device.
 
 A `Throughput` table holds, per (backend, device kind, network): training and evaluation images per
 second, the run's fixed cost outside its epochs, and its probes' seconds; with the probes' factor
 (the rebuild per lesion and the block gradients, over the lesion study's test-set passes) and the
-study's own seconds (start-up, replay, gradient flow, analysis). Sources: a finished study folder
-(`from_study`: each run's task seconds in timings.json, its epochs in history.csv — that machine, at
-the runner's own threads and concurrency), a `compare.json` (`from_compare`: the whole device, one
-run at a time), a table saved by `plan --save-table`, or the one shipped with the product (`SHIPPED`,
-measured on the 2-core development machine; docs/benchmarks.md). A network the table lacks is
-predicted from the backend's measured networks with the time per image linear in the network's FLOPs
-(fitted on the same input size where two such networks were measured), its fixed cost linear in depth.
-Every file read is checked: a malformed table is one line (`PlanError`).
+study's own seconds (start-up, replay, gradient flow, analysis); where a table comes from is
+`study.experiment.throughput_tables`. A network the table lacks is predicted from the backend's
+measured networks with the time per image linear in the network's FLOPs (fitted on the same input
+size where two such networks were measured), its fixed cost linear in depth.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from study.configs import StudyConfig
 from study.core.errors import UserError
 from study.core.spec import NetworkSpec
 from study.measure.lesion import RANDOM_DRAWS, RANDOM_KS, RANDOM_MIN_BLOCKS
@@ -154,153 +148,6 @@ def _linear(points: list[tuple[float, float]], x: float) -> float:
     return max(0.0, x * sum(p[1] for p in points) / sum(xs)) if sum(xs) > 0 else statistics.fmean(p[1] for p in points)
 
 
-# -- the tables --------------------------------------------------------------------------------
-
-
-def load_throughput(path: Path | None) -> Throughput:
-    """The shipped table (None), a study folder's measured runs, or a compare.json."""
-    if path is None:
-        return Throughput.from_dict(json.loads(SHIPPED.read_text()), str(SHIPPED))
-    path = Path(path)
-    if path.is_dir():
-        return from_study(path)
-    return from_compare(path, _read_json(path))
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        if path.exists() and not path.is_file():  # a pipe or device would block or never end
-            raise PlanError(f"--throughput {path}: not a regular file")
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            raise PlanError(f"--throughput {path}: larger than {MAX_TABLE_BYTES >> 20} MiB; not a compare.json")
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise PlanError(f"--throughput {path}: cannot read it ({error.strerror or error})") from None
-    except (ValueError, RecursionError):
-        raise PlanError(f"--throughput {path}: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise PlanError(f"--throughput {path}: not a compare.json (a JSON object with speed rows)")
-    return data
-
-
-def from_compare(path: Path, data: dict) -> Throughput:
-    """The fp32, eager speed rows of a compare.json (`resnet-study compare`): train and inference
-    rates, the first step as the fixed cost. compare measures one network at a time on the whole
-    device; the study's probes are not measured there (the shipped table's probe factor is used)."""
-    if "rates" in data and "probe_factor" in data:  # a table written by `plan --save-table` or shipped
-        return Throughput.from_dict(data, f"--throughput {path}")
-    rows = data.get("speed")
-    if not isinstance(rows, list):
-        raise PlanError(f"--throughput {path}: not a compare.json (no speed rows)")
-    from study.core.presets import parse_spec
-
-    rates = []
-    for row in rows:
-        if not isinstance(row, dict) or row.get("precision") != "32" or row.get("compile"):
-            continue
-        try:
-            spec = parse_spec(str(row["spec"]))
-            device = "gpu" if str(row["device"]).startswith(("cuda", "gpu")) else "cpu"
-            rate = Rate(str(row["backend"]), device, spec.name, tuple(spec.input_shape), spec.depth,
-                        spec.train_flops, float(row["train_img_per_s"]), float(row["infer_img_per_s"]),
-                        float(row.get("first_step_s") or 0.0))  # fmt: skip
-        except (KeyError, TypeError, ValueError, UserError) as error:
-            raise PlanError(f"--throughput {path}: a speed row is malformed ({error})") from None
-        rates.append(rate)
-    if not rates:
-        raise PlanError(f"--throughput {path}: no fp32, uncompiled speed rows (the precision studies train in)")
-    shipped = load_throughput(None)
-    machine = data.get("machine") if isinstance(data.get("machine"), dict) else {}
-    gpu = next(iter(data.get("gpu_seen_by", {}).values()), None) if isinstance(data.get("gpu_seen_by"), dict) else None
-    table = Throughput(
-        f"{path} ({gpu or machine.get('cpu') or 'this machine'})",
-        "the whole device, one run at a time",
-        rates,
-        shipped.probe_factor,
-        shipped.study_s,
-        ["per run, compare's first step is the fixed cost (the W&B run and checkpoints are not in it)",
-         f"the probes' rebuild-per-lesion factor ({shipped.probe_factor:.2f}) is the shipped table's",
-         *(str(note) for note in data.get("assumptions", []) if isinstance(data.get("assumptions"), list))],
-    )  # fmt: skip
-    table.check(f"--throughput {path}")
-    return table
-
-
-def from_study(folder: Path) -> Throughput:
-    """What each run of a finished study folder cost (results.csv, history.csv, timings.json's tasks):
-    its epochs' rates, its fixed cost (its task's seconds less its epochs), its probes' seconds; the
-    median per backend and network. The study's own costs (start-up, worker processes, landing, the
-    analysis) are what its wall time holds beyond its tasks as `simulate` schedules them."""
-    from study.experiment.timings import TIMINGS
-    from study.files import HISTORY, RESULTS, RUNS, STUDY, SUMMARY
-    from study.verdicts.inputs import load_history, load_results, load_study, read_json
-
-    where = f"--throughput {folder}"
-    if not all((folder / name).is_file() for name in (STUDY, RESULTS, HISTORY, TIMINGS)):
-        raise PlanError(f"{where}: not a finished study folder (study.json, results.csv, history.csv, timings.json)")
-    try:
-        config = load_study(folder / STUDY)["config"]
-        timings = _read_json(folder / TIMINGS)
-        results, history = load_results(folder / RESULTS), load_history(folder / HISTORY)
-        tasks = timings.get("tasks")
-        if not isinstance(tasks, list):
-            raise PlanError(f"{where}: its timings.json has no per-task seconds (written by an older version)")
-        task_s = {(str(t["phase"]).split()[0], str(t["key"])): float(t["wall_s"]) for t in tasks if t.get("key")}
-        shape, classes, n_train, n_test = dataset_facts(str(config["dataset"]))
-        probe_backend = str(config.get("probe_backend", "lightning"))
-        per: dict[tuple[str, str, NetworkSpec], list[dict]] = {}
-        for row in results.itertuples():
-            epochs = history[history.run_key == row.run_key]
-            if row.diverged or epochs.empty or ("train", row.run_key) not in task_s:
-                continue
-            summary = read_json(folder / RUNS / row.run_key / SUMMARY)
-            device = "gpu" if str(summary.get("device", "cpu")).startswith(("cuda", "gpu")) else "cpu"
-            spec = NetworkSpec(family="cifar", depth=int(row.depth), residual=row.arch == "resnet",
-                               shortcut=str(row.shortcut), activation=str(row.activation), norm=str(row.norm),
-                               input_shape=shape, classes=classes)  # fmt: skip
-            train_s = [n_train / float(v) for v in epochs.train_img_per_s]
-            steady = statistics.median(train_s[1:] or train_s)  # the first epoch holds the warm-up
-            eval_s = statistics.median(max(1e-6, float(w) - t) for w, t in zip(epochs.wall_s, train_s, strict=True))
-            per.setdefault((row.backend, device, spec), []).append({
-                "train_img_s": n_train / steady,
-                "eval_img_s": n_test / eval_s,
-                "fixed_s": max(0.0, task_s[("train", row.run_key)] - len(epochs) * (steady + eval_s)),
-                "probe_s": task_s.get(("probe", row.run_key)),
-            })  # fmt: skip
-        phase_s = {str(p["phase"]): float(p["wall_s"]) for p in timings["phases"]}
-        wall, workers = float(timings["wall_s"]), _workers(timings)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise PlanError(f"{where}: its files are not a complete study ({error})") from None
-    if not per:
-        raise PlanError(f"{where}: no finished run with its task's seconds")
-    rates = []
-    for (backend, device, spec), runs in sorted(per.items(), key=lambda item: (item[0][0], item[0][2].depth,
-                                                                                item[0][2].arch)):  # fmt: skip
-        probes = [r["probe_s"] for r in runs if r["probe_s"] is not None]
-        rates.append(Rate(backend, device, spec.name, tuple(spec.input_shape), spec.depth, spec.train_flops,
-                          *(statistics.median(r[k] for r in runs) for k in ("train_img_s", "eval_img_s", "fixed_s")),
-                          statistics.median(probes) if probes else None))  # fmt: skip
-    factors = []
-    for (backend, device, spec), _ in per.items():
-        rate = next(r for r in rates if r.backend == backend and r.device == device and r.spec == spec.name)
-        evaluator = next((r for r in rates if r.backend == probe_backend and r.spec == spec.name), rate)
-        if rate.probe_s:
-            factors.append(rate.probe_s / (lesion_evaluations(spec) * n_test / evaluator.eval_img_s))
-    table = Throughput(
-        f"the study folder {folder}", f"one of {workers} workers side by side, as there", rates,
-        statistics.median(factors) if factors else 1.0,
-        {"replay": sum(v for k, v in phase_s.items() if k.startswith("replay")),
-         "gradflow": phase_s.get("gradient flow", 0.0),
-         "analysis": phase_s.get("analysis and report", 0.0) + phase_s.get("W&B analysis run", 0.0)},
-        ["each slot runs as that study's workers did (the same threads, as many side by side)"],
-    )  # fmt: skip
-    from study.experiment.plan import plan_study
-
-    own = plan_study(StudyConfig.from_dict(config), table, workers=workers)  # the study's own schedule
-    table.study_s["start"] = max(0.0, wall - own.wall_s)  # what its wall time held beyond its tasks
-    return table
-
-
 def dataset_facts(dataset: str) -> tuple[tuple[int, int, int], int, int, int]:
     """(input shape, classes, training images, test images) of a data set, without reading CIFAR-10."""
     from study.core import data
@@ -311,8 +158,3 @@ def dataset_facts(dataset: str) -> tuple[tuple[int, int, int], int, int, int]:
         return data.SYNTHETIC_SHAPE, data.SYNTHETIC_CLASSES, 512, 256  # load_dataset's default split
     loaded = data.load_dataset(dataset)
     return loaded.input_shape, loaded.classes, len(loaded.y_train), len(loaded.y_test)
-
-
-def _workers(timings: dict) -> int:
-    value = timings.get("workers")
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 4096 else 1
