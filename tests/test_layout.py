@@ -55,6 +55,65 @@ def test_twins_import_only_the_contract(path):
         assert name.split(".")[0] not in TWINS - {path.parent.name}, name  # never the other twin
 
 
+def internal_imports() -> dict[str, set[str]]:
+    """Each module of the product (study, keras_impl, lightning_impl) and the product's modules it
+    imports anywhere in its body (function-level imports included: they are cycles all the same)."""
+
+    def name(path: Path) -> str:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    paths = {name(p): p for folder in ("study", "keras_impl", "lightning_impl") for p in modules(folder)}
+    graph = {}
+    for module, path in paths.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names if alias.name in paths}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    edges.add(full if full in paths else node.module)
+        graph[module] = {edge for edge in edges if edge in paths} - {module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of `graph`: its strongly connected components of more than one module."""
+    reach = {}
+    for start in graph:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        reach[start] = seen
+    found = {frozenset(m for m in graph if m in reach[start] and start in reach[m]) for start in graph}
+    return sorted(sorted(group) for group in found if len(group) > 1)
+
+
+def test_no_module_imports_itself_round_a_cycle():
+    """Lower modules never import higher ones, not even inside a function: the dependency graph of
+    the product's modules has no cycle (a twin's port never imports its training, ...)."""
+    assert cycles(internal_imports()) == []
+
+
+def test_a_cycle_is_seen():
+    graph = internal_imports()
+    graph["keras_impl.port"] = graph["keras_impl.port"] | {"keras_impl.training"}
+    assert cycles(graph) == [["keras_impl.port", "keras_impl.training"]]
+
+
+LOWER = ("study/configs.py", "study/files.py")  # what the study's grid and folder are: below every job
+
+
+@pytest.mark.parametrize("path", LOWER)
+def test_the_grid_and_the_folder_import_only_the_contract(path):
+    for name in imported_packages(ROOT / path):
+        assert not name.startswith("study.") or name.startswith("study.core"), name
+
+
 LAYERS_BELOW_A_VERDICT = ("study.measure", "study.experiment", "study.cli", "study.tracking")
 TWIN_ACCESS = {"load", "loadable_here", "request_cpu_devices", "process_groups"}  # study.core.twin's way to a twin
 
