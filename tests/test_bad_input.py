@@ -38,7 +38,7 @@ SPEC_ERRORS = [
     ([], "required"),
 ]
 AGREE_ERRORS = [
-    (["agree", "resnet-8", "--batch", "0"], "argument --batch: must be an integer >= 1"),
+    (["agree", "resnet-8", "--batch", "0"], "argument --batch: a batch must be an integer in 1..8192"),
     (["agree", "resnet-8", "--batch", "-3"], "argument --batch"),
     (["agree", "resnet-8", "--batch", "x"], "argument --batch"),
     (["agree", "resnet-8", "--train-steps", "-1"], "argument --train-steps: must be an integer >= 0"),
@@ -164,6 +164,18 @@ OTHER_ERRORS = [
     (["analyze", "/tmp", "--alpha", "2"], "argument --alpha"),
     (["analyze", "/tmp", "--margin", "nan"], "argument --margin"),
     (["collect", "/tmp/never-made", "/nonexistent"], "is not a study folder"),
+    # duplicates are refused before any work (a repeated precision once ran ~50 s, then crashed)
+    (["compare", "--specs", "resnet8", "--precisions", "32,32"], "argument --precisions: values must differ"),
+    (["compare", "--specs", "resnet20,resnet-20"], "networks must differ: resnet-20 is resnet20"),
+    (["compare", "--backends", "lightning,lightning"], "argument --backends: values must differ"),
+    (["compare", "--agree-specs", "resnet-8,resnet-8"], "argument --agree-specs: networks must differ"),
+    (["run", *GRID, "--depths", "8,8"], "argument --depths: values must differ"),
+    (["run", *GRID, "--archs", "plain,plain"], "argument --archs: values must differ"),
+    # sizes bounded before anything is allocated
+    (["compare", "--batch", "99999999999"], "argument --batch: a batch must be an integer in 1..8192"),
+    (["agree", "resnet-8", "--batch", "8193"], "argument --batch: a batch must be an integer in 1..8192"),
+    (["bench", "resnet-8", "--backend", "lightning", "--batch", "10000"], "argument --batch"),
+    ([*TRAIN, "--batch-size", "100000"], "argument --batch-size: a batch must be an integer in 1..8192"),
 ]
 INVOCATIONS = SPEC_ERRORS + AGREE_ERRORS + TRAIN_ERRORS + RUN_ERRORS + POINT_ERRORS + OTHER_ERRORS
 

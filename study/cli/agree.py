@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from study.cli.flags import add_json, add_spec_arguments, nonnegative_int, positive_int, seed, spec_from_args
+from study.cli.flags import add_json, add_spec_arguments, batch, nonnegative_int, seed, spec_from_args
 from study.core.records import DTYPES
 from study.core.twin import KERAS_BACKENDS
 
@@ -18,7 +18,7 @@ def register(commands) -> None:
     parser.add_argument(
         "--keras-backend", choices=tuple(KERAS_BACKENDS), default="tensorflow", help="the Keras twin's backend"
     )
-    parser.add_argument("--batch", type=positive_int, default=8, help="examples in the compared batch (default 8)")
+    parser.add_argument("--batch", type=batch, default=8, help="examples in the compared batch (default 8)")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument(
         "--train-steps",

@@ -13,6 +13,7 @@ from study.cli.flags import (
     add_device,
     add_json,
     add_spec_arguments,
+    batch,
     check_compile,
     positive_int,
     spec_from_args,
@@ -28,7 +29,7 @@ def register(commands) -> None:
     )
     add_spec_arguments(parser, optional=True)
     parser.add_argument("--backend", choices=BACKENDS, help="the twin to time (required unless --study)")
-    parser.add_argument("--batch", type=positive_int, default=128)
+    parser.add_argument("--batch", type=batch, default=128)
     parser.add_argument("--steps", type=positive_int, default=20, help="steps per timed epoch")
     parser.add_argument("--repeats", type=positive_int, default=7, help="timed epochs (after one warm-up)")
     add_device(parser)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from study.cli.flags import UsageError, add_device, add_json, add_wandb, name_list, nonnegative_int, positive_int
+from study.cli.flags import UsageError, add_device, add_json, add_wandb, batch, name_list, nonnegative_int, positive_int
 from study.core.records import PRECISIONS
 from study.core.twin import BACKENDS
 
@@ -23,11 +23,15 @@ def spec_names(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated network names (e.g. resnet20,resnet56); got {text!r}"
         )
+    specs = {}
     for name in names:
         try:
-            parse_spec(name)
+            spec = parse_spec(name)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
+        if spec in specs:  # resnet20 and resnet-20 are one network
+            raise argparse.ArgumentTypeError(f"networks must differ: {name} is {specs[spec]} again in {text!r}")
+        specs[spec] = name
     return names
 
 
@@ -40,7 +44,7 @@ def register(commands) -> None:
     )
     parser.add_argument("--backends", type=name_list(BACKENDS), default=BACKENDS, help="comma-separated (default: all)")
     parser.add_argument("--compile", action="store_true", help="also time the lightning twin with torch.compile")
-    parser.add_argument("--batch", type=positive_int, help="training batch (default: 32 on a CPU, 128 on a GPU)")
+    parser.add_argument("--batch", type=batch, help="training batch (default: 32 on a CPU, 128 on a GPU)")
     parser.add_argument("--steps", type=positive_int, help="steps per timed epoch (default: 4 on a CPU, 20 on a GPU)")
     parser.add_argument("--repeats", type=positive_int, help="timed epochs after one warm-up (default: 3 / 5)")
     parser.add_argument(

@@ -11,7 +11,7 @@ import math
 from study.core.data import DATASETS
 from study.core.errors import UserError
 from study.core.presets import parse_spec
-from study.core.recipe import MAX_SEED, TrainSpec
+from study.core.recipe import MAX_BATCH, MAX_SEED, TrainSpec
 from study.core.records import DEVICE_REQUESTS
 from study.core.spec import ACTIVATIONS, BOTTLENECK_STRIDES, NORMS, SHORTCUTS, NetworkSpec
 from study.tracking.wandb_run import WANDB_MODES
@@ -52,13 +52,22 @@ def whole(low: int, high: int | None = None, what: str = "must be an integer"):
 positive_int = whole(1)
 nonnegative_int = whole(0)
 seed = whole(0, MAX_SEED, "a seed must be an integer")
+batch = whole(1, MAX_BATCH, "a batch must be an integer")  # refused before anything is allocated
+
+
+def distinct(values: tuple, text: str, what: str = "values") -> tuple:
+    """`values` parsed from `text`, refused in one line if one is listed twice: a duplicate would
+    measure or train the same thing twice (and be counted twice) before anything noticed."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise argparse.ArgumentTypeError(f"{what} must differ: {value} is listed twice in {text!r}")
+        seen.add(value)
+    return values
 
 
 def seed_list(text: str) -> tuple[int, ...]:
-    seeds = tuple(seed(v) for v in text.split(","))
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"seeds must differ; got {text!r}")
-    return seeds
+    return distinct(tuple(seed(v) for v in text.split(",")), text, "seeds")
 
 
 def finite(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
@@ -84,9 +93,10 @@ probability = finite(0.0, 1.0, low_open=True, high_open=True)  # --alpha, --marg
 
 def int_list(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in text.split(","))
+        values = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers (e.g. 8,20,56); got {text!r}") from None
+    return distinct(values, text)
 
 
 def name_list(choices: tuple[str, ...]):
@@ -95,7 +105,7 @@ def name_list(choices: tuple[str, ...]):
         bad = [n for n in names if n not in choices]
         if bad or not names:
             raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (comma-separated); got {text!r}")
-        return names
+        return distinct(names, text)
 
     return parse
 
@@ -180,7 +190,7 @@ def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
 
 RECIPE_FLAGS = {  # TrainSpec field -> the flag's type and help
     "epochs": (positive_int, "training epochs"),
-    "batch_size": (positive_int, "examples per SGD step"),
+    "batch_size": (batch, "examples per SGD step"),
     "lr": (finite(0.0, low_open=True), "learning rate after the warm-up"),
     "warmup_epochs": (finite(0.0), f"epochs at LR {TrainSpec.warmup_lr} first (the paper's ResNet-110 trick)"),
     "seed": (seed, "initial weights, data order and augmentation"),

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from study.core.spec import SpecError
 
 MAX_SEED = 2**32 - 1  # a seed seeds NumPy's generator: 0 .. 2**32 - 1
+# The largest batch any command takes (the paper's 128 and 256; 8192 is the largest single batch of the
+# large-batch ImageNet studies): larger ones are refused in one line before anything is allocated.
+MAX_BATCH = 8192
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,8 @@ class TrainSpec:
         object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise SpecError(f"epochs must be an integer >= 1; got {self.epochs}")
-        if self.batch_size < 1:
-            raise SpecError(f"batch size must be >= 1; got {self.batch_size}")
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= MAX_BATCH:
+            raise SpecError(f"batch size must be an integer in 1..{MAX_BATCH}; got {self.batch_size}")
         numbers = (self.lr, self.warmup_lr, self.weight_decay, self.momentum, self.lr_drop, self.warmup_epochs)
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
             raise SpecError("lr, warmup_lr, weight_decay, momentum, lr_drop and warmup_epochs must be finite numbers")
