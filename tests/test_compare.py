@@ -109,6 +109,15 @@ def picks(speed, agreement=()):
     return {d["use_case"]: d["pick"] for d in advice["use_cases"]}, advice
 
 
+def test_a_zero_measurement_is_ranked_without_dividing_by_it():
+    """A row whose time to the first step or memory reads 0 (as a repeated precision once gave) is
+    ranked and described, never a ZeroDivisionError."""
+    rows = [speed_row("lightning", first=0.0, memory=0.0), speed_row("keras", first=0.0, memory=0.0),
+            speed_row("keras", spec="resnet-8", epochs=(0, 0, 0)), speed_row("lightning", spec="resnet-8")]  # fmt: skip
+    chosen, advice = picks(rows, [agreement_row("keras")])
+    assert chosen["first-step"] and all(d["evidence"] for d in advice["use_cases"])
+
+
 def test_a_backend_is_ahead_only_where_its_epochs_all_beat_the_others():
     fast, slow = speed_row("lightning", epochs=(200, 210, 220)), speed_row("keras", epochs=(100, 110, 120))
     assert picks([fast, slow], [agreement_row("keras")])[0]["train"] == "lightning"

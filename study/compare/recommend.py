@@ -152,10 +152,10 @@ def decide(case: UseCase, rows: list[dict]) -> dict | None:
         line = f"{spec}: {_describe(case, best)}"
         if len(ranked) > 1:
             runner_up = ranked[1]
-            if case.higher_is_better:
-                line += f"; next {_describe(case, runner_up)} ({_value(case, best) / _value(case, runner_up):.2f}x)"
-            else:
-                line += f"; next {_describe(case, runner_up)} ({_value(case, runner_up) / _value(case, best):.2f}x it)"
+            high, low = (best, runner_up) if case.higher_is_better else (runner_up, best)
+            ratio = _value(case, high) / _value(case, low) if _value(case, low) > 0 else None  # a 0 s or 0 MB row
+            times = "" if ratio is None else f" ({ratio:.2f}x{'' if case.higher_is_better else ' it'})"
+            line += f"; next {_describe(case, runner_up)}{times}"
         evidence.append(line + (f"; tied: {', '.join(tied)}" if len(tied) > 1 else ""))
     everywhere = [b for b in per_spec[next(iter(per_spec))] if all(b in tied for tied in per_spec.values())]
     if everywhere:
@@ -203,7 +203,7 @@ def compile_decision(rows: list[dict]) -> dict | None:
         faster.append(ahead)
         evidence.append(
             f"{eager['spec']} {eager['precision']}: compiled {compiled['train_img_per_s']:.0f} img/s against eager "
-            f"{eager['train_img_per_s']:.0f} ({compiled['train_img_per_s'] / eager['train_img_per_s']:.2f}x); "
+            f"{eager['train_img_per_s']:.0f} ({compiled['train_img_per_s'] / max(eager['train_img_per_s'], 1e-9):.2f}x); "
             f"first step {compiled['first_step_s']:.1f} s against {eager['first_step_s']:.1f} s"
         )
     if all(faster):
