@@ -201,9 +201,10 @@ def compile_decision(rows: list[dict]) -> dict | None:
     for eager, compiled in pairs:
         ahead = not _ties(case, compiled, eager) and compiled["train_img_per_s"] > eager["train_img_per_s"]
         faster.append(ahead)
+        speedup = compiled["train_img_per_s"] / max(eager["train_img_per_s"], 1e-9)
         evidence.append(
             f"{eager['spec']} {eager['precision']}: compiled {compiled['train_img_per_s']:.0f} img/s against eager "
-            f"{eager['train_img_per_s']:.0f} ({compiled['train_img_per_s'] / max(eager['train_img_per_s'], 1e-9):.2f}x); "
+            f"{eager['train_img_per_s']:.0f} ({speedup:.2f}x); "
             f"first step {compiled['first_step_s']:.1f} s against {eager['first_step_s']:.1f} s"
         )
     if all(faster):
