@@ -336,3 +336,48 @@ def test_a_truncated_or_crafted_keras_checkpoint_is_a_checkpoint_error(tmp_path)
     (tmp_path / "empty.keras").write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.keras"):
         checkpoint_state(tmp_path / "empty.keras")
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie waits for whoever adopted it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_compare_killed_with_sigkill_takes_its_worker_with_it(tmp_path):
+    """`compare` SIGKILLed while its worker measures (SIGKILL runs no cleanup): the worker, in a session
+    of its own, ends by itself within seconds instead of measuring on, orphaned, beside a rerun."""
+    import signal
+    import time
+
+    args = ["compare", "--backends", "lightning", "--specs", "resnet-8", "--batch", "2", "--steps", "20000",
+            "--repeats", "1", "--out", str(tmp_path / "cmp"), "--wandb", "disabled"]  # a silent epoch of ~100 s
+    process = subprocess.Popen([sys.executable, "-m", "study", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    worker = None
+    try:
+        for line in process.stdout:  # the worker starts right after this line
+            if "lightning: measuring" in line:
+                break
+        deadline = time.monotonic() + 60
+        while worker is None and time.monotonic() < deadline:
+            children = open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()
+            worker = int(children[0]) if children else None
+            time.sleep(0.1)
+        assert worker is not None and alive(worker), "compare started no worker"
+        time.sleep(10)  # inside its first timed epoch, which prints nothing for a minute or more
+        assert alive(worker), "the worker ended before the test could kill compare"
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 10
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker), "the worker outlived compare"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if worker is not None and alive(worker):
+            os.kill(worker, signal.SIGKILL)

@@ -44,7 +44,7 @@ class Settings:
 
 def run_worker(job: dict, result_path: Path, timeout_s: float, echo: Callable[[str], None]) -> tuple[dict | None, str]:
     """Run one backend's worker; (its result file's content or None, its whole output)."""
-    command = [sys.executable, "-m", "study.compare.worker", json.dumps(job), str(result_path)]
+    command = [sys.executable, "-m", "study.compare.worker", json.dumps(job), str(result_path), str(os.getpid())]
     env = os.environ | {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True

@@ -154,8 +154,10 @@ def strict(value):
 
 
 def main(argv: list[str]) -> int:
+    from study.experiment.lifetime import exit_with_parent
     from study.experiment.memory import keep_freed_memory
 
+    exit_with_parent(int(argv[2]))  # `compare` killed, even with SIGKILL: this worker ends too
     keep_freed_memory()
     job, out = json.loads(argv[0]), Path(argv[1])
     measure(job, lambda result: atomic_write_text(out, json.dumps(strict(result), allow_nan=False, default=float)))

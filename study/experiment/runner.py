@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -21,6 +19,7 @@ from study.configs import GridPoint, StudyConfig, longest_first
 from study.core.errors import CheckpointError, one_line
 from study.core.twin import load, loadable_here, process_groups
 from study.experiment.console import LOG, progress_bar, redirect_descriptors
+from study.experiment.lifetime import exit_with_parent
 from study.experiment.memory import keep_freed_memory
 from study.experiment.placement import gpu_slots, take_slot
 from study.experiment.post_run import is_probed, probe_run
@@ -72,20 +71,12 @@ def thread_environment(threads: int, xla_flags: str = "") -> dict[str, str]:
     return env
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Workers die with the study process (even under SIGKILL), so a restart never races an orphan."""
-    while True:
-        if os.getppid() != parent:
-            os._exit(1)
-        time.sleep(0.5)
-
-
 def _init_worker(threads: int, parent: int, backends: tuple[str, ...], log_path: Path, slots) -> None:
     redirect_descriptors(log_path)  # before any framework is imported: they print from C++ at import
     take_slot(slots.get() if slots is not None else None)  # this worker's GPU, before a framework sees any
     keep_freed_memory()
     os.environ.update(thread_environment(threads, os.environ.get("XLA_FLAGS", "")))
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    exit_with_parent(parent)
     for backend in backends:
         load(backend).set_threads(threads)
 
