@@ -381,3 +381,36 @@ def test_compare_killed_with_sigkill_takes_its_worker_with_it(tmp_path):
             process.kill()
         if worker is not None and alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_two_collects_into_one_folder_never_interleave(tmp_path, machines):
+    """A second collect into a folder another one holds waits (one line), writes nothing meanwhile,
+    then completes the merge; two started together both succeed with every run merged once."""
+    import fcntl
+    import time
+
+    held = tmp_path / "held"
+    held.mkdir()
+    fd = os.open(held, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a first collect would hold it
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "study", "collect", str(held), str(machines / "A")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(10)  # ten seconds with the folder held: a collect starts and merges in less
+        assert process.poll() is None and not list(held.iterdir()), "the second collect did not wait"
+    finally:
+        os.close(fd)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert err.strip().splitlines() == [f"{held}: another collect is merging into it; waiting until it ends"]
+    assert len(merged_rows(held)) == 1
+
+    together = tmp_path / "together"
+    command = [sys.executable, "-m", "study", "collect", str(together)]
+    first = subprocess.Popen([*command, str(machines / "A")], stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen([*command, str(machines / "B")], stderr=subprocess.PIPE, text=True)
+    assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0, (first.stderr.read(), second.stderr.read())
+    first.stderr.close(), second.stderr.close()
+    clean = tmp_path / "clean"
+    assert cli("collect", str(clean), str(machines / "A"), str(machines / "B")).returncode == 0
+    assert merged_rows(together) == merged_rows(clean)

@@ -17,7 +17,7 @@ def register(commands) -> None:
 def collect(args: argparse.Namespace) -> int:
     from study.experiment.collect import collect as merge
 
-    rows, notes = merge(args.out, args.sources)
+    rows, notes = merge(args.out, args.sources, wait=lambda line: print(line, file=sys.stderr, flush=True))
     for note in notes:  # what was not collected, one line each; the rest is merged
         print(note, file=sys.stderr)
     print(f"{args.out}: {len(rows)} finished runs in results.csv")

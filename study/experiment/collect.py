@@ -7,14 +7,19 @@ a link (a linked run folder is refused; a link out of a run folder is left behin
 (copied under a hidden name in `out`, then renamed): a collect killed or out of disk leaves nothing
 a rerun trips on, and the rerun completes it. The replay (exactness.json) and the gradient-flow
 tables come along where `out` has none. A run that cannot be collected costs one line; the others
-are merged.
+are merged. Two collects into one folder never interleave: each holds an exclusive lock on the
+folder itself for the whole merge; the second waits, saying so in one line, then merges what the
+first did not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from study.core.errors import UserError
@@ -88,11 +93,38 @@ def _carry(out: Path, source: Path, config: dict, notes: list[str]) -> None:
         atomic_write(out / name, lambda handle, data=data: handle.write(data))
 
 
-def collect(out: Path, sources: list[Path]) -> tuple[list[dict], list[str]]:
+@contextlib.contextmanager
+def _merging_into(out: Path, wait: Callable[[str], None]) -> Iterator[None]:
+    """An exclusive lock on the folder `out` itself (flock of its descriptor, so no file of ours is
+    needed in a folder not yet known to be ours), released when the merge ends or its process dies."""
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise UserError(f"{out} cannot be opened: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            wait(f"{out}: another collect is merging into it; waiting until it ends")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def collect(out: Path, sources: list[Path], wait: Callable[[str], None] = print) -> tuple[list[dict], list[str]]:
     """Merge the finished runs of `sources` into `out` (module docstring); returns the results rows and
-    one line for each thing not collected."""
+    one line for each thing not collected. `wait` hears one line if another collect holds `out`."""
     out = Path(out)
-    studies = _sources(out, sources)
+    _sources(out, sources)  # every source checked before anything is made
+    if not out.is_dir():
+        claim_folder(out, (STUDY,), "study")  # a file refused; a new folder made, to be locked
+    with _merging_into(out, wait):
+        return _merge(out, sources)
+
+
+def _merge(out: Path, sources: list[Path]) -> tuple[list[dict], list[str]]:
+    studies = _sources(out, sources)  # again: the collect we waited for may have given `out` its study
     claim_folder(out, (STUDY,), "study")
     if not (out / STUDY).exists():
         atomic_write(
