@@ -278,6 +278,10 @@ CRAFTED = [
     ("results.csv", results_with(arch="dense"), "arch of run"),
     ("results.csv", results_with(diverged="maybe"), "diverged of run"),
     ("results.csv", results_with(run_key="keras-plain8-s1"), "duplicate run_key"),
+    # named columns are checked against their vocabulary: a crafted name never reaches a report
+    ("results.csv", results_with(dataset="<script>alert(1)</script>"), "dataset of run"),
+    ("results.csv", results_with(activation="<img src=x onerror=alert(1)>"), "activation of run"),
+    ("results.csv", results_with(shortcut="C"), "shortcut of run"),
     ("study.json", "{not json", "is not valid JSON"),
     ("study.json", '{"study_id": "x"}', "expected an object with 'study_id' and 'config'"),
     ("study.json", '{"study_id": "x", "config": {"name": "d"}}', "config lacks"),
@@ -308,6 +312,17 @@ CRAFTED = [
         "gradflow_fit.csv",
         "backend,arch,activation,norm,depth,seed,decay_per_layer,first_to_last\nkeras,plain,relu,batch,8,0,inf,1\n",
         "decay_per_layer in row 1",
+    ),  # fmt: skip
+    (
+        "gradflow_fit.csv",
+        "backend,arch,activation,norm,depth,seed,decay_per_layer,first_to_last\n"
+        "keras,plain,<script>x</script>,batch,8,0,-0.1,1\n",
+        "activation in row 1",
+    ),  # fmt: skip
+    (
+        "gradflow.csv",
+        "backend,arch,activation,norm,depth,seed,layer_index,layer,grad_norm\nkeras,plain,relu,<b>,8,0,0,c,1\n",
+        "norm in row 1",
     ),  # fmt: skip
     ("exactness.json", "{", "is not valid JSON"),
     ("exactness.json", '{"schema": 1, "passed": true}', "'tolerance' must be a positive number"),

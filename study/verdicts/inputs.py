@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.core.data import CLASSES
+from study.core.data import CLASSES, DATASETS
 from study.core.errors import UserError
 from study.core.recipe import MAX_SEED
-from study.core.spec import ARCHS, MAX_CIFAR_DEPTH
+from study.core.spec import ACTIVATIONS, ARCHS, MAX_CIFAR_DEPTH, NORMS, SHORTCUTS
 from study.core.twin import BACKENDS
 from study.files import (
     BLOCK_RATIOS,
@@ -35,6 +35,9 @@ from study.files import (
     STUDY,
 )
 
+# The optional named columns of results.csv and the tables, checked against the names the product
+# writes: a crafted folder's text never reaches a report as anything but one of these.
+VOCABULARY = {"dataset": DATASETS, "shortcut": SHORTCUTS, "activation": ACTIVATIONS, "norm": NORMS}
 MAX_DEPTH = MAX_CIFAR_DEPTH  # the deepest net the specs accept (ImageNet-style nets are shallower)
 ERROR_COLUMNS = ("final_train_error", "final_test_error", "best_test_error")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_key", "backend", "arch", "depth", "seed", *ERROR_COLUMNS, "diverged")
@@ -78,6 +81,9 @@ def load_results(path) -> pd.DataFrame:
 
     reject(~frame.backend.isin(BACKENDS), "backend", " or ".join(BACKENDS))
     reject(~frame.arch.isin(ARCHS), "arch", " or ".join(ARCHS))
+    for column, names in VOCABULARY.items():  # optional columns, but never free text: the report shows them
+        if column in frame:
+            reject(~frame[column].astype(str).isin(names), column, " or ".join(names))
     for column, high in (("depth", MAX_DEPTH), ("seed", MAX_SEED)):
         values = pd.to_numeric(frame[column], errors="coerce")
         reject(values.isna() | (values % 1 != 0) | ~values.between(0, high), column, f"an integer in 0..{high}")
@@ -300,15 +306,15 @@ def read_optional(path: Path) -> pd.DataFrame | None:
 # "fraction": a number in [0, 1] or empty; "text": anything; a tuple: one of those values.
 _IDENTITY = {"backend": (*BACKENDS, ""), "arch": ARCHS, "depth": "int", "seed": "int"}
 TABLE_SCHEMAS = {
-    LESION: {"run_key": "text", **_IDENTITY, "kind": ("intact", "single", "random"), "k": "int",
-             "test_error": "fraction"},
-    BLOCK_RATIOS: {"stage": ("init", "trained"), "run_key": "text", **_IDENTITY, "block_index": "int",
-                   "block": "text", "ratio": "number"},
+    LESION: {"run_key": "text", **_IDENTITY, "activation": ACTIVATIONS, "norm": NORMS,
+             "kind": ("intact", "single", "random"), "k": "int", "test_error": "fraction"},
+    BLOCK_RATIOS: {"stage": ("init", "trained"), "run_key": "text", **_IDENTITY, "activation": ACTIVATIONS,
+                   "norm": NORMS, "block_index": "int", "block": "text", "ratio": "number"},
     GRADNORMS: {"run_key": "text", **_IDENTITY, "epoch": "int", "layer_index": "int", "layer": "text",
                 "grad_norm": "number"},
-    GRADFLOW: {**_IDENTITY, "activation": "text", "norm": "text", "layer_index": "int", "layer": "text",
+    GRADFLOW: {**_IDENTITY, "activation": ACTIVATIONS, "norm": NORMS, "layer_index": "int", "layer": "text",
                "grad_norm": "number"},
-    GRADFLOW_FIT: {**_IDENTITY, "activation": "text", "norm": "text", "decay_per_layer": "real",
+    GRADFLOW_FIT: {**_IDENTITY, "activation": ACTIVATIONS, "norm": NORMS, "decay_per_layer": "real",
                    "first_to_last": "number"},
 }  # fmt: skip
 
