@@ -10,6 +10,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -414,3 +415,62 @@ def test_two_collects_into_one_folder_never_interleave(tmp_path, machines):
     clean = tmp_path / "clean"
     assert cli("collect", str(clean), str(machines / "A"), str(machines / "B")).returncode == 0
     assert merged_rows(together) == merged_rows(clean)
+
+
+HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "[click](http://127.0.0.1:9/steal)"]
+
+
+def rendered_markup(markdown_text: str) -> list[tuple[str, list]]:
+    """The tags, with their attributes, a Markdown renderer that passes raw HTML through (as GitHub's
+    and most editors' previews do, before sanitizing) makes of `markdown_text`."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    tags = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append((tag, attrs))
+
+    Tags().feed(MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown_text))
+    return tags
+
+
+def test_a_crafted_folders_strings_reach_no_report_as_markup(tmp_path, study_folder):
+    """A run key and layer names of a crafted folder (free text: no vocabulary to check them against)
+    reach neither report as markup: rendered, report.md holds no script, event handler or link, and
+    report.html never holds them raw. (Named columns, the data set, activation and norm, are checked
+    against their vocabulary instead: `tests/test_bad_input.py`.)"""
+    folder = tmp_path / "study"
+    shutil.copytree(study_folder, folder)
+    for name in ("verdict.json", "report.md", "report.html"):
+        (folder / name).unlink()
+    run_key = next(line.split(",")[0] for line in (folder / "results.csv").read_text().splitlines()[1:])
+    for table in folder.glob("*.csv"):
+        text = table.read_text().replace(run_key, HOSTILE[1] + HOSTILE[2])
+        table.write_text(text.replace(",conv1,", f",{HOSTILE[0]}conv1,").replace(",fc,", f",{HOSTILE[2]},"))
+    assert cli("analyze", str(folder)).returncode == 0
+    markdown_text, page = (folder / "report.md").read_text(), (folder / "report.html").read_text()
+    tags = rendered_markup(markdown_text)
+    assert {tag for tag, _ in tags} <= {"h1", "h2", "h3", "p", "strong", "em", "code", "table", "thead", "tbody",
+                                        "tr", "th", "td", "img", "ul", "ol", "li", "hr", "br"}, tags  # fmt: skip
+    assert all(name in ("src", "alt", "style") and "javascript" not in (value or "") for _, attrs in tags
+               for name, value in attrs), tags  # fmt: skip
+    assert not any(h in page for h in HOSTILE[:2])  # the page escapes what it shows (its data as JSON)
+
+
+def test_the_markdown_check_sees_raw_html():
+    assert ("script", []) in rendered_markup("a <script>alert(1)</script> b")
+    assert any(tag == "a" for tag, _ in rendered_markup("[click](http://127.0.0.1:9/steal)"))
+    from study.report.document import Document, md
+
+    assert rendered_markup(md("a <script>alert(1)</script> [click](http://127.0.0.1:9/steal) b")) == [("p", [])]
+    doc = Document()  # every block of a report: a heading, a paragraph, a table, a figure's caption
+    doc.heading(HOSTILE[0])
+    doc.para(" ".join(HOSTILE) + " **kept bold**")
+    doc.table([HOSTILE[1], "n"], [[HOSTILE[2], "a|b\n<i>"]])
+    doc.figure(Path("figures/x.png"), HOSTILE[1])
+    tags = rendered_markup(doc.markdown())
+    assert {tag for tag, _ in tags} == {"h2", "p", "strong", "table", "thead", "tbody", "tr", "th", "td", "img", "em"}
+    assert [attrs for tag, attrs in tags if tag == "img"] == [[("src", "figures/x.png"), ("alt", HOSTILE[1])]]

@@ -6,6 +6,7 @@ import html
 import io
 
 from study.compare.machine import libraries_line, machine_line
+from study.report.document import md
 
 AGREEMENT_COLUMNS = (  # quantity of `agree --json` -> column
     ("logits_train", "logits"), ("loss", "loss"), ("param_grads", "gradients"),
@@ -118,7 +119,7 @@ def markdown(result: dict) -> str:
     if result["failures"]:
         lines += ["", "### Failures", ""]
         lines += [f"- {f['backend']} {f['step']}: {f['error']}" for f in result["failures"]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(md, lines)) + "\n"  # what a worker or the machine reported: text, never markup
 
 
 def chart_svg(result: dict) -> str:

@@ -13,6 +13,18 @@ BOLD = re.compile(r"[*][*](.+?)[*][*]")  # Markdown's **bold** in a paragraph
 NUMERIC = re.compile(r"^[-+–\d.,%e\[\] ]+$|^(yes|no|inf|nan)$")  # a table cell drawn right-aligned
 
 
+MARKUP = str.maketrans({"<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]"})
+
+
+def md(text: str, inline: bool = False) -> str:
+    """`text` as Markdown shows it, never as markup: no raw HTML (``<`` and ``>`` as entities), no link
+    or image (brackets escaped); `inline` (a heading, caption or table cell) on one line, its ``|``
+    escaped. The report's own **bold** stays. Every string of a report passes here, the folder's own
+    (names, keys) and the report's alike."""
+    text = str(text).translate(MARKUP)
+    return " ".join(text.replace("|", "\\|").split()) if inline else text
+
+
 def fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
@@ -59,14 +71,16 @@ class Document:
             if block[0] == "insert":
                 continue
             if block[0] == "h":
-                out.append(f"{'#' * block[1]} {block[2]}")
+                out.append(f"{'#' * block[1]} {md(block[2], inline=True)}")
             elif block[0] == "p":
-                out.append(block[1])
+                out.append(md(block[1]))
             elif block[0] == "table":
-                out.append("| " + " | ".join(block[1]) + " |\n|" + "---|" * len(block[1]))
-                out[-1] += "".join("\n| " + " | ".join(row) + " |" for row in block[2])
+                cells = [[md(cell, inline=True) for cell in row] for row in [block[1], *block[2]]]
+                out.append("| " + " | ".join(cells[0]) + " |\n|" + "---|" * len(block[1]))
+                out[-1] += "".join("\n| " + " | ".join(row) + " |" for row in cells[1:])
             else:
-                out.append(f"![{block[2]}]({block[1].as_posix()})\n\n*{block[2]}*")
+                caption = md(block[2], inline=True)
+                out.append(f"![{caption}]({block[1].as_posix()})\n\n*{caption}*")
         return "\n\n".join(out) + "\n"
 
     def html(self, title: str, folder: Path | None = None, inserts: dict[str, str] | None = None,
