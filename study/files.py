@@ -11,6 +11,7 @@ A study folder (`resnet-study run --out DIR`)::
     gradflow_fit.csv        their fitted decay per network
     exactness.json          the float64 replay of the recipe by every twin (`study.measure.exactness`)
     settle.json             a `run --settle N` study's look 1: the undecided cells and the seeds added to them
+    timings.json            where the last invocation's time went: wall and CPU seconds per phase and run
     lesion.csv              test errors of every trained network with blocks deleted (the lesion study)
     norms.csv               block gradient ratios at initialization and after training (norm preservation)
     verdict.json            the verdicts and the statistics behind them (`study.verdicts`)
@@ -48,6 +49,7 @@ GRADNORMS = "gradnorms.csv"
 GRADFLOW = "gradflow.csv"
 GRADFLOW_FIT = "gradflow_fit.csv"
 EXACTNESS = "exactness.json"
+TIMINGS = "timings.json"  # where the invocation's time went (`study.experiment.timings`)
 SETTLE = "settle.json"  # a --settle study's look 1: the cells it left undecided and the seeds added to them
 LESION = "lesion.csv"  # a run's, and the study's: test errors with blocks deleted (the lesion study)
 BLOCK_RATIOS = "norms.csv"  # a run's, and the study's: block gradient ratios (norm preservation)
