@@ -250,8 +250,8 @@ def test_a_users_folder_is_refused_and_untouched(capsys, tmp_path, user_folder, 
 
 # -- crafted files in a study folder -------------------------------------------------------------
 
-STUDY_CONFIG = {"name": "default", "backends": ["keras", "lightning"], "archs": ["plain", "resnet"], "depths": [8],
-                "seeds": [0, 1]}  # fmt: skip
+STUDY_CONFIG = {"name": "default", "dataset": "digits", "backends": ["keras", "lightning"],
+                "archs": ["plain", "resnet"], "depths": [8], "seeds": [0, 1], "epochs": 2}  # fmt: skip
 
 
 def results_with(**changes):
@@ -283,9 +283,12 @@ CRAFTED = [
     ("results.csv", results_with(activation="<img src=x onerror=alert(1)>"), "activation of run"),
     ("results.csv", results_with(shortcut="C"), "shortcut of run"),
     ("study.json", "{not json", "is not valid JSON"),
-    ("study.json", '{"study_id": "x"}', "expected an object with 'study_id' and 'config'"),
-    ("study.json", '{"study_id": "x", "config": {"name": "d"}}', "config lacks"),
-    ("study.json", "[1, 2]", "expected an object"),
+    ("study.json", '{"study_id": "x"}', "lacks config"),
+    ("study.json", '{"study_id": "x", "config": {"name": "d"}}', "lacks config.dataset"),
+    ("study.json", "[1, 2]", "the file is [1, 2]: expected a JSON object"),
+    ("study.json", '{"study_id": "../x", "config": {}}', "study_id is '../x'"),
+    ("study.json", "[" * 100_000 + "]" * 100_000, "is not valid JSON (recursion limit exceeded"),
+    ("study.json", json.dumps({"study_id": "x", "config": STUDY_CONFIG | {"depths": [8, 9]}}), "config is"),
     ("lesion.csv", "a,b\n1,2\n", "lacks column(s)"),
     ("lesion.csv", LESION_OK + "r,keras,plain,8,0,relu,batch,intact,0,0,,x\n", "test_error in row 1"),
     ("lesion.csv", LESION_OK + "r,keras,plain,8,0,relu,batch,melted,0,0,,0.1\n", "kind in row 1"),
@@ -325,13 +328,18 @@ CRAFTED = [
         "norm in row 1",
     ),  # fmt: skip
     ("exactness.json", "{", "is not valid JSON"),
-    ("exactness.json", '{"schema": 1, "passed": true}', "'tolerance' must be a positive number"),
-    ("exactness.json", '{"schema": 1, "passed": "yes", "tolerance": 1e-8}', "'passed' must be true or false"),
-    ("exactness.json", '{"schema": 3}', "schema must be"),
+    ("exactness.json", '{"schema": 1, "passed": true}', "lacks tolerance"),
+    ("exactness.json", '{"schema": 1, "passed": "yes", "tolerance": 1e-8}', "passed is 'yes'"),
+    ("exactness.json", '{"schema": 3}', "schema is 3: Input should be 1 or 2"),
+    ("exactness.json", '{"schema": 1, "passed": true, "tolerance": NaN}', "is not valid JSON"),
     ("settle.json", "{", "is not valid JSON"),
     ("settle.json", '{"grid_seeds": [0, 1], "extra_seeds": [1], "cells": []}', "repeat a grid seed"),
-    ("settle.json", '{"grid_seeds": [0], "extra_seeds": [2], "cells": [{"arch": "dense", "depth": 8}]}', "each cell"),
-    ("settle.json", '{"grid_seeds": [-1], "extra_seeds": [2], "cells": []}', "'grid_seeds'"),
+    (
+        "settle.json",
+        '{"grid_seeds": [0], "extra_seeds": [2], "cells": [{"arch": "dense", "depth": 8}]}',
+        "cells.0.arch is 'dense'",
+    ),
+    ("settle.json", '{"grid_seeds": [-1], "extra_seeds": [2], "cells": []}', "grid_seeds.0 is -1"),
 ]
 
 
@@ -380,18 +388,20 @@ def test_sweep_never_overwrites_a_users_file(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content",
+    "content, message",
     [
-        "{",
-        "[]",
-        '{"identity": {}, "attempts": "x", "wandb_id": "a"}',
-        '{"identity": {}, "attempts": 1, "wandb_id": "../x"}',
+        ("{", "is not valid JSON"),
+        ("[]", "the file is []: expected a JSON object"),
+        ('{"identity": {}, "attempts": "x", "wandb_id": "a"}', "attempts is 'x'"),
+        ('{"identity": {}, "attempts": 1, "wandb_id": "../x"}', "wandb_id is '../x'"),
+        ('{"identity": {}, "attempts": 1, "wandb_id": "a"}', "lacks identity.backend"),
     ],
-    ids=["truncated", "a list", "attempts", "wandb id"],
+    ids=["truncated", "a list", "attempts", "wandb id", "identity"],
 )
-def test_a_crafted_run_json_is_one_line_and_untouched(capsys, tmp_path, content):
+def test_a_crafted_run_json_is_one_line_and_untouched(capsys, tmp_path, content, message):
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.json").write_text(content)
-    one_line(capsys, [*TRAIN, "--out", str(out)], "run.json is unreadable or malformed")
+    line = one_line(capsys, [*TRAIN, "--out", str(out)], message)
+    assert "run.json" in line and line.endswith("; choose another folder")
     assert (out / "run.json").read_text() == content and [p.name for p in out.iterdir()] == ["run.json"]

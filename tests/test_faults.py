@@ -63,9 +63,9 @@ def history(out):
 
 KILL_AT_SUMMARY = """
 import os, sys
-import study.experiment.training_run as run
-write = run.atomic_write_text
-run.atomic_write_text = lambda path, text: os._exit(9) if path.name == "summary.json" else write(path, text)
+import study.schemas.base as schemas
+write = schemas.atomic_write_text
+schemas.atomic_write_text = lambda path, text: os._exit(9) if path.name == "summary.json" else write(path, text)
 from study.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -191,7 +191,7 @@ def test_collect_merges_one_study_once_and_refuses_what_is_not_its_own(tmp_path,
     notes = result.stderr.strip().splitlines()
     assert len(notes) == 2 and "Traceback" not in result.stderr
     assert any("a-link: a link or a file, not a run folder; not collected" in n for n in notes)
-    assert any("crafted-run/summary.json: config.spec must be" in n for n in notes)
+    assert any("crafted-run/summary.json: lacks arch" in n for n in notes)
     rows = merged_rows(merged)
     assert len(rows) == 2 and not (merged / "runs" / "renamed-copy").exists()  # counted once
     assert not list(merged.rglob("secret.txt")) and not list(merged.rglob("leak.txt"))
@@ -354,8 +354,23 @@ def test_compare_killed_with_sigkill_takes_its_worker_with_it(tmp_path):
     import signal
     import time
 
-    args = ["compare", "--backends", "lightning", "--specs", "resnet-8", "--batch", "2", "--steps", "20000",
-            "--repeats", "1", "--out", str(tmp_path / "cmp"), "--wandb", "disabled"]  # a silent epoch of ~100 s
+    args = [
+        "compare",
+        "--backends",
+        "lightning",
+        "--specs",
+        "resnet-8",
+        "--batch",
+        "2",
+        "--steps",
+        "20000",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path / "cmp"),
+        "--wandb",
+        "disabled",
+    ]  # a silent epoch of ~100 s
     process = subprocess.Popen([sys.executable, "-m", "study", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     worker = None

@@ -155,17 +155,17 @@ def test_compare_json_rows_become_rates(tmp_path):
         ("{", "not valid JSON"),
         ("[1, 2]", "not a compare.json"),
         ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
-        ('{"speed": 3}', "no speed rows"),
+        ('{"speed": 3}', "speed is 3: Input should be a valid list"),
         ('{"speed": []}', "no fp32, uncompiled speed rows"),
         (
             '{"speed": [{"backend": "lightning", "device": "cpu", "spec": "resnet20", "precision": "32", '
             '"train_img_per_s": -1, "infer_img_per_s": 5}]}',
-            "rates and FLOPs must be finite and > 0",
+            "speed.0.train_img_per_s is -1: Input should be greater than 0",
         ),
         (
             '{"speed": [{"backend": "lightning", "device": "cpu", "spec": "resnet20", "precision": "32", '
             '"train_img_per_s": NaN, "infer_img_per_s": 5}]}',
-            "rates and FLOPs must be finite and > 0",
+            "not valid JSON",
         ),
         (
             '{"speed": [{"backend": "lightning", "device": "cpu", "spec": "nonsense", "precision": "32", '
@@ -189,7 +189,7 @@ def test_a_bad_throughput_file_is_one_line_exit_2(tmp_path, content, message):
         (["--runs-per-gpu", "2"], "--runs-per-gpu needs --gpus"),
         (["--gpus", "2", "--workers", "2"], "--workers is for CPU plans"),
         (["--gpus", "0"], "--gpus: must be"),
-        (["--throughput", "/nonexistent/compare.json"], "cannot read it"),
+        (["--throughput", "/nonexistent/compare.json"], "is missing or not a regular file"),
         (["--throughput", "/dev/zero"], "not a regular file"),
     ],
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from study.cli.flags import UsageError, add_json, positive_int
 from study.cli.study import add_study_arguments, study_config_from_args
+from study.core.errors import UserError
 
 
 def register(commands) -> None:
@@ -63,13 +64,14 @@ def run_plan(args: argparse.Namespace) -> int:
 def save_table(table, path: Path) -> None:
     """The table as JSON at `path`: a new file, or one this command wrote before (never a user's other file)."""
     from study.files import atomic_write_text
+    from study.schemas.base import read_json
 
     if path.is_dir() or path.is_symlink():
         raise UsageError(f"--save-table {path}: a folder or a link; name a new file")
     if path.exists():
         try:
-            ours = "probe_factor" in json.loads(path.read_text())
-        except (OSError, ValueError, TypeError):
+            ours = "probe_factor" in read_json(path)
+        except (UserError, TypeError):
             ours = False
         if not ours:
             raise UsageError(f"--save-table {path}: exists and is not a throughput table; name a new file")

@@ -19,6 +19,7 @@ from study.compare.recommend import recommend
 from study.compare.render import markdown, page
 from study.core.twin import INSTALL, installed
 from study.files import atomic_write_text, claim_folder
+from study.schemas.comparison import Comparison
 
 SCHEMA = 1
 MARKER = "compare.json"
@@ -117,7 +118,7 @@ def compare(settings: Settings, out: Path, echo: Callable[[str], None] = print) 
         atomic_write_text(out / "compare.log", "".join(log))
         merge(result, backend, worker)
     result["recommendations"] = recommend(result)
-    atomic_write_text(out / MARKER, json.dumps(result, indent=1, allow_nan=False))
+    Comparison.model_validate(result).write(out / MARKER)
     atomic_write_text(out / "compare.md", markdown(result))
     atomic_write_text(out / "compare.html", page(result))
     return result

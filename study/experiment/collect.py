@@ -25,6 +25,7 @@ from pathlib import Path
 from study.core.errors import UserError
 from study.experiment.study_folder import update_tables
 from study.files import EXACTNESS, GRADFLOW, GRADFLOW_FIT, RUNS, STUDY, SUMMARY, atomic_write, claim_folder
+from study.schemas.study_folder import StudyFile
 from study.verdicts.inputs import load_exactness, load_study, load_summary, read_table
 
 INCOMING = ".incoming-"  # a run being copied in; a later collect removes what a killed one left
@@ -127,9 +128,7 @@ def _merge(out: Path, sources: list[Path]) -> tuple[list[dict], list[str]]:
     studies = _sources(out, sources)  # again: the collect we waited for may have given `out` its study
     claim_folder(out, (STUDY,), "study")
     if not (out / STUDY).exists():
-        atomic_write(
-            out / STUDY, lambda handle: handle.write(json.dumps(next(iter(studies.values())), indent=2).encode())
-        )
+        StudyFile.model_validate(next(iter(studies.values()))).write(out / STUDY)
     config = load_study(out / STUDY)["config"]
     (out / RUNS).mkdir(exist_ok=True)
     for leftover in (out / RUNS).glob(INCOMING + "*"):  # what a killed collect left: ours, half copied

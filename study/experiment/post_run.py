@@ -8,7 +8,6 @@ lesion.csv and norms.csv; `study.experiment.study_folder.update_tables` gathers 
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 from study.core.data import Dataset, load_dataset
@@ -18,6 +17,7 @@ from study.core.twin import load
 from study.files import BLOCK_RATIOS, LESION, SUMMARY, write_csv
 from study.measure.block_ratios import block_ratio_rows
 from study.measure.lesion import lesion_rows
+from study.verdicts.inputs import load_summary
 
 
 @functools.lru_cache(maxsize=2)
@@ -35,7 +35,7 @@ def probe_run(run_dir: Path, data_dir: str | None, evaluator: str) -> Path:
     Norms are measured at initialization (the run's initial weights: the same for both twins' runs
     of a seed) and after training. A diverged run gets empty tables: its weights are not finite.
     """
-    summary = json.loads((run_dir / SUMMARY).read_text())
+    summary = load_summary(run_dir / SUMMARY)
     spec = NetworkSpec.from_dict(summary["config"]["spec"])
     lesion, norms = [], []
     if not summary["diverged"]:

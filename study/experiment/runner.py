@@ -8,7 +8,6 @@ parallel workers (or sweep agents sharing a disk) never train the same point twi
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -35,7 +34,7 @@ from study.files import (
 from study.measure import gradflow
 from study.measure.exactness import compare_replays, replay_networks, write_exactness
 from study.tracking.dashboard import model_artifact_name
-from study.verdicts.inputs import load_exactness
+from study.verdicts.inputs import load_exactness, load_summary
 
 
 def run_point(
@@ -50,7 +49,7 @@ def run_point(
         if not mine:
             return None
         if (run_dir / SUMMARY).exists():
-            return json.loads((run_dir / SUMMARY).read_text())
+            return load_summary(run_dir / SUMMARY)
         # An interrupted attempt's folder is resumed from its last completed epoch (study.experiment.training_run).
         request = RunRequest.for_point(
             point, run_dir, data_dir=data_dir, wandb_mode=wandb_mode, device=device, study=study_id,

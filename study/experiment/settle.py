@@ -9,12 +9,12 @@ under a lock: a resumed study (or a second process on the same folder) adds the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from study.configs import StudyConfig
 from study.experiment.study_folder import locked
-from study.files import EXACTNESS, RESULTS, SETTLE, atomic_write_text
+from study.files import EXACTNESS, RESULTS, SETTLE
+from study.schemas.study_folder import SettleFile
 from study.verdicts.agreement import agreement, cell_label
 from study.verdicts.analyze import main_experiment
 from study.verdicts.common import as_float
@@ -30,7 +30,7 @@ def look_one(out: Path, config: StudyConfig, alpha: float, margin: float, worker
         if path.exists():
             return load_settle(path)
         record = _decide(Path(out), config, alpha, margin, workers)
-        atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False))
+        SettleFile.model_validate(record).write(path)
     return record
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,10 +31,10 @@ from study.files import (
     RUNS,
     STUDY,
     SUMMARY,
-    atomic_write_text,
     claim_folder,
     write_csv,
 )
+from study.schemas.study_folder import StudyFile
 from study.verdicts.inputs import load_study, load_summary
 
 
@@ -61,7 +60,7 @@ def open_study(out: Path, config: StudyConfig) -> str:
             )
         return existing["study_id"]
     study_id = config.study_id
-    atomic_write_text(path, json.dumps({"study_id": study_id, "config": config.to_dict()}, indent=2))
+    StudyFile.model_validate({"study_id": study_id, "config": config.to_dict()}).write(path)
     return study_id
 
 

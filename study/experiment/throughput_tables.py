@@ -16,7 +16,6 @@ from study.core.errors import UserError
 from study.core.spec import NetworkSpec
 from study.experiment.plan import plan_study
 from study.experiment.throughput import (
-    MAX_TABLE_BYTES,
     SHIPPED,
     PlanError,
     Rate,
@@ -24,6 +23,9 @@ from study.experiment.throughput import (
     dataset_facts,
     lesion_evaluations,
 )
+from study.schemas.base import read_json
+from study.schemas.comparison import Comparison
+from study.schemas.study_folder import TimingsFile
 
 
 def load_throughput(path: Path | None) -> Throughput:
@@ -37,16 +39,9 @@ def load_throughput(path: Path | None) -> Throughput:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        if path.exists() and not path.is_file():  # a pipe or device would block or never end
-            raise PlanError(f"--throughput {path}: not a regular file")
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            raise PlanError(f"--throughput {path}: larger than {MAX_TABLE_BYTES >> 20} MiB; not a compare.json")
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise PlanError(f"--throughput {path}: cannot read it ({error.strerror or error})") from None
-    except (ValueError, RecursionError):
-        raise PlanError(f"--throughput {path}: not valid JSON") from None
+    if path.exists() and not path.is_file():  # a pipe or device would block or never end
+        raise PlanError(f"--throughput {path}: not a regular file")
+    data = read_json(path, PlanError, "--throughput")
     if not isinstance(data, dict):
         raise PlanError(f"--throughput {path}: not a compare.json (a JSON object with speed rows)")
     return data
@@ -58,9 +53,9 @@ def from_compare(path: Path, data: dict) -> Throughput:
     device; the study's probes are not measured there (the shipped table's probe factor is used)."""
     if "rates" in data and "probe_factor" in data:  # a table written by `plan --save-table` or shipped
         return Throughput.from_dict(data, f"--throughput {path}")
-    rows = data.get("speed")
-    if not isinstance(rows, list):
-        raise PlanError(f"--throughput {path}: not a compare.json (no speed rows)")
+    comparison = Comparison.check(data, f"--throughput {path}", PlanError)  # docs/schemas/compare.schema.json
+    data = comparison.as_dict()
+    rows = data["speed"]
     from study.core.presets import parse_spec
 
     rates = []
@@ -100,19 +95,18 @@ def from_study(folder: Path) -> Throughput:
     its epochs' rates, its fixed cost (its task's seconds less its epochs), its probes' seconds; the
     median per backend and network. The study's own costs (start-up, worker processes, landing, the
     analysis) are what its wall time holds beyond its tasks as `simulate` schedules them."""
-    from study.experiment.timings import TIMINGS
-    from study.files import HISTORY, RESULTS, RUNS, STUDY, SUMMARY
-    from study.verdicts.inputs import load_history, load_results, load_study, read_json
+    from study.files import HISTORY, RESULTS, RUNS, STUDY, SUMMARY, TIMINGS
+    from study.verdicts.inputs import load_history, load_results, load_study, load_summary
 
     where = f"--throughput {folder}"
     if not all((folder / name).is_file() for name in (STUDY, RESULTS, HISTORY, TIMINGS)):
         raise PlanError(f"{where}: not a finished study folder (study.json, results.csv, history.csv, timings.json)")
     try:
         config = load_study(folder / STUDY)["config"]
-        timings = _read_json(folder / TIMINGS)
+        timings = TimingsFile.read(folder / TIMINGS, PlanError).as_dict()
         results, history = load_results(folder / RESULTS), load_history(folder / HISTORY)
         tasks = timings.get("tasks")
-        if not isinstance(tasks, list):
+        if tasks is None:
             raise PlanError(f"{where}: its timings.json has no per-task seconds (written by an older version)")
         task_s = {(str(t["phase"]).split()[0], str(t["key"])): float(t["wall_s"]) for t in tasks if t.get("key")}
         shape, classes, n_train, n_test = dataset_facts(str(config["dataset"]))
@@ -122,7 +116,7 @@ def from_study(folder: Path) -> Throughput:
             epochs = history[history.run_key == row.run_key]
             if row.diverged or epochs.empty or ("train", row.run_key) not in task_s:
                 continue
-            summary = read_json(folder / RUNS / row.run_key / SUMMARY)
+            summary = load_summary(folder / RUNS / row.run_key / SUMMARY)
             device = "gpu" if str(summary.get("device", "cpu")).startswith(("cuda", "gpu")) else "cpu"
             spec = NetworkSpec(family="cifar", depth=int(row.depth), residual=row.arch == "resnet",
                                shortcut=str(row.shortcut), activation=str(row.activation), norm=str(row.norm),

@@ -15,10 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from study.files import atomic_write_text
-from study.verdicts.inputs import read_json
-
-TIMINGS = "timings.json"
+from study.files import TIMINGS
+from study.schemas.study_folder import TimingsFile
 
 
 def timed(fn: Callable, /, *args, **kwargs) -> tuple[object, float, float]:
@@ -56,7 +54,7 @@ class Timings:
         """timings.json: the invocation's wall time, its runs at once (`workers`), phases and run tasks."""
         rows = [{"phase": name, **values} for name, values in self.phases.items()]
         record = {"wall_s": total_wall_s, "workers": workers, "phases": rows, "tasks": self.tasks}
-        atomic_write_text(Path(folder) / TIMINGS, json.dumps(record, indent=1))
+        TimingsFile.model_validate(record).write(Path(folder) / TIMINGS)
 
 
 def bench_study(out: Path, config: str = "default", extra: tuple[str, ...] = ()) -> dict:
@@ -77,7 +75,7 @@ def bench_study(out: Path, config: str = "default", extra: tuple[str, ...] = ())
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the study exited with {done.returncode}: {last}")
     verdict = json.loads(done.stdout)
-    timings = read_json(Path(out) / TIMINGS)
+    timings = TimingsFile.read(Path(out) / TIMINGS).as_dict()
     return {
         "config": config,
         "out": str(out),

@@ -7,7 +7,6 @@ else is there.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import statistics
@@ -26,7 +25,8 @@ from study.core.records import EpochRecord, RunContext, run_determinants
 from study.core.spec import NetworkSpec
 from study.core.twin import Twin, check_devices, load, request_cpu_devices
 from study.experiment.placement import where
-from study.files import HISTORY, RUN_STATE, SUMMARY, atomic_write_text, claim_folder, write_csv
+from study.files import HISTORY, RUN_STATE, SUMMARY, claim_folder, write_csv
+from study.schemas.run import RunState, Summary
 from study.tracking.dashboard import log_model as log_model_artifact
 from study.tracking.dashboard import model_artifact_name
 from study.tracking.wandb_run import library_versions, resolve_mode, run_tags, start_wandb
@@ -97,14 +97,10 @@ def claim_out_dir(out: Path, identity: dict) -> dict:
     path = out / RUN_STATE
     if path.exists():
         try:
-            state = json.loads(path.read_text())
-            same = state["identity"] == identity
-            valid = isinstance(state["attempts"], int) and state["attempts"] >= 1 and isinstance(state["wandb_id"], str)
-        except (OSError, ValueError, KeyError, TypeError):
-            valid = False
-        if not valid or not state["wandb_id"].isalnum() or len(state["wandb_id"]) > 64:
-            raise RunError(f"--out {out}: {RUN_STATE} is unreadable or malformed; choose another folder")
-        if not same:
+            state = RunState.read(path, RunError).as_dict()
+        except RunError as error:
+            raise RunError(f"--out {out}: {error}; choose another folder") from None
+        if state["identity"] != identity:
             raise RunError(
                 f"--out {out} holds an unfinished run of another configuration; resume it with the same "
                 "flags or choose another folder"
@@ -112,8 +108,7 @@ def claim_out_dir(out: Path, identity: dict) -> dict:
         state["attempts"] += 1
     else:
         state = {"identity": identity, "wandb_id": uuid.uuid4().hex[:12], "attempts": 1}
-    atomic_write_text(path, json.dumps(state, indent=2, allow_nan=False))
-    return state
+    return RunState.model_validate(state).write(path).as_dict()
 
 
 @dataclass(frozen=True)
@@ -240,7 +235,7 @@ def run_training(request: RunRequest) -> dict:
     if wandb_run is not None:
         wandb_run.summary.update({k: v for k, v in summary.items() if k != "config" and v is not None})
         wandb_run.finish()
-    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
+    Summary.model_validate(summary).write(out / SUMMARY)
     for path in outcome.transient:  # the run is finished: its resume files are no longer needed
         path.unlink(missing_ok=True)
     return summary

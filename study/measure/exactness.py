@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 from pathlib import Path
 
@@ -59,9 +58,9 @@ from study.files import (
     EXACTNESS_ROUNDING_LIMIT,
     EXACTNESS_SCHEMA,
     EXACTNESS_TOLERANCE,
-    atomic_write_text,
 )
 from study.measure.replay import Trajectory, flat, relative_error, train_from
+from study.schemas.exactness import Exactness
 from study.verdicts.inputs import load_exactness
 
 EPOCHS, WARMUP_EPOCHS = 4, 1
@@ -244,7 +243,7 @@ def run_replay(config: StudyConfig, out: Path, dataset: Dataset) -> dict:
 
 
 def write_exactness(out: Path, evidence: dict) -> dict:
-    atomic_write_text(Path(out) / EXACTNESS, json.dumps(_finite(evidence), indent=2, allow_nan=False))
+    Exactness.model_validate(_finite(evidence)).write(Path(out) / EXACTNESS)
     return evidence
 
 

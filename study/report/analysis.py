@@ -14,7 +14,7 @@ from study.files import FIGURES, REPORT_HTML, REPORT_MD, STUDY, VERDICT, atomic_
 from study.report.explorer import STYLE, explorer_data, explorer_html
 from study.report.sections import report
 from study.verdicts.analyze import analyze
-from study.verdicts.inputs import read_study_folder
+from study.verdicts.inputs import read_json, read_study_folder
 
 
 def check_outputs_are_ours(folder: Path) -> None:
@@ -24,8 +24,8 @@ def check_outputs_are_ours(folder: Path) -> None:
         return
     if (folder / VERDICT).exists():
         try:
-            ours = isinstance(verdict := json.loads((folder / VERDICT).read_text()), dict) and "degradation" in verdict
-        except (OSError, ValueError, UnicodeDecodeError):
+            ours = isinstance(verdict := read_json(folder / VERDICT), dict) and "degradation" in verdict
+        except UserError:
             ours = False
         if ours:
             return

@@ -13,7 +13,6 @@ use an artifact — so offline the study artifact lists its inputs in its metada
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +34,7 @@ from study.files import (
 )
 from study.report.explorer import explorer_data
 from study.tracking.wandb_run import start_wandb
-from study.verdicts.inputs import load_study, read_study_folder
+from study.verdicts.inputs import load_study, load_summary, read_study_folder
 
 STUDY_FILES = (RESULTS, VERDICT, EXACTNESS, REPORT_MD, REPORT_HTML, HISTORY, GRADNORMS, GRADFLOW, GRADFLOW_FIT, STUDY)
 
@@ -134,7 +133,7 @@ def _model_inputs(folder: Path) -> list[str]:
     """The model artifacts the study's runs logged (their summary.json names them)."""
     names = []
     for path in sorted((folder / RUNS).glob(f"*/{SUMMARY}")):
-        name = json.loads(path.read_text()).get("model_artifact")
+        name = load_summary(path).get("model_artifact")
         if name:
             names.append(name)
     return names

@@ -8,8 +8,6 @@ on the first one found.
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +21,6 @@ from study.core.twin import BACKENDS
 from study.files import (
     BLOCK_RATIOS,
     EXACTNESS,
-    EXACTNESS_QUANTITIES,
-    EXACTNESS_SCHEMAS,
     GRADFLOW,
     GRADFLOW_FIT,
     GRADNORMS,
@@ -34,6 +30,10 @@ from study.files import (
     SETTLE,
     STUDY,
 )
+from study.schemas import base as schemas
+from study.schemas.exactness import Exactness
+from study.schemas.run import Summary
+from study.schemas.study_folder import SettleFile, StudyFile
 
 # The optional named columns of results.csv and the tables, checked against the names the product
 # writes: a crafted folder's text never reaches a report as anything but one of these.
@@ -104,15 +104,8 @@ def load_results(path) -> pd.DataFrame:
 
 
 def read_json(path: Path, error: type[UserError] = UserError, kind: str = ""):
-    """A JSON file's content, or `error` with one line: unreadable, or not JSON (`kind`, e.g.
-    "exactness", names the file's role in the message)."""
-    named = f"{kind} file {path}" if kind else str(path)
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as problem:
-        raise error(f"cannot read {named}: {problem.strerror or problem}") from None
-    except ValueError:  # json's decode errors and undecodable bytes
-        raise error(f"{named} is not valid JSON") from None
+    """A JSON file's content, bounded in size and nesting (`study.schemas.base.read_json`), unvalidated."""
+    return schemas.read_json(path, error, kind)
 
 
 class ExactnessError(UserError):
@@ -120,59 +113,8 @@ class ExactnessError(UserError):
 
 
 def load_exactness(path: Path) -> dict:
-    """Read and validate exactness.json; raise `ExactnessError` with one line on the first problem."""
-    path = Path(path)
-    evidence = read_json(path, ExactnessError, "exactness")
-
-    def require(condition: bool, what: str) -> None:
-        if not condition:
-            raise ExactnessError(f"exactness file {path}: {what}")
-
-    def within(errors, limit: float, what: str) -> bool:
-        require(isinstance(errors, dict), f"each {what} needs 'errors'")
-        expected = ", ".join(EXACTNESS_QUANTITIES)
-        require(set(errors) == set(EXACTNESS_QUANTITIES), f"each {what}'s errors must be {expected}")
-        for quantity, value in errors.items():
-            ok = value == "inf" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0)
-            require(ok, f'error of {quantity} must be a number >= 0 or "inf"; got {value!r}')
-        return all(value != "inf" and value <= limit for value in errors.values())
-
-    def positive(key: str) -> float:
-        value = evidence.get(key)
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and math.isfinite(value)
-        require(ok, f"'{key}' must be a positive number")
-        return value
-
-    require(isinstance(evidence, dict), "expected a JSON object")
-    schemas = " or ".join(map(str, EXACTNESS_SCHEMAS))
-    schema = evidence.get("schema")
-    require(type(schema) is int and schema in EXACTNESS_SCHEMAS, f"schema must be {schemas}")
-    require(isinstance(evidence.get("passed"), bool), "'passed' must be true or false")
-    tolerance = positive("tolerance")
-    rounding_limit = positive("rounding_limit") if evidence["schema"] >= 2 else None
-    nets = evidence.get("networks")
-    require(isinstance(nets, list) and nets, "'networks' must be a non-empty list")
-    judged = []
-    for network in nets:
-        require(isinstance(network, dict) and isinstance(network.get("pairs"), list), "each network needs 'pairs'")
-        require(isinstance(network.get("spec"), str), "each network needs its 'spec' name")
-        for pair in network["pairs"]:
-            require(isinstance(pair, dict), "each pair needs 'errors'")
-            passed = within(pair.get("errors"), tolerance, "pair")
-            require(pair.get("passed") is passed, f"{network['spec']}: 'passed' contradicts the errors")
-        if rounding_limit is None:  # schema 1: no rounding sensitivity, every network judged
-            judged.append(network)
-            continue
-        rounding = network.get("rounding")
-        require(isinstance(rounding, dict), f"{network['spec']}: each network needs its 'rounding' sensitivity")
-        replayable = within(rounding.get("errors"), rounding_limit, "rounding")
-        require(rounding.get("replayable") is replayable, f"{network['spec']}: 'replayable' contradicts the errors")
-        if replayable:
-            judged.append(network)
-    pairs = [pair for network in judged for pair in network["pairs"]]
-    passed = (bool(pairs) or rounding_limit is None) and all(pair["passed"] for pair in pairs)
-    require(evidence["passed"] is passed, "'passed' contradicts the networks' pairs")
-    return evidence
+    """exactness.json, validated (`study.schemas.exactness.Exactness`); `ExactnessError` in one line."""
+    return Exactness.read(path, ExactnessError).as_dict()
 
 
 class SettleError(UserError):
@@ -180,86 +122,18 @@ class SettleError(UserError):
 
 
 def load_settle(path: Path) -> dict:
-    """Read and validate settle.json (a `--settle` study's look 1, `study.experiment.settle`): the grid
-    seeds, the seeds added at look 1 (disjoint from them) and the cells they were added to."""
-    path = Path(path)
-    record = read_json(path, SettleError, "settle")
-
-    def require(condition: bool, what: str) -> None:
-        if not condition:
-            raise SettleError(f"settle file {path}: {what}")
-
-    def seeds(value) -> bool:
-        return isinstance(value, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                               for s in value) and len(set(value)) == len(value)  # fmt: skip
-
-    require(isinstance(record, dict), "expected a JSON object")
-    require(seeds(record.get("grid_seeds")) and record["grid_seeds"], "'grid_seeds' must list the grid's seeds")
-    require(seeds(record.get("extra_seeds")) and record["extra_seeds"], "'extra_seeds' must list the added seeds")
-    require(not set(record["grid_seeds"]) & set(record["extra_seeds"]), "'extra_seeds' repeat a grid seed")
-    cells = record.get("cells")
-    require(isinstance(cells, list), "'cells' must be a list")
-    for cell in cells:
-        require(
-            isinstance(cell, dict) and cell.get("arch") in ARCHS and isinstance(cell.get("depth"), int)
-            and not isinstance(cell["depth"], bool) and cell["depth"] > 0,
-            "each cell needs an 'arch' (plain or resnet) and a positive integer 'depth'",
-        )  # fmt: skip
-    return record
+    """settle.json (a `--settle` study's look 1), validated (`study.schemas.study_folder.SettleFile`)."""
+    return SettleFile.read(path, SettleError).as_dict()
 
 
 def load_study(path: Path) -> dict:
-    """study.json, checked: an object with a study id and a config of the grid's axes."""
-    study = read_json(path)
-    config = study.get("config") if isinstance(study, dict) else None
-    if not isinstance(study, dict) or not isinstance(study.get("study_id"), str) or not isinstance(config, dict):
-        raise UserError(f"{path}: expected an object with 'study_id' and 'config'")
-    if missing := [
-        k for k in ("name", "backends", "archs", "depths", "seeds") if not isinstance(config.get(k), str | list)
-    ]:
-        raise UserError(f"{path}: config lacks {', '.join(missing)}")
-    return study
+    """study.json, validated (`study.schemas.study_folder.StudyFile`): its study id and config."""
+    return StudyFile.read(path).as_dict()
 
 
 def load_summary(path: Path) -> dict:
-    """A run's summary.json, checked where the study folder's tables read it (`ResultsError` with one
-    line naming the file and the field)."""
-    path = Path(path)
-    summary = read_json(path, ResultsError)
-
-    def whole(value, low: int = 0, high: int = MAX_SEED) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-    def number(value, fraction: bool = False) -> bool:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-        return value is None or (ok and (not fraction or value <= 1))
-
-    if not isinstance(summary, dict):
-        raise ResultsError(f"{path}: expected a JSON object")
-    config = summary.get("config")
-    spec = config.get("spec") if isinstance(config, dict) else None
-    checks = [
-        (isinstance(spec, dict), "config.spec", "the run's network spec"),
-        (summary.get("backend") in BACKENDS, "backend", " or ".join(BACKENDS)),
-        (summary.get("arch") in ARCHS, "arch", " or ".join(ARCHS)),
-        (whole(summary.get("depth"), 1, MAX_DEPTH), "depth", f"an integer in 1..{MAX_DEPTH}"),
-        (whole(summary.get("seed")), "seed", f"an integer in 0..{MAX_SEED}"),
-        (isinstance(summary.get("dataset"), str), "dataset", "a data set's name"),
-        (whole(summary.get("epochs"), 1) and whole(summary.get("epochs_completed")), "epochs", "whole epochs"),
-        (isinstance(summary.get("diverged"), bool), "diverged", "true or false"),
-        (all(number(summary.get(k), True) for k in ERROR_COLUMNS), "the final errors", "numbers in [0, 1] or null"),
-        (all(number(summary.get(k)) for k in ("final_train_loss", "wall_s", "train_img_per_s")), "the timings and loss",
-         "numbers >= 0 or null"),
-        (whole(summary.get("params"), 0, 10**12), "params", "a parameter count"),
-        (isinstance(summary.get("checkpoint"), str), "checkpoint", "the checkpoint's file name"),
-    ]  # fmt: skip
-    for ok, name, expected in checks:
-        if not ok:
-            raise ResultsError(f"{path}: {name} must be {expected}")
-    if not (whole(spec.get("classes"), 2, 10**5) and all(isinstance(spec.get(k), str) for k in
-                                                           ("shortcut", "activation", "norm"))):  # fmt: skip
-        raise ResultsError(f"{path}: config.spec needs classes, shortcut, activation and norm")
-    return summary
+    """A run's summary.json, validated (`study.schemas.run.Summary`); `ResultsError` in one line."""
+    return Summary.read(path, ResultsError).as_dict()
 
 
 HISTORY_REQUIRED = ("run_key", "backend", "arch", "depth", "seed", "epoch", "train_error")
