@@ -122,6 +122,13 @@ RUN_ERRORS = [
     (["run", "--dataset", "cifar10"], "needs --data-dir"),
     (["run", "--data-dir", "/tmp", "--dataset", "digits"], "--data-dir is only used with --dataset cifar10"),
     (["run", "--config", "budget", "--epochs", "3"], "trains its own budgets"),
+    # a study's size is stated before it starts; above the limits it needs --confirm-size
+    (["run", *GRID[:4], "--seeds", ",".join(map(str, range(2000))), "--wandb", "disabled"], "8000 runs, predicted"),
+    (["run", "--config", "paper", "--data-dir", "/tmp"], "100 runs, predicted"),
+    (
+        ["run", "--config", "paper", "--data-dir", "/tmp"],
+        "above 1000 runs or 24 predicted hours; rerun with --confirm-size to start it (nothing was started)",
+    ),
 ]
 POINT = ["run-point", *GRID, "--backends", "lightning", "--arch", "plain"]
 POINT_ERRORS = [

@@ -240,3 +240,29 @@ def test_a_saved_table_plans_as_its_source_did_and_no_users_file_is_overwritten(
     refused = cli("plan", "--save-table", str(mine))
     assert refused.returncode == 2 and "not a throughput table" in refused.stderr
     assert mine.read_text() == '{"my": "notes"}'
+
+
+def test_a_huge_studys_size_is_stated_from_a_sample_of_its_seeds():
+    """Above 1000 runs `study_size` simulates the first seeds and scales by the runs: within 2 % of the
+    whole schedule simulated (what `plan` does, seconds slower at this size)."""
+    from study.experiment.plan import MAX_UNCONFIRMED_RUNS, study_size
+
+    config = get_config("default").with_overrides(seeds=tuple(range(150)))  # 1200 runs
+    table = planning.load_throughput(None)
+    runs, seconds = study_size(config, table, workers=2)
+    assert runs == 1200 > MAX_UNCONFIRMED_RUNS
+    assert seconds == pytest.approx(plan_study(config, table, workers=2).wall_s, rel=0.02)
+
+
+def test_a_confirmed_large_study_is_stated_and_let_through():
+    import argparse
+
+    from study.cli.study import study_size_line
+
+    config = get_config("default").with_overrides(seeds=tuple(range(200)))
+    args = argparse.Namespace(executor="local", device="cpu", workers=2, confirm_size=True)
+    assert study_size_line(config, args).startswith("study: 1600 runs, predicted ")
+    small = study_size_line(get_config("default"), args)
+    assert small.startswith("study: 56 runs, predicted ") and small.endswith(
+        "min here (`resnet-study plan` with the same flags: the details)"
+    )

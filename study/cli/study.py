@@ -124,6 +124,11 @@ def register(commands) -> None:
         help="declared when the study starts: add N seeds to every cell whose agreement is undecided on the grid's "
         "seeds (two looks, each at alpha/2; docs/design.md)",
     )
+    run.add_argument(
+        "--confirm-size",
+        action="store_true",
+        help="run a study of more than 1000 runs or 24 predicted hours on this machine's CPU (refused otherwise)",
+    )
     add_verdict_arguments(run)
     add_json(run, "print verdict.json instead of progress")
     run.set_defaults(run=run_study)
@@ -183,6 +188,30 @@ def study_engine(args: argparse.Namespace):
     return LocalEngine(args.workers or min(4, os.cpu_count() or 1))
 
 
+def study_size_line(config, args: argparse.Namespace) -> str:
+    """The study's size in one line (runs; predicted time where it trains on this machine's CPU), said
+    before anything starts; a study above `plan`'s limits is refused unless --confirm-size."""
+    from study.experiment.plan import MAX_UNCONFIRMED_HOURS, MAX_UNCONFIRMED_RUNS, study_size
+    from study.experiment.throughput_tables import load_throughput
+
+    on_cpu = args.executor == "local" and (args.device == "cpu" or not machine_gpus())
+    runs, hours = len(config.points()), None
+    if on_cpu:
+        runs, seconds = study_size(config, load_throughput(None), args.workers or min(4, os.cpu_count() or 1))
+        hours = seconds / 3600
+        size = f"{runs} runs, predicted {f'{hours * 60:.0f} min' if hours < 2 else f'{hours:.1f} h'} here"
+        line = f"study: {size} (`resnet-study plan` with the same flags: the details)"
+    else:
+        size = f"{runs} runs"
+        line = f"study: {size} (their time: `resnet-study plan --gpus N --throughput compare.json`)"
+    if (runs > MAX_UNCONFIRMED_RUNS or (hours or 0) > MAX_UNCONFIRMED_HOURS) and not args.confirm_size:
+        raise UsageError(
+            f"{size}: above {MAX_UNCONFIRMED_RUNS} runs or {MAX_UNCONFIRMED_HOURS:.0f} predicted hours; rerun "
+            "with --confirm-size to start it (nothing was started)"
+        )
+    return line
+
+
 def run_study(args: argparse.Namespace) -> int:
     from study.core import data
     from study.experiment.console import LOG, frameworks_to
@@ -195,6 +224,9 @@ def run_study(args: argparse.Namespace) -> int:
     start, timings = time.perf_counter(), Timings()
     config = study_config_from_args(args)
     check_engine_flags(args)
+    size = study_size_line(config, args)
+    if not args.json:
+        print(size, flush=True)
     out = args.out or Path("runs") / config.name
     data.load_dataset(config.dataset, args.data_dir)  # fail fast, before any run, on bad data
     mode = resolve_mode(args.wandb)

@@ -16,6 +16,7 @@ devices held for the whole wall time.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections import deque
@@ -194,3 +195,21 @@ def describe_plan(plan: Plan) -> Iterable[str]:
     yield f"rates: {plan.table.source}; one slot as measured: {plan.table.slots}"
     for note in plan.table.notes:
         yield f"assumed: {note}"
+
+
+# A study above either size runs only when confirmed (`run --confirm-size`): ten times the runs of the
+# largest shipped config (paper: 100), or a day of predicted wall time on this machine's CPU.
+MAX_UNCONFIRMED_RUNS = 1000
+MAX_UNCONFIRMED_HOURS = 24.0
+
+
+def study_size(config: StudyConfig, table: Throughput, workers: int) -> tuple[int, float]:
+    """(runs, predicted wall seconds on `workers` CPU workers) of `config`. Above
+    `MAX_UNCONFIRMED_RUNS` the schedule of its first seeds is simulated and scaled by the runs (a study's
+    time is linear in its seeds), so stating a huge study's size costs no more than a small one's."""
+    runs = len(config.points())
+    sample = config
+    if runs > MAX_UNCONFIRMED_RUNS:
+        per_seed = max(1, runs // len(config.seeds))
+        sample = dataclasses.replace(config, seeds=config.seeds[: max(1, MAX_UNCONFIRMED_RUNS // per_seed)], settle=0)
+    return runs, plan_study(sample, table, workers=workers).wall_s * runs / len(sample.points())
