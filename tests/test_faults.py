@@ -489,3 +489,27 @@ def test_the_markdown_check_sees_raw_html():
     tags = rendered_markup(doc.markdown())
     assert {tag for tag, _ in tags} == {"h2", "p", "strong", "table", "thead", "tbody", "tr", "th", "td", "img", "em"}
     assert [attrs for tag, attrs in tags if tag == "img"] == [[("src", "figures/x.png"), ("alt", HOSTILE[1])]]
+
+
+def test_the_analysis_run_publishes_what_analyze_read_without_reading_again(tmp_path, study_folder, monkeypatch):
+    """`publish_study` logs the results table and the explorer's charts `analyze_folder` read, validated
+    and computed: no table is read (or validated, or computed) a second time."""
+    import pandas as pd
+
+    import study.verdicts.inputs as inputs
+    from study.report.analysis import analyze_folder
+    from study.tracking.dashboard import publish_study
+
+    folder = tmp_path / "study"
+    shutil.copytree(study_folder, folder)
+    analysis = analyze_folder(folder)
+    (folder / "results.csv").write_text("run_key\n<script>changed after the analysis</script>\n")
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("publish_study read a table again")
+
+    monkeypatch.setattr(pd, "read_csv", no_read)
+    monkeypatch.setattr(inputs, "read_study_folder", no_read)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    run_id = publish_study(analysis, "offline")
+    assert run_id and run_id.startswith("analysis-")

@@ -26,9 +26,9 @@ def analyze(args: argparse.Namespace) -> int:
 
     if not Path(args.folder).is_dir():
         raise UsageError(f"{args.folder} is not a folder")
-    verdict = analyze_folder(Path(args.folder), alpha=args.alpha, margin=args.margin)
-    publish_study(Path(args.folder), verdict, resolve_mode(args.wandb))
-    print_verdict(verdict, Path(args.folder), args.json)
+    analysis = analyze_folder(Path(args.folder), alpha=args.alpha, margin=args.margin)
+    publish_study(analysis, resolve_mode(args.wandb))
+    print_verdict(analysis.verdict, Path(args.folder), args.json)
     return 0
 
 

@@ -239,11 +239,11 @@ def run_study(args: argparse.Namespace) -> int:
             if shown is not None:
                 print("analysis, W&B ...", file=shown, flush=True)
             with timings.phase("analysis and report"):
-                verdict = analyze_folder(out, alpha=args.alpha, margin=args.margin)
+                analysis = analyze_folder(out, alpha=args.alpha, margin=args.margin)
             with timings.phase("W&B analysis run"):
-                publish_study(out, verdict, mode)
+                publish_study(analysis, mode)
             timings.write(out, time.perf_counter() - start, engine.parallel)
-    print_verdict(verdict, out, args.json)
+    print_verdict(analysis.verdict, out, args.json)
     return 0
 
 

@@ -7,6 +7,7 @@ the after-training gradient norms, gradflow.csv the at-initialization ones.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from study.core.errors import UserError
@@ -14,7 +15,7 @@ from study.files import FIGURES, REPORT_HTML, REPORT_MD, STUDY, VERDICT, atomic_
 from study.report.explorer import STYLE, explorer_data, explorer_html
 from study.report.sections import report
 from study.verdicts.analyze import analyze
-from study.verdicts.inputs import read_json, read_study_folder
+from study.verdicts.inputs import StudyTables, read_json, read_study_folder
 
 
 def check_outputs_are_ours(folder: Path) -> None:
@@ -39,7 +40,17 @@ def check_outputs_are_ours(folder: Path) -> None:
         )
 
 
-def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> dict:
+@dataclass(frozen=True)
+class Analysis:
+    """What `analyze_folder` read and decided, for whoever shows it next (the W&B analysis run)."""
+
+    folder: Path
+    tables: StudyTables
+    verdict: dict
+    explorer: dict  # the explorer's data: report.html's views, and the W&B run's charts
+
+
+def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> Analysis:
     """Read the tables in `folder`, decide, draw, and write verdict.json, report.md and report.html."""
     folder = Path(folder)
     tables = read_study_folder(folder)
@@ -53,6 +64,7 @@ def analyze_folder(folder: Path, alpha: float = 0.05, margin: float = 0.05) -> d
     doc = report(folder, verdict, tables, alpha)
     atomic_write_text(folder / VERDICT, json.dumps(verdict, indent=2, allow_nan=False))
     atomic_write_text(folder / REPORT_MD, doc.markdown())
-    page = doc.html("ResNet depth study", folder, {"explorer": explorer_html(explorer_data(tables, verdict))}, STYLE)
+    explorer = explorer_data(tables, verdict)
+    page = doc.html("ResNet depth study", folder, {"explorer": explorer_html(explorer)}, STYLE)
     atomic_write_text(folder / REPORT_HTML, page)
-    return verdict
+    return Analysis(folder, tables, verdict, explorer)

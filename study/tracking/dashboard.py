@@ -32,9 +32,9 @@ from study.files import (
     SUMMARY,
     VERDICT,
 )
-from study.report.explorer import explorer_data
+from study.report.analysis import Analysis
 from study.tracking.wandb_run import start_wandb
-from study.verdicts.inputs import load_study, load_summary, read_study_folder
+from study.verdicts.inputs import StudyTables, load_summary
 
 STUDY_FILES = (RESULTS, VERDICT, EXACTNESS, REPORT_MD, REPORT_HTML, HISTORY, GRADNORMS, GRADFLOW, GRADFLOW_FIT, STUDY)
 
@@ -139,22 +139,23 @@ def _model_inputs(folder: Path) -> list[str]:
     return names
 
 
-def study_id_of(folder: Path, results: pd.DataFrame) -> str:
-    if (folder / STUDY).exists():
-        return load_study(folder / STUDY)["study_id"]
-    ids = results["study"].dropna().unique() if "study" in results else []
+def study_id_of(folder: Path, tables: StudyTables) -> str:
+    """study.json's id; else the one study results.csv names; else the folder's name."""
+    if tables.study_id is not None:
+        return tables.study_id
+    ids = tables.results["study"].dropna().unique() if "study" in tables.results else []
     return str(ids[0]) if len(ids) == 1 else folder.resolve().name
 
 
-def publish_study(folder: Path, verdict: dict, mode: str) -> str | None:
-    """The analysis run of the study in `folder` (see the module docstring); returns its W&B id."""
+def publish_study(analysis: Analysis, mode: str) -> str | None:
+    """The analysis run of the study `analysis` read and decided (the module docstring; nothing read
+    again); returns its W&B id."""
     if mode == "disabled":
         return None
     import wandb
 
-    folder = Path(folder)
-    results = pd.read_csv(folder / RESULTS)
-    study = study_id_of(folder, results)
+    folder, verdict, results = analysis.folder, analysis.verdict, analysis.tables.results
+    study = study_id_of(folder, analysis.tables)
     inputs = _model_inputs(folder)
     run_id = f"analysis-{study}"
     config = {"study": study, "runs": len(results), "inputs": inputs}
@@ -162,7 +163,7 @@ def publish_study(folder: Path, verdict: dict, mode: str) -> str | None:
     figures = sorted((folder / FIGURES).glob("*.png"))
     run.log({"results": wandb.Table(dataframe=results)} | {
         f"figures/{path.stem}": wandb.Image(str(path), caption=path.stem.replace("_", " ")) for path in figures
-    } | explorer_charts(explorer_data(read_study_folder(folder), verdict)))  # fmt: skip
+    } | explorer_charts(analysis.explorer))  # fmt: skip
     if (folder / REPORT_HTML).exists():  # the explorer itself, as W&B shows an HTML page
         run.log({"explorer/page": wandb.Html(str(folder / REPORT_HTML), inject=False)})
     run.summary.update(verdict_summary(verdict))

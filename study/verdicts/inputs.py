@@ -247,6 +247,7 @@ class StudyTables:
     lesion: pd.DataFrame | None = None
     norms: pd.DataFrame | None = None
     config: dict = field(default_factory=dict)  # study.json's config ({} where the folder has none)
+    study_id: str | None = None  # study.json's study id (None where the folder has none)
     settle: dict | None = None  # settle.json: a --settle study's look 1 (None: a study of one look)
 
 
@@ -262,6 +263,6 @@ def read_study_folder(folder: Path) -> StudyTables:
         gradflow_fit=read_table(folder / GRADFLOW_FIT),
         lesion=read_table(folder / LESION),
         norms=read_table(folder / BLOCK_RATIOS),
-        config=load_study(folder / STUDY)["config"] if (folder / STUDY).exists() else {},
+        **(load_study(folder / STUDY) if (folder / STUDY).exists() else {}),  # its config and study id
         settle=load_settle(folder / SETTLE) if (folder / SETTLE).exists() else None,
     )
