@@ -3,6 +3,7 @@ first problem as one line naming the file, the field and the value; and the atom
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -39,7 +40,9 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(max_length=10_000)]
 
-_UNION_TAGS = {"int", "float", "str", "bool", "none", "list", "dict"}  # pydantic's names of a union's members
+# pydantic's names of a union's members and of a dict's keys in an error's location: not fields of the file
+_UNION_TAGS = {"int", "float", "str", "bool", "none", "list", "dict"}
+_TAG = re.compile(r"^([a-z-]+)?\[.*\]$")  # literal['inf'], function-after[...], [key]
 
 
 class Part(BaseModel):
@@ -110,8 +113,9 @@ def one_problem(invalid: ValidationError) -> str:
     if problem["type"] == "json_invalid":
         return f"not valid JSON ({problem['msg'].removeprefix('Invalid JSON: ')})"
     where = [str(part) for part in problem["loc"]]
-    while where and (where[-1] in _UNION_TAGS or "[" in where[-1] or "-" in where[-1]):
-        where.pop()  # a union's member names, not fields of the file
+    while where and (where[-1] in _UNION_TAGS or _TAG.match(where[-1])):
+        where.pop()
+    where = [part if part.isidentifier() or part.isdigit() else repr(part) for part in where]  # a key: quoted
     message = problem["msg"].removeprefix("Value error, ")
     if problem["type"] in ("model_type", "dict_type", "model_attributes_type"):
         message = "expected a JSON object"
