@@ -337,7 +337,7 @@ CRAFTED = [
     ("exactness.json", "{", "is not valid JSON"),
     ("exactness.json", '{"schema": 1, "passed": true}', "lacks tolerance"),
     ("exactness.json", '{"schema": 1, "passed": "yes", "tolerance": 1e-8}', "passed is 'yes'"),
-    ("exactness.json", '{"schema": 3}', "schema is 3: Input should be 1 or 2"),
+    ("exactness.json", '{"schema": 3}', "schema is 3: Input should be less than or equal to 2"),
     ("exactness.json", '{"schema": 1, "passed": true, "tolerance": NaN}', "is not valid JSON"),
     ("settle.json", "{", "is not valid JSON"),
     ("settle.json", '{"grid_seeds": [0, 1], "extra_seeds": [1], "cells": []}', "repeat a grid seed"),

@@ -164,11 +164,18 @@ def test_the_evidence_is_written_once_and_read_back(tmp_path):
     [
         ("{not json", "is not valid JSON"),
         ("[]", "expected a JSON object"),
-        ('{"schema": 3}', "schema must be 1 or 2"),
-        ('{"schema": true}', "schema must be 1 or 2"),
-        ('{"schema": 2, "passed": true, "tolerance": 1e-8}', "'rounding_limit' must be a positive number"),
-        ('{"schema": 1, "passed": "yes"}', "'passed' must be true or false"),
-        ('{"schema": 1, "passed": true, "tolerance": 1e-8, "networks": []}', "'networks' must be a non-empty list"),
+        ('{"schema": 3}', "schema is 3: Input should be less than or equal to 2"),
+        (
+            '{"schema": true, "passed": true, "tolerance": 1e-8, "networks": [{"spec": "x", "pairs": []}]}',
+            "schema is True: Input should be a valid integer",
+        ),
+        (
+            '{"schema": 2, "passed": true, "tolerance": 1e-8, "networks": [{"spec": "x", "pairs": []}]}',
+            "schema 2 needs rounding_limit",
+        ),
+        ('{"schema": 1, "passed": "yes", "tolerance": 1e-8, "networks": []}', "passed is 'yes'"),
+        ('{"schema": 1, "passed": true, "tolerance": 1e-8, "networks": []}', "networks is \\[\\]: List should have"),
+        ('{"schema": 1, "passed": true, "tolerance": -1e-8, "networks": []}', "tolerance is -1e-08"),
     ],
 )
 def test_malformed_evidence_is_one_line(tmp_path, content, message):
@@ -192,7 +199,8 @@ def test_evidence_whose_rounding_contradicts_its_numbers_is_refused(tmp_path):
     rounding = evidence["networks"][0]["rounding"]
     for change, message in [
         ({"step_losses": 0.5}, "'replayable' contradicts the errors"),  # a chaotic net said to be judged
-        ({"grad_norms": "big"}, 'error of grad_norms must be a number >= 0 or "inf"'),
+        ({"grad_norms": "big"}, "networks.0.rounding.errors.grad_norms is 'big'"),
+        ({"grad_norms": -1.0}, "networks.0.rounding.errors.grad_norms is -1.0"),
     ]:
         (tmp_path / EXACTNESS).write_text(json.dumps(evidence | {"networks": [
             evidence["networks"][0] | {"rounding": rounding | {"errors": rounding["errors"] | change}}]}))  # fmt: skip

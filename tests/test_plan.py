@@ -266,3 +266,13 @@ def test_a_confirmed_large_study_is_stated_and_let_through():
     assert small.startswith("study: 56 runs, predicted ") and small.endswith(
         "min here (`resnet-study plan` with the same flags: the details)"
     )
+
+
+def test_a_study_the_shipped_table_cannot_time_is_stated_by_its_runs():
+    import argparse
+
+    from study.cli.study import study_size_line
+
+    config = get_config("default").with_overrides(backends=("keras", "keras-jax", "lightning"))
+    args = argparse.Namespace(executor="local", device="cpu", workers=2, confirm_size=False)
+    assert study_size_line(config, args).startswith("study: 84 runs (no time: the shipped table lacks a backend")

@@ -124,7 +124,17 @@ def cli_wandb(*args):
 
 
 def test_an_unfinished_run_of_another_configuration_is_never_resumed(tmp_path):
-    (tmp_path / "run.json").write_text(json.dumps({"identity": {"backend": "keras"}, "wandb_id": "x", "attempts": 1}))
+    spec = {"family": "cifar", "depth": 8, "residual": True, "shortcut": "A", "activation": "relu", "norm": "batch",
+            "input_shape": [8, 8, 1], "classes": 10}  # fmt: skip
+    identity = {
+        "backend": "keras",
+        "dataset": "digits",
+        "spec": spec,
+        "precision": "32",
+        "devices": 1,
+        "train_spec": {"epochs": 1, "batch_size": 128, "seed": 0},
+    }  # a valid run.json, another run's
+    (tmp_path / "run.json").write_text(json.dumps({"identity": identity, "wandb_id": "x", "attempts": 1}))
     before = (tmp_path / "run.json").read_text()
     result = cli("train", "resnet-8", "--backend", "lightning", "--epochs", "1", "--out", str(tmp_path))
     assert result.returncode == 2 and "holds an unfinished run of another configuration" in result.stderr

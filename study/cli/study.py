@@ -28,6 +28,7 @@ from study.cli.flags import (
     seed,
     seed_list,
 )
+from study.core.errors import UserError
 from study.core.spec import ACTIVATIONS, ARCHS, NORMS, SHORTCUTS
 from study.core.twin import BACKENDS
 from study.experiment.placement import machine_gpus
@@ -197,10 +198,17 @@ def study_size_line(config, args: argparse.Namespace) -> str:
     on_cpu = args.executor == "local" and (args.device == "cpu" or not machine_gpus())
     runs, hours = len(config.points()), None
     if on_cpu:
-        runs, seconds = study_size(config, load_throughput(None), args.workers or min(4, os.cpu_count() or 1))
-        hours = seconds / 3600
+        try:
+            runs, seconds = study_size(config, load_throughput(None), args.workers or min(4, os.cpu_count() or 1))
+            hours = seconds / 3600
+        except UserError:  # a backend the shipped table has not measured: the runs alone are said
+            pass
+    if hours is not None:
         size = f"{runs} runs, predicted {f'{hours * 60:.0f} min' if hours < 2 else f'{hours:.1f} h'} here"
         line = f"study: {size} (`resnet-study plan` with the same flags: the details)"
+    elif on_cpu:
+        size = f"{runs} runs"
+        line = f"study: {size} (no time: the shipped table lacks a backend; `resnet-study compare` measures it)"
     else:
         size = f"{runs} runs"
         line = f"study: {size} (their time: `resnet-study plan --gpus N --throughput compare.json`)"

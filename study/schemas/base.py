@@ -113,7 +113,7 @@ def one_problem(invalid: ValidationError) -> str:
     if problem["type"] == "json_invalid":
         return f"not valid JSON ({problem['msg'].removeprefix('Invalid JSON: ')})"
     where = [str(part) for part in problem["loc"]]
-    while where and (where[-1] in _UNION_TAGS or _TAG.match(where[-1])):
+    while where and (where[-1] in _UNION_TAGS or _TAG.match(where[-1]) or where[-1].startswith("constrained-")):
         where.pop()
     where = [part if part.isidentifier() or part.isdigit() else repr(part) for part in where]  # a key: quoted
     message = problem["msg"].removeprefix("Value error, ")

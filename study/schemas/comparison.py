@@ -59,7 +59,7 @@ class Comparison(Record):
     FILE = COMPARE
     KIND = "comparison"
 
-    schema_: Literal[1] = Field(1, alias="schema")
+    schema_: int = Field(1, alias="schema", ge=1, le=1)
     created: Name | None = None
     machine: Open | None = None
     settings: Open | None = None

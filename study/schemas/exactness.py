@@ -74,7 +74,8 @@ class Exactness(Record):
     FILE = EXACTNESS
     KIND = "exactness"
 
-    schema_: Literal[EXACTNESS_SCHEMAS] = Field(alias="schema")  # type: ignore[valid-type]
+    # an int, not a Literal: Python's True == 1 would let `"schema": true` through a Literal[1, 2]
+    schema_: int = Field(alias="schema", ge=min(EXACTNESS_SCHEMAS), le=max(EXACTNESS_SCHEMAS))
     dtype: Literal["float64"] = "float64"
     tolerance: Positive
     rounding_limit: Positive | None = None  # schema 2
