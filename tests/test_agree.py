@@ -48,6 +48,7 @@ def _float64_errors(name="resnet-8", **overrides):
     return report, report.max_rel_error
 
 
+@pytest.mark.quick
 def test_trap_same_padding_at_stride_2(monkeypatch):
     """Keras 'same' pads (0, 1) at stride 2 on even inputs; torch pads (1, 1)."""
     original = keras_impl.models.apply_conv_bn
@@ -65,6 +66,7 @@ def test_trap_same_padding_at_stride_2(monkeypatch):
     assert not report.passed and errors["logits_eval"] > 1e-3
 
 
+@pytest.mark.quick
 def test_trap_bn_momentum_not_converted(monkeypatch):
     """Keras momentum m is torch momentum 1 - m: passing torch's 0.1 straight through is wrong."""
     monkeypatch.setattr(keras_impl.models, "BN_MOMENTUM_TORCH", 0.9)  # Keras then gets 0.1
@@ -73,12 +75,14 @@ def test_trap_bn_momentum_not_converted(monkeypatch):
     assert errors["logits_train"] < 1e-9  # batch statistics do not depend on momentum
 
 
+@pytest.mark.quick
 def test_trap_bn_epsilon_keras_default(monkeypatch):
     monkeypatch.setattr(keras_impl.models, "BN_EPSILON", 1e-3)  # Keras' default; torch uses 1e-5
     report, errors = _float64_errors()
     assert not report.passed and errors["logits_eval"] > 1e-9
 
 
+@pytest.mark.quick
 def test_trap_bn_biased_moving_variance(monkeypatch):
     """Keras' own BN tracks the biased batch variance; torch tracks the unbiased one."""
     monkeypatch.setattr(keras_impl.models, "BatchNormalization", keras.layers.BatchNormalization)
@@ -88,6 +92,7 @@ def test_trap_bn_biased_moving_variance(monkeypatch):
     assert errors["logits_train"] < 1e-9 and errors["param_grads"] < 1e-9
 
 
+@pytest.mark.quick
 def test_trap_kernel_layout(monkeypatch):
     """torch OIHW -> Keras HWIO is transpose (2, 3, 1, 0); (3, 2, 1, 0) swaps the kernel's H and W."""
     original = keras_impl.port._layer_entries
@@ -103,6 +108,7 @@ def test_trap_kernel_layout(monkeypatch):
     assert not report.passed and errors["logits_eval"] > 1e-2
 
 
+@pytest.mark.quick
 def test_trap_conv_bias(monkeypatch):
     """Keras' Conv2D has a bias by default; the twins' convs have none (BN follows)."""
     conv2d = keras.layers.Conv2D
@@ -115,6 +121,7 @@ def test_trap_conv_bias(monkeypatch):
         compare_twins(parse_spec("resnet-8"), dtype="float64")
 
 
+@pytest.mark.quick
 def test_trap_option_a_zero_channels_first(monkeypatch):
     """Option A appends the zero channels after the existing ones (convention 9); before is another network."""
 
@@ -127,6 +134,7 @@ def test_trap_option_a_zero_channels_first(monkeypatch):
     assert not report.passed and errors["logits_eval"] > 1e-3
 
 
+@pytest.mark.quick
 def test_float32_kink_allowance_does_not_hide_a_real_error(monkeypatch):
     """The float32 ReLU-kink noise floor is ~1e-3; a convention error is far above it."""
     monkeypatch.setattr(keras_impl.models, "BN_EPSILON", 1e-3)

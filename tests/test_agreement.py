@@ -89,6 +89,7 @@ def cell(result, arch, depth):
     return next(c for c in result["cells"] if (c["arch"], c["depth"]) == (arch, depth))
 
 
+@pytest.mark.quick
 def test_equivalent_twins_with_exactness_agree():
     result = agreement(paired(), exactness=PASSED)
     assert result["verdict"] == "agree", result["reason"]
@@ -98,12 +99,14 @@ def test_equivalent_twins_with_exactness_agree():
     assert result["shown"].startswith("6 of 6 cells equivalent within ±5.0 points")
 
 
+@pytest.mark.quick
 def test_without_exactness_the_same_outcomes_are_inconclusive():
     result = agreement(paired())
     assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "missing"
     assert "resnet-study run" in result["settle"]
 
 
+@pytest.mark.quick
 def test_a_failed_replay_is_disagreement_whatever_the_outcomes():
     result = agreement(paired(), exactness=FAILED)
     assert result["verdict"] == "disagree"
@@ -111,6 +114,7 @@ def test_a_failed_replay_is_disagreement_whatever_the_outcomes():
     assert {c["verdict"] for c in result["cells"]} == {"equivalent"}  # the outcomes could not have shown it
 
 
+@pytest.mark.quick
 def test_the_replay_is_judged_by_the_products_tolerance_not_the_files():
     """Audit: exactness.json's own tolerance and `passed` decided; a lax file now fails."""
     lax = evidence(True, error=1e-3, tolerance=1.0)
@@ -119,6 +123,7 @@ def test_the_replay_is_judged_by_the_products_tolerance_not_the_files():
     assert "tolerance 1e-08" in result["reason"]
 
 
+@pytest.mark.quick
 def test_a_replay_of_another_pair_is_no_evidence_for_this_one():
     """Audit: a replay of one pair of twins was accepted as evidence for another pair."""
     frame = paired()
@@ -134,6 +139,7 @@ PLAIN_56 = network("plain-56", error=9.9e-2, sensitivity=0.3)
 RESNET_56 = network("resnet-56", error=2.7e-11, sensitivity=6.3e-10)
 
 
+@pytest.mark.quick
 def test_a_network_that_amplifies_rounding_is_reported_not_judged():
     """A study replaying plain-56 said "disagree": the chaotic net's rounding looked like a recipe fault."""
     result = agreement(paired(), exactness=evidence(networks=[PLAIN_56, RESNET_56]))
@@ -146,18 +152,21 @@ def test_a_network_that_amplifies_rounding_is_reported_not_judged():
     )
 
 
+@pytest.mark.quick
 def test_a_replay_of_only_chaotic_networks_is_inconclusive_not_disagreement():
     result = agreement(paired(), exactness=evidence(networks=[PLAIN_56]))
     assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "ill_conditioned"
     assert "cannot judge the twins" in result["reason"] and "exactness_depths" in result["settle"]
 
 
+@pytest.mark.quick
 def test_a_recipe_fault_is_still_found_beside_a_chaotic_network():
     faulty = network("resnet-56", passed=False, sensitivity=6.3e-10)
     result = agreement(paired(), exactness=evidence(networks=[PLAIN_56, faulty]))
     assert result["verdict"] == "disagree" and "final_bn_stats of resnet-56" in result["reason"]
 
 
+@pytest.mark.quick
 def test_the_rounding_limit_is_the_products_not_the_files():
     """A file cannot hide a recipe fault by calling its networks chaotic (a strict limit of its own), nor
     pass a chaotic one off as judged (a lax limit)."""
@@ -169,6 +178,7 @@ def test_the_rounding_limit_is_the_products_not_the_files():
     assert result["verdict"] == "inconclusive" and result["exactness"]["status"] == "ill_conditioned"
 
 
+@pytest.mark.quick
 def test_a_schema_1_replay_judges_every_network():
     old = evidence(networks=[network("plain-56", error=9.9e-2, sensitivity=None)])
     old["schema"] = 1
@@ -177,6 +187,7 @@ def test_a_schema_1_replay_judges_every_network():
     assert result["verdict"] == "disagree" and result["exactness"]["status"] == "failed"
 
 
+@pytest.mark.quick
 def test_twins_differing_beyond_the_margin_disagree():
     offset = {"keras": lambda arch, depth: effect(arch, depth) + 0.15, "lightning": effect}
     result = agreement(paired(offset, seeds=tuple(range(10))), exactness=PASSED)
@@ -185,6 +196,7 @@ def test_twins_differing_beyond_the_margin_disagree():
     assert test["median_diff"] == pytest.approx(0.15, abs=0.02) and test["p_beyond_holm"] < ALPHA
 
 
+@pytest.mark.quick
 def test_a_small_real_offset_within_the_margin_is_still_equivalent():
     offset = {"keras": lambda arch, depth: effect(arch, depth) + 0.02, "lightning": effect}
     result = agreement(paired(offset, seeds=tuple(range(10)), twin=0.002), exactness=PASSED)
@@ -193,6 +205,7 @@ def test_a_small_real_offset_within_the_margin_is_still_equivalent():
     assert all(t["p_diff_holm"] < ALPHA and t["p_tost_holm"] < ALPHA for t in tests)
 
 
+@pytest.mark.quick
 def test_a_chaotic_cell_leaves_the_verdict_undecided_not_agree():
     """Audit: "agree" was issued while a cell was only bounded."""
     result = agreement(paired(chaotic, chaotic_sd=0.03), exactness=PASSED)
@@ -214,6 +227,7 @@ def test_a_chaotic_cell_leaves_the_verdict_undecided_not_agree():
     assert all(c["verdict"] == "equivalent" for c in result["cells"] if c is not plain56)
 
 
+@pytest.mark.quick
 def test_a_cell_whose_typical_seed_lies_outside_the_margin_cannot_be_settled_by_seeds():
     result = agreement(paired(chaotic, chaotic_sd=0.2), exactness=PASSED)
     assert "more seeds would not show it" in result["settle"]
@@ -234,11 +248,13 @@ def test_one_twin_off_by_the_margin_in_the_typical_seed_is_never_agree():
     assert all(detected)
 
 
+@pytest.mark.quick
 def test_bounds_never_exceed_100_points():
     result = agreement(paired(chaotic, seeds=(0, 1), chaotic_sd=0.3), exactness=PASSED)
     assert all(t["bound"] <= 1 for c in result["cells"] for t in c["tests"].values() if t["bound"] is not None)
 
 
+@pytest.mark.quick
 def test_too_few_runs_or_one_backend_are_inconclusive():
     result = agreement(paired(seeds=(0,)), exactness=PASSED)
     assert result["verdict"] == "exact_outcomes_undecided" and {c["verdict"] for c in result["cells"]} == {"undecided"}
@@ -246,6 +262,7 @@ def test_too_few_runs_or_one_backend_are_inconclusive():
     assert one["verdict"] == "inconclusive" and one["reason"] == "only one backend in the results"
 
 
+@pytest.mark.quick
 def test_identical_runs_are_evidence_with_a_bound_never_p_zero():
     """Audit: identical runs gave p = 0 at any number of seeds. Five identical seeds cannot pass Holm over
     12 tests (each p is 1/32) and leave up to 45 % of seeds open; eight can, and say what stays open."""
@@ -261,6 +278,7 @@ def test_identical_runs_are_evidence_with_a_bound_never_p_zero():
     assert reason == "identical in every run; the seeds do not exclude that up to 31 % of seeds differ more"
 
 
+@pytest.mark.quick
 def test_diverged_runs_are_failures_and_an_asymmetry_disagrees(tmp_path):
     """Audit: one twin diverging in 4 of 5 runs of a cell and the other in none gave "agree"; a run that
     diverged after its first epoch kept its last finite error and counted as a success."""
@@ -276,6 +294,7 @@ def test_diverged_runs_are_failures_and_an_asymmetry_disagrees(tmp_path):
     assert (divergence["only_first"], divergence["only_second"]) == (7, 0) and divergence["asymmetric"]
 
 
+@pytest.mark.quick
 def test_statistics_are_exact_sign_tests():
     rng = np.random.default_rng(1)
     d = rng.normal(0.01, 0.04, 9)
@@ -306,6 +325,7 @@ def simulate(diff, sd, n, key, family=1, trials=3000, seed=0):
                           for _ in range(trials)]))  # fmt: skip
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("family", [1, 12])
 def test_the_stated_power_is_the_power_the_procedure_has(family):
     """The sign TOST's power at the true shares of seeds below, within and above the margin (exact,
@@ -320,6 +340,7 @@ def test_the_stated_power_is_the_power_the_procedure_has(family):
     assert simulate(MARGIN, sd, n, "p_tost", family) <= level + 0.01  # and so does the equivalence test
 
 
+@pytest.mark.quick
 def test_seeds_needed_reaches_the_power_it_promises():
     sd, level = 0.03, ALPHA / 12
     side = float(stats.norm.cdf(-MARGIN / sd))
@@ -329,6 +350,7 @@ def test_seeds_needed_reaches_the_power_it_promises():
     assert simulated == pytest.approx(tost_power(side, side, n, level), abs=0.03)
 
 
+@pytest.mark.quick
 def test_holm_spans_every_cell_and_metric():
     result = agreement(paired(chaotic, chaotic_sd=0.08), exactness=PASSED)
     tests = [t for c in result["cells"] for t in c["tests"].values()]
@@ -336,6 +358,7 @@ def test_holm_spans_every_cell_and_metric():
     assert min(t["p_tost_holm"] for t in tests) == pytest.approx(min(1.0, raw[0] * len(tests)))
 
 
+@pytest.mark.quick
 def test_verdict_is_json_serializable():
     for frame in (paired(), paired(seeds=(0,)), paired(shared=0.0, twin=0.0)):
         json.dumps(agreement(frame, exactness=PASSED), allow_nan=False)
@@ -373,6 +396,7 @@ def test_look_two_settles_the_cell_look_one_left_undecided():
     assert "sequential (declared --settle 20): look 1 on seeds 0-9 at α/2" in result["design"]
 
 
+@pytest.mark.quick
 def test_look_two_waits_until_every_added_seed_ran():
     """Look 2 has a fixed number of seeds: with one added run missing the cell stays undecided."""
     frame = sequential_table()
@@ -384,6 +408,7 @@ def test_look_two_waits_until_every_added_seed_ran():
     assert result["verdict"] == "exact_outcomes_undecided"
 
 
+@pytest.mark.quick
 def test_a_cell_decided_at_look_one_keeps_its_decision():
     chosen = SETTLED | {"cells": [{"arch": "resnet", "depth": 8}]}  # equivalent at look 1 already
     result = agreement(sequential_table(), exactness=PASSED, settle=chosen)
@@ -393,6 +418,7 @@ def test_a_cell_decided_at_look_one_keeps_its_decision():
     assert cell(result, "plain", 56)["verdict"] == "undecided"  # not chosen: its added seeds are not read
 
 
+@pytest.mark.quick
 def test_the_added_seeds_enter_no_verdict_but_the_agreement():
     """Their number was chosen from the data: degradation and the rest are judged on the grid's seeds."""
     frame = sequential_table()
@@ -417,6 +443,7 @@ def chaotic_study(shift: float) -> pd.DataFrame:
     return results
 
 
+@pytest.mark.quick
 def test_a_chaotic_cell_is_compared_in_distribution_and_never_called_equivalent():
     chaotic = [network("resnet-8"), network("plain-8"), network("resnet-56", sensitivity=3e-10),
                network("plain-56", sensitivity=0.3)]  # fmt: skip

@@ -15,6 +15,8 @@ from study.verdicts.lesion import GRACEFUL, lesion_verdict
 from study.verdicts.norm_preservation import norm_verdict
 from study.verdicts.relu_skip import relu_skip_verdict
 
+pytestmark = pytest.mark.quick  # every test here is in the edit loop's tier (README)
+
 DEPTHS = (8, 20, 56)
 NETWORKS = [(backend, seed) for backend in ("keras", "lightning") for seed in range(6)]  # 6: a claim at alpha/2
 

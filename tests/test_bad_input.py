@@ -12,6 +12,8 @@ from tables import table
 
 from study.cli import main
 
+pytestmark = pytest.mark.quick  # every test here is in the edit loop's tier (README)
+
 SPEC_ERRORS = [
     (["describe", "resnet-6000000002"], "unknown spec"),
     (["describe", "resnet-\u0665\u0666"], "unknown spec"),  # Arabic-Indic digits

@@ -36,6 +36,7 @@ def test_bench_reports_consistent_fields(backend):
     assert 0 <= bench["first_step_s"] < 120
 
 
+@pytest.mark.quick
 def test_cpu_peak_is_stated_with_its_derivation():
     flops, source = cpu_peak_flops()
     assert flops > 1e9 and "cores" in source and "FLOP/cycle" in source
@@ -59,6 +60,7 @@ def test_bench_study_times_the_phases_of_a_fresh_study(tmp_path):
     assert set(result["verdicts"]) == {"degradation", "agreement"}
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "args",
     [["bench"], ["bench", "resnet8"], ["bench", "--study", "resnet8"], ["bench", "--study", "--backend", "keras"]],

@@ -21,6 +21,7 @@ def test_describe_counts_from_the_built_model(backend):
     assert info["weighted_layers"] == 56
 
 
+@pytest.mark.quick
 def test_describe_imports_no_framework():
     code = (
         "import sys; from study.cli import main; main(['describe', 'resnet50', '--json']);"
@@ -31,6 +32,7 @@ def test_describe_imports_no_framework():
     assert json.loads(result.stdout)["trainable_params"] == 25_557_032
 
 
+@pytest.mark.quick
 def test_describe_applies_overrides():
     info = json.loads(run("describe", "plain-8", "--input", "28,28,1", "--classes", "3", "--json").stdout)
     assert info["input_shape"] == [28, 28, 1] and info["classes"] == 3 and info["residual"] is False
@@ -47,6 +49,7 @@ def test_agree_json_passes_for_resnet50_float64():
     assert max(report["max_rel_error"].values()) <= 1e-9
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "args, message",
     [

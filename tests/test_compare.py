@@ -61,6 +61,7 @@ def test_compare_measures_what_is_installed_lists_the_rest_and_logs_to_wandb(tmp
     assert len(speed["data"]) == len(data["speed"])
 
 
+@pytest.mark.quick
 def test_compare_refuses_a_folder_that_is_not_its_own(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -70,6 +71,7 @@ def test_compare_refuses_a_folder_that_is_not_its_own(tmp_path, capsys):
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
 
 
+@pytest.mark.quick
 def test_a_worker_past_its_time_limit_is_stopped_and_reported(tmp_path):
     job = {"backend": "lightning", "device": "cpu", "specs": ["resnet8"], "precisions": ["32"], "compile": False,
            "batch": 8, "steps": 2, "repeats": 1, "agree_specs": ["resnet8"], "agree_batch": 8, "seed": 0,
@@ -81,6 +83,7 @@ def test_a_worker_past_its_time_limit_is_stopped_and_reported(tmp_path):
     assert "[stopped after" in output and not (tmp_path / "worker.json").exists()
 
 
+@pytest.mark.quick
 def test_the_page_escapes_what_it_shows():
     data = json.loads((ROOT / "docs" / "compare" / "cpu.json").read_text())
     data["failures"] = [{"backend": "keras", "step": "speed", "error": "<script>alert(1)</script>"}]
@@ -110,6 +113,7 @@ def picks(speed, agreement=()):
     return {d["use_case"]: d["pick"] for d in advice["use_cases"]}, advice
 
 
+@pytest.mark.quick
 def test_a_zero_measurement_is_ranked_without_dividing_by_it():
     """A row whose time to the first step or memory reads 0 (as a repeated precision once gave) is
     ranked and described, never a ZeroDivisionError."""
@@ -119,6 +123,7 @@ def test_a_zero_measurement_is_ranked_without_dividing_by_it():
     assert chosen["first-step"] and all(d["evidence"] for d in advice["use_cases"])
 
 
+@pytest.mark.quick
 def test_a_backend_is_ahead_only_where_its_epochs_all_beat_the_others():
     fast, slow = speed_row("lightning", epochs=(200, 210, 220)), speed_row("keras", epochs=(100, 110, 120))
     assert picks([fast, slow], [agreement_row("keras")])[0]["train"] == "lightning"
@@ -126,6 +131,7 @@ def test_a_backend_is_ahead_only_where_its_epochs_all_beat_the_others():
     assert picks([fast, overlapping], [agreement_row("keras")])[0]["train"] == "lightning or keras"
 
 
+@pytest.mark.quick
 def test_a_backend_that_disagrees_with_lightning_is_never_picked():
     fastest = speed_row("keras-jax", epochs=(900, 910, 920), infer=(9000, 9100), first=0.1, memory=10.0)
     chosen, advice = picks([speed_row("lightning"), fastest], [agreement_row("keras-jax", passed=False)])
@@ -135,6 +141,7 @@ def test_a_backend_that_disagrees_with_lightning_is_never_picked():
     assert "keras-jax" not in " ".join(unverified.values()) and "not measured" in advice["excluded"]["keras-jax"]
 
 
+@pytest.mark.quick
 def test_the_pick_depends_on_the_network_where_winners_differ():
     rows = [speed_row("lightning", "resnet-20", epochs=(200, 201, 202)), speed_row("keras", "resnet-20"),
             speed_row("lightning", "resnet-56", epochs=(50, 51, 52)),
@@ -143,11 +150,13 @@ def test_the_pick_depends_on_the_network_where_winners_differ():
     assert train.startswith("depends on the network") and "resnet-20 lightning" in train and "resnet-56 keras" in train
 
 
+@pytest.mark.quick
 def test_throughputs_of_too_few_epochs_do_not_rank():
     fast, slow = speed_row("lightning", epochs=(200, 210)), speed_row("keras", epochs=(100, 110))
     assert picks([fast, slow], [agreement_row("keras")])[0]["train"] == "lightning or keras"
 
 
+@pytest.mark.quick
 def test_rows_of_different_devices_are_never_ranked_together():
     gpu = speed_row("lightning", epochs=(900, 910, 920)) | {"device": "gpu"}
     cpu = speed_row("keras", epochs=(100, 110, 120)) | {"device": "cpu"}
@@ -155,6 +164,7 @@ def test_rows_of_different_devices_are_never_ranked_together():
     assert "resnet-20 on gpu lightning" in train and "resnet-20 on cpu keras" in train
 
 
+@pytest.mark.quick
 def test_single_numbers_tie_within_their_margin():
     rows = [speed_row("lightning", memory=1000.0, first=10.0), speed_row("keras", memory=1040.0, first=12.0)]
     chosen = picks(rows, [agreement_row("keras")])[0]
@@ -164,6 +174,7 @@ def test_single_numbers_tie_within_their_margin():
     assert chosen["memory"] == "lightning" and chosen["first-step"] == "lightning"
 
 
+@pytest.mark.quick
 def test_bf16_and_compile_picks_appear_only_with_their_rows():
     rows = [speed_row("lightning"), speed_row("keras")]
     assert {"train-bf16", "lightning-compile"}.isdisjoint(picks(rows, [agreement_row("keras")])[0])
@@ -173,6 +184,7 @@ def test_bf16_and_compile_picks_appear_only_with_their_rows():
     assert chosen["train-bf16"] == "lightning" and chosen["lightning-compile"] == "compile"
 
 
+@pytest.mark.quick
 def test_the_docs_hold_the_cpu_comparison_as_compare_renders_it():
     """docs/benchmarks.md's "what to pick when" is compare's own output for docs/compare/cpu.json."""
     data = json.loads((ROOT / "docs" / "compare" / "cpu.json").read_text())
@@ -182,6 +194,7 @@ def test_the_docs_hold_the_cpu_comparison_as_compare_renders_it():
     assert markdown(changed) not in (ROOT / "docs" / "benchmarks.md").read_text()
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "args",
     [

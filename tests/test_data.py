@@ -19,6 +19,8 @@ from study.core.data import (
     steps_per_epoch,
 )
 
+pytestmark = pytest.mark.quick  # every test here is in the edit loop's tier (README)
+
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 
 

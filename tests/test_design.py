@@ -18,6 +18,7 @@ PILOT = Path(__file__).parent.parent / "docs" / "data" / "pilot-e10"
 DEFAULT = design.Candidate("pilot-e10", 10, (8, 32), 7, ("keras", "lightning"))
 
 
+@pytest.mark.quick
 def test_a_resampled_study_keeps_each_seeds_runs_together():
     pilot = design.load_pilot(PILOT)
     results, lesion, norms = design.Draws(pilot, (8, 32), ("keras", "lightning")).draw(np.array([3, 3, 5]))
@@ -39,6 +40,7 @@ def test_the_default_design_decides_every_question_at_the_pilots_effects():
     assert alone["agreement"] is None and alone["degradation"]["power"] == 1.0
 
 
+@pytest.mark.quick
 def test_a_pilot_whose_deep_plain_nets_learn_gives_degradation_no_power(tmp_path):
     """The search reads the pilot's runs: make plain-32 learn in every run and degradation is never
     decided as holding, while the questions that do not read plain-32's error keep their power."""
@@ -53,6 +55,7 @@ def test_a_pilot_whose_deep_plain_nets_learn_gives_degradation_no_power(tmp_path
     assert scores["norm_preservation"]["power"] == 1.0
 
 
+@pytest.mark.quick
 def test_five_seeds_cannot_show_the_twins_equivalent_in_six_tests():
     """Holm over 6 equivalence tests needs 2^-n <= 0.05/6: 7 seeds. The search measures that, not a rule."""
     pilot = design.load_pilot(PILOT)
@@ -60,6 +63,7 @@ def test_five_seeds_cannot_show_the_twins_equivalent_in_six_tests():
     assert five["agreement"]["power"] == 0.0 and five["degradation"]["power"] == 1.0
 
 
+@pytest.mark.quick
 def test_cost_is_plans_prediction():
     costed = design.cost(DEFAULT, CONFIGS["default"], load_throughput(None))
     assert costed["runs"] == 56 and 0 < costed["wall_s"] < costed["cpu_s"]
@@ -85,12 +89,14 @@ def test_design_refuses_a_folder_that_is_not_a_pilot(tmp_path):
     assert done.returncode == 2 and "not a study folder" in done.stderr
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("counts", ["0", "x", "5,1"])
 def test_design_refuses_bad_seed_counts(counts):
     with pytest.raises(design.UserError, match="--seed-counts"):
         design.seeds_list(counts)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("flags", [["--power", "1"], ["--wall-budget", "0"], ["--cpu-budget", "nan"]])
 def test_design_refuses_bad_budgets_and_power_in_one_line(flags):
     done = subprocess.run([sys.executable, "-m", "study", "design", str(PILOT), *flags], capture_output=True,

@@ -40,6 +40,7 @@ def test_two_cpu_devices_match_one_device(tmp_path, backend):
     assert one["final_test_error"] == pytest.approx(two["final_test_error"], abs=1 / 256 + 1e-9)
 
 
+@pytest.mark.quick
 def test_keras_on_torch_says_it_trains_on_one_device(tmp_path):
     args = ["train", "resnet-8", "--backend", "keras-torch", "--dataset", "synthetic", "--epochs", "1"]
     args += ["--devices", "2", "--wandb", "disabled", "--device", "cpu", "--out", str(tmp_path / "out")]

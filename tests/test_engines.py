@@ -72,6 +72,7 @@ def shared_devices(placements: list[dict], key) -> list[tuple]:
     return pairs
 
 
+@pytest.mark.quick
 def test_the_shared_device_check_sees_two_runs_on_one_gpu():
     """The check the placement tests rely on fails on a placement that puts two runs on one GPU."""
     one = {"started_at": 0.0, "finished_at": 2.0, "devices": ["0"], "node": "a"}
@@ -81,6 +82,7 @@ def test_the_shared_device_check_sees_two_runs_on_one_gpu():
     assert not shared_devices([one, one | {"started_at": 1.0, "node": "b"}], lambda p: p["node"])
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "declared, gpus",
     [("0,1", ["0", "1"]), ("3", ["3"]), ("", []), ("-1", []), ("0,-1,2", ["0"]),
@@ -91,6 +93,7 @@ def test_the_machine_gpus_are_the_declared_list(monkeypatch, declared, gpus):
     assert machine_gpus() == gpus
 
 
+@pytest.mark.quick
 def test_gpu_slots_fill_every_gpu_before_sharing_one():
     assert gpu_slots(["0", "1"], 1) == ["0", "1"]
     assert gpu_slots(["0", "1"], 2) == ["0", "1", "0", "1"]
@@ -270,6 +273,7 @@ def test_ray_refuses_what_no_node_can_hold_in_one_line(cluster, tmp_path):
         assert not (tmp_path / flag).exists(), "nothing is written before the cluster is checked"
 
 
+@pytest.mark.quick
 def test_without_ray_the_extra_is_named(tmp_path):
     hidden = tmp_path / "hidden" / "ray"
     hidden.mkdir(parents=True)

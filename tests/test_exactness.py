@@ -46,6 +46,7 @@ def test_correct_twins_replay_the_recipe_exactly():
         assert 0 < max(rounding["errors"].values()) < 1e-11, rounding  # moved by the perturbation, not beyond
 
 
+@pytest.mark.quick
 def test_the_replay_defaults_to_the_shallowest_depth_at_most_20():
     """The recipe is the same at every depth; a deep plain net cannot be replayed exactly."""
     depths = {(8, 56): [8], (56,): [20], (56, 110): [20], (32,): [20]}
@@ -159,6 +160,7 @@ def test_the_evidence_is_written_once_and_read_back(tmp_path):
     assert run_replay(CONFIG, tmp_path, DATA) == load_exactness(tmp_path / EXACTNESS)  # kept, not replayed
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -71,6 +71,7 @@ def test_explore_on_a_folder_with_results_alone_says_what_it_lacks(study, tmp_pa
     assert cli("explore", str(tmp_path / "nothing")).returncode == 2
 
 
+@pytest.mark.quick
 def test_the_explorer_covers_every_axis_a_study_varies():
     """relu-skip- and budget-like, multi-backend tables: every activation, norm, budget and backend becomes a
     control value, every run has its own key, and the first view is the verdict's main experiment."""
@@ -156,6 +157,7 @@ def requested(browser) -> list[str]:
     return [m["params"]["request"]["url"] for m in messages if m["method"] == "Network.requestWillBeSent"]
 
 
+@pytest.mark.quick
 def test_the_browser_checks_catch_a_page_that_fetches_or_fails(tmp_path):
     """The checks above, on a page that loads its library from the network and throws."""
     page = tmp_path / "bad.html"

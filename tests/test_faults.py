@@ -103,6 +103,7 @@ def test_a_crafted_lightning_checkpoint_never_runs_and_the_run_retrains(tmp_path
     assert (out / "model.ckpt.corrupt").exists() and history(out) == finished["lightning"]
 
 
+@pytest.mark.quick
 def test_the_probe_loads_a_crafted_checkpoint_safely_even_when_forced(tmp_path, monkeypatch):
     from lightning_impl.port import checkpoint_state
     from study.core.errors import CheckpointError
@@ -227,6 +228,7 @@ def test_a_collect_killed_mid_copy_is_completed_by_rerunning_it(tmp_path, machin
 # -- a full disk, a read-only folder, a kill during analyze ----------------------------------------------
 
 
+@pytest.mark.quick
 def test_a_write_that_fails_on_a_full_disk_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch):
     import errno
 
@@ -289,6 +291,7 @@ def test_a_real_full_disk(tmp_path):
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+@pytest.mark.quick
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_study_folder_is_one_line(tmp_path, study_folder):
     folder = tmp_path / "study"
@@ -326,6 +329,7 @@ def test_analyze_killed_at_any_moment_then_rerun_ends_as_if_never_killed(tmp_pat
     assert not debris, debris  # a kill's temporary files are cleared by the rerun
 
 
+@pytest.mark.quick
 def test_a_truncated_or_crafted_keras_checkpoint_is_a_checkpoint_error(tmp_path):
     """The probe's Keras load (safe mode) names the file in one line instead of a traceback."""
     from keras_impl.port import checkpoint_state
@@ -475,6 +479,7 @@ def test_a_crafted_folders_strings_reach_no_report_as_markup(tmp_path, study_fol
     assert not any(h in page for h in HOSTILE[:2])  # the page escapes what it shows (its data as JSON)
 
 
+@pytest.mark.quick
 def test_the_markdown_check_sees_raw_html():
     assert ("script", []) in rendered_markup("a <script>alert(1)</script> b")
     assert any(tag == "a" for tag, _ in rendered_markup("[click](http://127.0.0.1:9/steal)"))

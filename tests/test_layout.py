@@ -1,6 +1,7 @@
 """The design's boundaries hold in the code: who may import whom (docs/design.md, "Layout")."""
 
 import ast
+import re
 import subprocess
 import sys
 import types
@@ -33,6 +34,7 @@ def modules(folder: str) -> list[Path]:
     return sorted((ROOT / folder).rglob("*.py"))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("path", modules("study/core"), ids=lambda p: p.name)
 def test_the_contract_imports_no_framework_and_no_application_module(path):
     for name in imported_packages(path):
@@ -40,12 +42,14 @@ def test_the_contract_imports_no_framework_and_no_application_module(path):
         assert not name.startswith("study.") or name.startswith("study.core"), name
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("path", [p for p in modules("study") if "core" not in p.parts], ids=lambda p: p.name)
 def test_the_application_reaches_twins_only_through_the_loader(path):
     for name in imported_packages(path):
         assert name.split(".")[0] not in FRAMEWORKS | TWINS, name
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "path", modules("keras_impl") + modules("lightning_impl"), ids=lambda p: p.parent.name + "/" + p.name
 )
@@ -93,12 +97,14 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(sorted(group) for group in found if len(group) > 1)
 
 
+@pytest.mark.quick
 def test_no_module_imports_itself_round_a_cycle():
     """Lower modules never import higher ones, not even inside a function: the dependency graph of
     the product's modules has no cycle (a twin's port never imports its training, ...)."""
     assert cycles(internal_imports()) == []
 
 
+@pytest.mark.quick
 def test_a_cycle_is_seen():
     graph = internal_imports()
     graph["keras_impl.port"] = graph["keras_impl.port"] | {"keras_impl.training"}
@@ -108,6 +114,7 @@ def test_a_cycle_is_seen():
 LOWER = ("study/configs.py", "study/files.py")  # what the study's grid and folder are: below every job
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("path", LOWER)
 def test_the_grid_and_the_folder_import_only_the_contract(path):
     for name in imported_packages(ROOT / path):
@@ -118,6 +125,7 @@ LAYERS_BELOW_A_VERDICT = ("study.measure", "study.experiment", "study.cli", "stu
 TWIN_ACCESS = {"load", "loadable_here", "request_cpu_devices", "process_groups"}  # study.core.twin's way to a twin
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "path", modules("study/verdicts") + modules("study/report"), ids=lambda p: p.parent.name + "/" + p.name
 )
@@ -131,6 +139,7 @@ def test_verdicts_and_the_report_only_read_tables_and_never_load_a_twin(path):
             assert not {alias.name for alias in node.names} & TWIN_ACCESS, ast.unparse(node)
 
 
+@pytest.mark.quick
 def test_a_layering_fault_is_seen(tmp_path):
     """The check above fails on a verdict that loads a twin (the fault injected into a copy)."""
     source = (ROOT / "study/verdicts/lesion.py").read_text()
@@ -154,6 +163,7 @@ def sizes(path: Path) -> tuple[int, list[tuple[str, int]]]:
     return len(text.splitlines()), functions
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "path", modules("study") + modules("keras_impl") + modules("lightning_impl"), ids=lambda p: str(p.relative_to(ROOT))
 )
@@ -164,6 +174,7 @@ def test_no_module_or_function_does_several_jobs(path):
     assert [(name, n) for name, n in functions if n > MAX_FUNCTION_LINES] == []
 
 
+@pytest.mark.quick
 def test_the_size_check_sees_a_long_function(tmp_path):
     long = tmp_path / "long.py"
     long.write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
@@ -171,6 +182,7 @@ def test_the_size_check_sees_a_long_function(tmp_path):
         test_no_module_or_function_does_several_jobs(long)
 
 
+@pytest.mark.quick
 def test_both_twin_folders_list_the_same_modules():
     listing = {twin: sorted(p.name for p in (ROOT / twin).glob("*.py")) for twin in TWINS}
     assert listing["keras_impl"] == listing["lightning_impl"], listing
@@ -189,6 +201,7 @@ def test_every_twin_implements_the_protocol(backend):
     assert done.stdout.split()[-1] == backend
 
 
+@pytest.mark.quick
 def test_a_second_keras_backend_in_one_process_is_a_clear_error():
     here = next(b for b in BACKENDS if keras_backend(b) and loadable_here(b))
     load(here)  # Keras is now imported on this backend
@@ -198,6 +211,7 @@ def test_a_second_keras_backend_in_one_process_is_a_clear_error():
         load(other)
 
 
+@pytest.mark.quick
 def test_each_keras_backend_runs_in_a_process_group_of_its_own():
     assert process_groups(("keras", "lightning")) == [("keras", "lightning")]
     assert process_groups(("lightning",)) == [("lightning",)]
@@ -209,6 +223,7 @@ def test_each_keras_backend_runs_in_a_process_group_of_its_own():
         process_groups(("keras-torch", "keras-jax"), "keras-torch")
 
 
+@pytest.mark.quick
 def test_the_loader_names_what_a_twin_lacks(monkeypatch):
     # Lightning's twin: it loads in any process (a Keras twin would not where another test of this
     # xdist worker already started Keras on another backend).
@@ -219,3 +234,35 @@ def test_the_loader_names_what_a_twin_lacks(monkeypatch):
         load("lightning")
     with pytest.raises(ValueError, match="backend must be one of keras, keras-jax, keras-torch, lightning"):
         load("jax")
+
+
+PACKAGES = ("study.core", "study.cli", "study.compare", "study.experiment", "study.measure", "study.report",
+            "study.schemas", "study.tracking", "study.verdicts", "keras_impl", "lightning_impl")  # fmt: skip
+
+
+def quick_reach(folder: Path) -> set[str]:
+    """The packages the quick tier's test modules (a module marked quick, or holding a quick test) import
+    or load (`load("keras")`: a twin), as their source states it."""
+    reached = set()
+    for path in sorted(folder.glob("test_*.py")):
+        text = path.read_text()
+        if "pytest.mark.quick" not in text:
+            continue
+        names = imported_packages(path) | {f"{b}_impl" for b in re.findall(r'load\("(keras|lightning)', text)}
+        reached |= {p for p in PACKAGES if any(n == p or n.startswith(p + ".") for n in names)}
+    return reached
+
+
+@pytest.mark.quick
+def test_the_quick_tier_touches_every_package():
+    assert set(PACKAGES) - quick_reach(ROOT / "tests") == set()
+
+
+@pytest.mark.quick
+def test_the_quick_tier_check_sees_a_package_left_out(tmp_path):
+    for path in (ROOT / "tests").glob("test_*.py"):
+        text = path.read_text()
+        if "from study.compare" in text or "study.compare." in text:
+            text = text.replace("pytest.mark.quick", "pytest.mark.slow")
+        (tmp_path / path.name).write_text(text)
+    assert "study.compare" not in quick_reach(tmp_path)

@@ -30,12 +30,14 @@ def page_faults(mode: str) -> int:
     return int(result.stdout)
 
 
+@pytest.mark.quick
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
 def test_freed_buffers_are_reused_without_page_faults():
     assert page_faults("default") > 5_000  # glibc's defaults hand the blocks back: the pages fault again
     assert page_faults("keep") < 100
 
 
+@pytest.mark.quick
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
 def test_keep_freed_memory_reports_success_on_glibc():
     assert keep_freed_memory() is True

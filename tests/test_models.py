@@ -25,6 +25,7 @@ def test_built_parameter_count_is_the_analytic_one(twin, name):
     assert twin.count_trainable_params(twin.build(spec)) == spec.trainable_params
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "name, overrides",
     [
@@ -43,6 +44,7 @@ def test_counted_macs_are_the_analytic_ones(twin, name, overrides):
     assert twin.count_macs(twin.build(spec), spec.input_shape) == spec.macs
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 @pytest.mark.parametrize("name", ["resnet-8", "plain-8", "resnet18"])
 def test_logits_shape_and_finite(twin, name):
@@ -63,6 +65,7 @@ def test_every_parameter_gets_a_gradient(twin):
     assert all(np.abs(g).sum() > 0 for g in probe.param_grads.values())
 
 
+@pytest.mark.quick
 def test_layer_names_are_torch_state_dict_keys():
     spec = parse_spec("resnet20", shortcut="B")
     torch_keys = set(TORCH.to_torch_state(TORCH.build(spec)))
@@ -76,6 +79,7 @@ def test_layer_names_are_torch_state_dict_keys():
     } <= torch_keys
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 def test_he_normal_fan_out_initialization(twin):
     spec = parse_spec("resnet56")
@@ -86,6 +90,7 @@ def test_he_normal_fan_out_initialization(twin):
     assert np.abs(state["fc.weight"]).max() <= 1 / np.sqrt(64)
 
 
+@pytest.mark.quick
 def test_port_round_trips_bitwise_both_ways():
     spec = parse_spec("resnet-14", shortcut="B", input_shape=(16, 16, 3))
     torch.manual_seed(0)
@@ -104,6 +109,7 @@ def test_port_round_trips_bitwise_both_ways():
     assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), keras_weights, strict=True))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_network_built_uninitialized_computes_as_an_initialized_one_once_loaded(twin, dtype):
@@ -123,6 +129,7 @@ def test_a_network_built_uninitialized_computes_as_an_initialized_one_once_loade
         twin.load_torch_state(twin.build(spec, dtype, initialize=False), dict(list(state.items())[1:]))
 
 
+@pytest.mark.quick
 def test_port_rejects_a_state_dict_of_another_network():
     state = TORCH.to_torch_state(TORCH.build(parse_spec("resnet20")))
     with pytest.raises(ValueError, match="does not match"):
@@ -131,6 +138,7 @@ def test_port_rejects_a_state_dict_of_another_network():
         TORCH.load_torch_state(TORCH.build(parse_spec("resnet32")), state)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.NAME)
 @pytest.mark.parametrize("arch", ["resnet", "plain"])
 def test_only_residual_nets_carry_signal_past_a_dead_block(twin, arch):

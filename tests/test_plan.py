@@ -27,6 +27,7 @@ def cli(*args):
 # -- the schedule ------------------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_simulate_follows_the_local_runner_fifo_pool():
     """Two workers, window 2: train A (10) and B (4) start; B lands at 4, its probe (1) and C (3) are
     queued in that order: the probe runs 4-5, C 5-8; A lands at 10, its probe 10-11. Head tasks first."""
@@ -37,6 +38,7 @@ def test_simulate_follows_the_local_runner_fifo_pool():
     assert simulate([2], [(10, 1), (4, 1), (3, 0)], workers=1, window=1, probes_with_run=False) == 21
 
 
+@pytest.mark.quick
 def test_simulate_ray_probes_inside_the_task_and_submits_everything():
     # (10+1) on one slot, (4+1) then (3+0) on the other: 11
     assert simulate([], [(10, 1), (4, 1), (3, 0)], workers=2, window=math.inf, probes_with_run=True) == 11
@@ -45,6 +47,7 @@ def test_simulate_ray_probes_inside_the_task_and_submits_everything():
     assert simulate([], [(10, 0), (1, 0), (1, 0)], workers=2, window=math.inf, probes_with_run=True) == 10
 
 
+@pytest.mark.quick
 def test_the_runner_starts_the_costliest_runs_first(tmp_path):
     from study.experiment.runner import LocalEngine, StudyRun
 
@@ -72,6 +75,7 @@ def _rate(backend, name, train, evaluate, fixed=None, probe=None, device="cpu"):
                 fixed, probe)  # fmt: skip
 
 
+@pytest.mark.quick
 def test_a_measured_network_is_used_as_measured_and_others_scale_linearly_in_flops():
     a, b = 2e-4, 1e-12  # the truth: seconds per image = a + b x FLOPs
     rates = [_rate("lightning", n, 1 / (a + b * 6 * parse_spec(n).macs), 3 / (a + b * 6 * parse_spec(n).macs), 1.0 + d)
@@ -92,6 +96,7 @@ def test_a_measured_network_is_used_as_measured_and_others_scale_linearly_in_flo
     )
 
 
+@pytest.mark.quick
 def test_probe_seconds_count_the_lesion_evaluations():
     assert lesion_evaluations(parse_spec("resnet8")) == 1 + 3  # too few blocks for random deletions
     assert lesion_evaluations(parse_spec("resnet20")) == 1 + 9 + 3 * 3  # k = 2, 4, 8
@@ -100,6 +105,7 @@ def test_probe_seconds_count_the_lesion_evaluations():
     assert table.probe("lightning", "cpu", parse_spec("resnet20"), 500) == pytest.approx(19 * 0.5 * 2.0)
 
 
+@pytest.mark.quick
 def test_plan_counts_every_run_and_gpu_hours():
     config = get_config("paper")
     table = planning.load_throughput(ASSUMED_GPU)
@@ -118,6 +124,7 @@ def test_plan_counts_every_run_and_gpu_hours():
     assert shared.busy_s == pytest.approx(2 * one.busy_s - 100 * 5.0, rel=1e-9)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("name", ["default", "classic"])
 def test_the_shipped_table_predicts_the_default_study_on_this_machines_workers(name):
     plan = plan_study(get_config(name), planning.load_throughput(None), workers=2)
@@ -128,6 +135,7 @@ def test_the_shipped_table_predicts_the_default_study_on_this_machines_workers(n
 # -- the sources -------------------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_compare_json_rows_become_rates(tmp_path):
     rows = [
         {"backend": "lightning", "device": "cpu", "spec": "resnet20", "precision": "32", "compile": False,
@@ -149,6 +157,7 @@ def test_compare_json_rows_become_rates(tmp_path):
     assert data["runs"] == 50 and data["gpus"] == 0 and data["wall_s"] > 0  # 5 depths x 2 archs x 5 seeds
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -182,6 +191,7 @@ def test_a_bad_throughput_file_is_one_line_exit_2(tmp_path, content, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -228,6 +238,7 @@ def test_a_finished_study_folder_is_a_throughput_source(tmp_path):
     assert two["wall_s"] == pytest.approx(timings["wall_s"], rel=1e-6)
 
 
+@pytest.mark.quick
 def test_a_saved_table_plans_as_its_source_did_and_no_users_file_is_overwritten(tmp_path):
     saved = tmp_path / "table.json"
     first = cli("plan", "--config", "paper", "--gpus", "8", "--throughput", str(ASSUMED_GPU), "--save-table",
@@ -242,6 +253,7 @@ def test_a_saved_table_plans_as_its_source_did_and_no_users_file_is_overwritten(
     assert mine.read_text() == '{"my": "notes"}'
 
 
+@pytest.mark.quick
 def test_a_huge_studys_size_is_stated_from_a_sample_of_its_seeds():
     """Above 1000 runs `study_size` simulates the first seeds and scales by the runs: within 2 % of the
     whole schedule simulated (what `plan` does, seconds slower at this size)."""
@@ -254,6 +266,7 @@ def test_a_huge_studys_size_is_stated_from_a_sample_of_its_seeds():
     assert seconds == pytest.approx(plan_study(config, table, workers=2).wall_s, rel=0.02)
 
 
+@pytest.mark.quick
 def test_a_confirmed_large_study_is_stated_and_let_through():
     import argparse
 
@@ -268,6 +281,7 @@ def test_a_confirmed_large_study_is_stated_and_let_through():
     )
 
 
+@pytest.mark.quick
 def test_a_study_the_shipped_table_cannot_time_is_stated_by_its_runs():
     import argparse
 

@@ -16,6 +16,8 @@ from study.schemas.exactness import Exactness
 from study.schemas.run import RunState, Summary
 from study.schemas.study_folder import SettleFile, StudyFile, TimingsFile
 
+pytestmark = pytest.mark.quick  # every test here is in the edit loop's tier (README)
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = {"family": "cifar", "depth": 8, "residual": True, "shortcut": "A", "activation": "relu", "norm": "batch",
         "input_shape": [8, 8, 1], "classes": 10, "bottleneck_stride": "3x3", "lesion": []}  # fmt: skip

@@ -14,6 +14,8 @@ from study.core.presets import parse_spec, preset_names
 from study.core.recipe import TrainSpec
 from study.core.spec import NetworkSpec, SpecError
 
+pytestmark = pytest.mark.quick  # every test here is in the edit loop's tier (README)
+
 # He et al. 2015 Table 6 / torchvision: trainable parameters, exact.
 PARAMS = {
     "resnet20": 269_722,

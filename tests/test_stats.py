@@ -21,6 +21,7 @@ def verdicts(result: dict) -> dict:
     return {backend: entry["verdict"] for backend, entry in result["backends"].items()}
 
 
+@pytest.mark.quick
 def test_effect_present_holds_and_twins_agree():
     results = table(effect, seeds=tuple(range(8)), noise=0.005)
     deg = degradation(results)
@@ -46,6 +47,7 @@ def test_holm_is_statsmodels_holm():
     assert holm([0.01, None, 0.04]) == pytest.approx([0.02, None, 0.04])
 
 
+@pytest.mark.quick
 def test_the_tests_are_exact_sign_tests_on_each_seeds_rise():
     """Each test counts the seeds whose rise (deep minus shallow error, seed by seed) lies beyond the
     minimum effect: scipy's exact binomial test; its interval the median's order-statistic interval."""
@@ -64,6 +66,7 @@ def test_the_tests_are_exact_sign_tests_on_each_seeds_rise():
     assert tests["plain_rise"]["mean"] == pytest.approx(rises.mean())
 
 
+@pytest.mark.quick
 def test_a_seed_on_the_threshold_counts_against_the_claim():
     """Identical runs are evidence with a bound, never p = 0: residual nets at exactly the minimum effect
     in every seed do not show "below it", and five seeds at 0 show it at p = 1/32 with 45 % left open."""
@@ -81,6 +84,7 @@ def test_a_seed_on_the_threshold_counts_against_the_claim():
     assert "5 of 5 seeds do not exclude that up to 45 % of seeds rise by 2.0 points or more" in entry["reason"]
 
 
+@pytest.mark.quick
 def test_residual_nets_rising_by_more_than_the_minimum_effect_never_hold():
     """Audit: residual nets rising ~5 points could still "hold" (18 % of studies at +2.6 points), since
     "does not degrade" was read from a non-significant test. Now it has to be shown."""
@@ -93,6 +97,7 @@ def test_residual_nets_rising_by_more_than_the_minimum_effect_never_hold():
         assert deg["verdict"] != "holds", deg["reason"]
 
 
+@pytest.mark.quick
 def test_a_plain_rise_below_the_minimum_effect_does_not_hold():
     """Audit: a plain rise below 2 points could "hold" (the holds branch was checked before the effect)."""
     deg = degradation(
@@ -104,12 +109,14 @@ def test_a_plain_rise_below_the_minimum_effect_does_not_hold():
     assert "plain error rises by less than 2.0 points" in deg["backends"]["keras"]["reason"]
 
 
+@pytest.mark.quick
 def test_effect_absent_does_not_hold():
     deg = degradation(table(flat))  # six seeds: the fewest that show a claim at alpha/2 = 0.025
     assert deg["verdict"] == "does_not_hold", deg["reason"]
     assert verdicts(deg) == {"keras": "does_not_hold", "lightning": "does_not_hold"}
 
 
+@pytest.mark.quick
 def test_reversed_effect_does_not_hold():
     deg = degradation(table(reversed_))
     assert deg["verdict"] == "does_not_hold"
@@ -118,12 +125,14 @@ def test_reversed_effect_does_not_hold():
     assert tests["interaction"]["estimate"] < 0 and tests["interaction"]["p"] > 0.99  # one-sided
 
 
+@pytest.mark.quick
 def test_residual_degrading_as_much_as_plain_does_not_hold():
     deg = degradation(table(lambda arch, depth: 0.05 + 0.004 * (depth - 8)))
     assert verdicts(deg) == {"keras": "does_not_hold", "lightning": "does_not_hold"}
     assert "residual error rises by more than 2.0 points" in deg["backends"]["keras"]["reason"]
 
 
+@pytest.mark.quick
 def test_when_only_the_deepest_plain_net_fails_the_verdict_holds():
     """Audit: Kendall's tau over depths tested an ordering, so two interleaved shallow cells capped its
     power (~70 % for a 70-point rise). The decision now compares the deepest with the shallowest depth."""
@@ -138,6 +147,7 @@ def test_when_only_the_deepest_plain_net_fails_the_verdict_holds():
     assert held == 20
 
 
+@pytest.mark.quick
 def test_constant_cells_decide_exactly():
     """Audit: all runs at 0 % or all at chance made the strongest degradation "test undefined"."""
     results = table(lambda arch, depth: 0.9 if (arch, depth) == ("plain", 56) else 0.0, noise=0.0, twin_noise=0.0)
@@ -150,6 +160,7 @@ def test_constant_cells_decide_exactly():
     assert flat_constant["verdict"] == "does_not_hold", flat_constant["reason"]
 
 
+@pytest.mark.quick
 def test_an_unproven_residual_bound_is_inconclusive_and_says_what_would_settle_it():
     deg = degradation(table(effect, seeds=(0, 1, 2), noise=0.03, rng_seed=0))
     entry = deg["backends"]["keras"]
@@ -157,6 +168,7 @@ def test_an_unproven_residual_bound_is_inconclusive_and_says_what_would_settle_i
     assert "residual_flat: about" in entry["settle"] and "seeds would give it 80 % power" in entry["settle"]
 
 
+@pytest.mark.quick
 def test_backends_differing():
     results = table(
         {"keras": lambda arch, depth: effect(arch, depth) + 0.3 * (arch == "plain"), "lightning": flat},
@@ -169,6 +181,7 @@ def test_backends_differing():
     assert deg["reason"] == "backends differ: keras holds, lightning does_not_hold"
 
 
+@pytest.mark.quick
 def test_too_few_seeds_is_inconclusive():
     results = table(effect, seeds=(0,))
     deg = degradation(results)
@@ -178,6 +191,7 @@ def test_too_few_seeds_is_inconclusive():
     assert deg["backends"]["keras"]["cells"][0]["ci_low"] is None
 
 
+@pytest.mark.quick
 def test_missing_arch_or_depth_is_inconclusive():
     results = table(effect)
     assert "no resnet runs" in degradation(results[results.arch == "plain"])["reason"]
@@ -185,11 +199,13 @@ def test_missing_arch_or_depth_is_inconclusive():
     assert "fewer than 2 depths" in degradation(two_cells)["backends"]["keras"]["reason"]
 
 
+@pytest.mark.quick
 def test_only_one_backend():
     results = table(effect, backends=("keras",), seeds=tuple(range(8)), noise=0.005)
     assert degradation(results)["verdict"] == "holds"
 
 
+@pytest.mark.quick
 def test_the_gap_over_training_is_read_from_the_history():
     """Is plain-56 only slower? The plain gap is tested at every epoch of history.csv."""
     results = table(effect, seeds=tuple(range(6)), noise=0.005, backends=("keras",))
@@ -205,6 +221,7 @@ def test_the_gap_over_training_is_read_from_the_history():
     assert not over["epochs"][0]["shown"] and over["epochs"][-1]["shown"]
 
 
+@pytest.mark.quick
 def test_diverged_runs_are_counted_and_listed():
     results = table(effect, seeds=(0, 1, 2, 3))
     failed = (results.arch == "plain") & (results.depth == 56) & (results.seed < 2) & (results.backend == "keras")
@@ -219,6 +236,7 @@ def test_diverged_runs_are_counted_and_listed():
     assert cell["n"] == 4 and cell["mean"] > 0.5  # diverged runs are ordinary observations
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "error, kwargs",
     [(effect, {}), (flat, {}), (effect, {"seeds": (0,)}), (effect, {"backends": ("keras",)}), (flat, {"noise": 0.0})],
@@ -247,6 +265,7 @@ def test_verdicts_are_json_serializable(error, kwargs):
     }
 
 
+@pytest.mark.quick
 def test_load_results_round_trip(tmp_path):
     results = table(effect)
     path = tmp_path / "results.csv"
@@ -256,6 +275,7 @@ def test_load_results_round_trip(tmp_path):
     assert loaded.diverged.dtype == bool and loaded.depth.dtype.kind == "i"
 
 
+@pytest.mark.quick
 def test_load_results_parses_diverged_spellings(tmp_path):
     results = table(effect, seeds=(0,), backends=("keras",)).iloc[:6]
     results["diverged"] = ["True", "false", "1", "0", "TRUE", "False"]
@@ -263,6 +283,7 @@ def test_load_results_parses_diverged_spellings(tmp_path):
     assert load_results(tmp_path / "r.csv").diverged.tolist() == [True, False, True, False, True, False]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "row, column, value, expected",
     [
@@ -286,12 +307,14 @@ def test_load_results_rejects_bad_values(tmp_path, row, column, value, expected)
     assert expected in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.quick
 def test_load_results_names_missing_columns(tmp_path):
     table(effect).drop(columns=["seed", "final_test_error"]).to_csv(tmp_path / "results.csv", index=False)
     with pytest.raises(ResultsError, match=r"lacks column\(s\): seed, final_test_error$"):
         load_results(tmp_path / "results.csv")
 
 
+@pytest.mark.quick
 def test_load_results_rejects_empty_and_missing_files(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "header.csv").write_text(",".join(table(effect).columns) + "\n")
@@ -300,6 +323,7 @@ def test_load_results_rejects_empty_and_missing_files(tmp_path):
             load_results(tmp_path / name)
 
 
+@pytest.mark.quick
 def test_a_negligible_but_consistent_residual_rise_still_holds():
     """Short schedules leave deep residual nets a few tenths of a point behind: shown below 2 points."""
 
@@ -312,6 +336,7 @@ def test_a_negligible_but_consistent_residual_rise_still_holds():
     assert deg["verdict"] == "holds", deg["reason"]
 
 
+@pytest.mark.quick
 def test_residual_nets_at_zero_error_everywhere_do_not_degrade():
     def perfect_residual(arch, depth):
         return effect(arch, depth) if arch == "plain" else 0.0
@@ -323,6 +348,7 @@ def test_residual_nets_at_zero_error_everywhere_do_not_degrade():
     assert deg["verdict"] == "holds", deg["reason"]
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize(
     "history, message",
     [
@@ -355,6 +381,7 @@ def budget_table(plain_gap_at, seeds=tuple(range(5)), rng_seed=0):
     return pd.DataFrame(rows)
 
 
+@pytest.mark.quick
 def test_a_gap_that_stays_persists_and_one_that_closes_closes():
     """Is plain-56 only slower? The budget config trains 15, 30 and 60 epochs."""
     stays = budget_verdict(budget_table(lambda epochs: 0.7))
@@ -370,6 +397,7 @@ def test_a_gap_that_stays_persists_and_one_that_closes_closes():
     assert one["verdict"] == "not_asked" and "--config budget" in one["reason"]
 
 
+@pytest.mark.quick
 def test_a_budget_claim_is_about_the_typical_seed_and_needs_its_seeds():
     """Exact sign tests per budget, seed by seed: 3 seeds cannot show a gap (p >= 1/8) and the verdict
     says how many would; at 5 seeds one seed whose gap closed at 15 epochs leaves "persists" open."""
@@ -383,6 +411,7 @@ def test_a_budget_claim_is_about_the_typical_seed_and_needs_its_seeds():
     assert budget_verdict(budget_table(lambda epochs: 0.7))["budgets"][0]["plain"]["p"] == 2.0**-5
 
 
+@pytest.mark.quick
 def test_the_other_verdicts_read_the_largest_budget():
     out = analyze(budget_table(lambda epochs: {15: 0.7, 30: 0.2, 60: 0.0}[epochs], seeds=tuple(range(6))))
     cells = out["degradation"]["backends"]["lightning"]["cells"]

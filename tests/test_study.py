@@ -270,6 +270,7 @@ def test_sweep_yaml_runs_a_point_the_way_the_agent_would_and_collect_merges(tmp_
     assert sorted(row["seed"] for row in result_rows(merged)) == ["0", "1"]
 
 
+@pytest.mark.quick
 def test_gradflow_sigmoid_vanishes_in_plain_nets_without_bn():
     dataset = data.load_dataset("digits")
     rows, fits = gradflow.measure((8, 20), dataset, activations=("relu", "sigmoid"), norms=("none",), batch=32)
@@ -308,6 +309,7 @@ def test_bad_study_input_is_one_line_exit_2(args, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.quick
 def test_malformed_results_is_one_line_exit_2(tmp_path):
     (tmp_path / "results.csv").write_text("run_key,backend,arch\nx,keras,plain\n")
     result = cli("analyze", str(tmp_path))
@@ -316,6 +318,7 @@ def test_malformed_results_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "verdict.json").exists()
 
 
+@pytest.mark.quick
 def test_existing_study_with_another_config_is_never_overwritten(tmp_path):
     from study.configs import get_config
     from study.experiment.study_folder import open_study, update_tables

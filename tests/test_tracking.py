@@ -78,6 +78,7 @@ def test_both_twins_log_the_same_keys_against_one_epoch_axis(runs):
         assert state["summary"]["epoch"] == EPOCHS and state["project"] == DEFAULT_PROJECT
 
 
+@pytest.mark.quick
 def test_wandb_environment_variables_are_honoured_when_no_flag_is_given(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert resolve_mode(None) == "disabled" and resolve_mode("offline") == "offline"

@@ -66,6 +66,7 @@ def reference_batches(dataset, train_spec, epoch):
     return list(epoch_batches(dataset, train_spec.batch_size, train_spec.seed, epoch, augment=True))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("epoch", [0, 3])
 def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
     """Both data paths (Lightning's on-device gather and crop, Keras' tf.data) give study.core.data's batches."""
@@ -82,6 +83,7 @@ def test_both_twins_serve_the_reference_batches_with_augmentation(epoch):
         assert np.array_equal(kx, x) and np.array_equal(ky, y)
 
 
+@pytest.mark.quick
 def test_keras_train_pipeline_is_not_autotuned():
     """Deleting an autotuned tf.data iterator waits for its model thread (up to a minute between its
     wake-ups): `fit` then idled seconds after its last epoch. The study's pipeline turns it off."""
@@ -90,6 +92,7 @@ def test_keras_train_pipeline_is_not_autotuned():
     assert options.autotune.enabled is False
 
 
+@pytest.mark.quick
 def test_lightning_process_shares_make_up_the_global_batch():
     dataset, train_spec = augmenting_dataset(11), TrainSpec(epochs=1, batch_size=4, seed=7)
     images = to_nchw(dataset.x_train)
@@ -112,6 +115,7 @@ def _torch_with_keras_momentum(self, gradient, variable, learning_rate):
     self.assign_add(variable, velocity)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("epochs, warmup", [(4, 1), (2, 2), (2, 1), (4, 3), (6, 0.5), (3, 0)])
 def test_the_keras_schedule_is_lr_at_at_every_step(epochs, warmup):
     """The Keras twin's per-step schedule is `TrainSpec.lr_at` (the Lightning twin's LambdaLR calls it),
@@ -258,6 +262,7 @@ def test_bad_train_input_is_one_line_exit_2_and_writes_no_run(tmp_path, args, me
     assert not (out / "summary.json").exists()
 
 
+@pytest.mark.quick
 def test_corrupt_cifar_file_names_the_file(tmp_path):
     data_dir = write_cifar10_files(tmp_path / "cifar", n_train_per_batch=4, n_test=4)
     (data_dir / "data_batch_3").write_bytes(b"not a pickle")
@@ -303,6 +308,7 @@ def test_digits_resnet20_learns_where_plain56_degrades(tmp_path, backend):
     assert errors["resnet20"] < 0.01 and errors["plain56"] > 0.5, errors
 
 
+@pytest.mark.quick
 def test_compile_is_lightning_only(tmp_path):
     result = cli("train", "resnet-8", "--backend", "keras", "--compile", "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "--compile is torch.compile for the lightning backend" in result.stderr

@@ -17,6 +17,7 @@ def cli(*args, env):
     return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.quick
 def test_the_hiding_works(without_tensorflow):
     probe = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True,
                            env=without_tensorflow)  # fmt: skip
@@ -31,6 +32,7 @@ def test_training_on_keras_torch_runs_without_tensorflow(tmp_path, without_tenso
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.quick
 def test_the_tensorflow_backend_without_tensorflow_is_one_line_with_its_install(tmp_path, without_tensorflow):
     out = tmp_path / "run"
     result = cli("train", "resnet-8", "--backend", "keras", *QUICK, "--out", str(out), env=without_tensorflow)
