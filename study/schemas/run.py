@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from study.core.records import FLOAT64, PRECISIONS
+from study.core.spec import FAMILIES
 from study.files import RUN_STATE, SUMMARY
 from study.schemas.base import (
     Activation,
@@ -39,7 +40,7 @@ class SpecRecord(Open):
     reports read of it checked; every other key kept as written (the spec's own rules apply when it is
     built)."""
 
-    family: Literal["cifar", "imagenet"]
+    family: Literal[FAMILIES]  # type: ignore[valid-type]
     depth: Depth
     residual: bool
     shortcut: Shortcut
